@@ -1,0 +1,54 @@
+"""One exception class per failure class; the CLI maps each to its exit code (DESIGN.md)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class EdgekitError(Exception):
+    """Base class. `exit_code` is what the CLI returns; the message is one line."""
+
+    exit_code = 4
+
+
+class GateFailed(EdgekitError):
+    """A fidelity, latency or regression gate failed."""
+
+    exit_code = 1
+
+
+class BadInput(EdgekitError):
+    """Bad usage or bad input: missing file, malformed model/TOML, mismatched data."""
+
+    exit_code = 2
+
+
+class MissingDependency(EdgekitError):
+    """An optional dependency (a backend's pip extra) is not installed."""
+
+    exit_code = 3
+
+    def __init__(self, module: str, extra: str, what: str = "") -> None:
+        self.module = module
+        self.extra = extra
+        purpose = f" for {what}" if what else ""
+        super().__init__(
+            f"'{module}' is not installed{purpose}; install it with: pip install 'edgekit[{extra}]'"
+        )
+
+
+class Unreachable(EdgekitError):
+    """A device could not be reached or refused us."""
+
+    exit_code = 3
+
+
+class InternalError(EdgekitError):
+    exit_code = 4
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """' Did you mean X?' for the closest valid choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
