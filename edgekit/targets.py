@@ -1,0 +1,154 @@
+"""Target profiles: one TOML per device class (data, not code).
+
+Profiles are found, in order of precedence, in the directories of `--targets-dir`, in those of the
+`EDGEKIT_TARGETS_PATH` environment variable (os.pathsep-separated), and in the profiles shipped with
+edgekit (inside the wheel, or `targets/` of a source checkout). A user's file overrides a shipped one
+of the same name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import BadInput, suggest
+from edgekit.resources import data_dir
+from edgekit.tomlio import load_toml
+
+ENV_VAR = "EDGEKIT_TARGETS_PATH"
+PRECISIONS = ("fp32", "fp16", "int8")
+BUILD_MODES = ("host", "on-device")
+KNOWN_KEYS = {
+    "name", "backend", "description", "precisions", "default_precision", "int8_native", "opset_max",
+    "build", "memory_mb", "runtime", "fidelity", "quantization", "device", "compute_capability",
+    "threads", "options", "io",
+}
+
+
+@dataclass
+class Gates:
+    """Default fidelity gates of a target; flags override them per command."""
+
+    min_cosine: float = 0.99
+    max_accuracy_drop: float = 1.0  # percentage points
+    min_snr_db: float | None = None
+    min_top1_agreement: float | None = None  # percent
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> Gates:
+        known = set(cls.__dataclass_fields__)
+        for key, value in data.items():
+            if key not in known:
+                raise BadInput(f"{where}: unknown [fidelity] key '{key}'.{suggest(key, known)}")
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise BadInput(f"{where}: [fidelity] {key} must be a number, got {value!r}")
+        return cls(**{k: float(v) for k, v in data.items()})
+
+    def to_json(self) -> dict[str, float | None]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class TargetProfile:
+    name: str
+    backend: str
+    description: str = ""
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    default_precision: str = "fp32"
+    int8_native: bool = True
+    opset_max: int | None = None
+    build: str = "host"
+    memory_mb: int | None = None
+    runtime: dict[str, Any] = field(default_factory=dict)
+    fidelity: Gates = field(default_factory=Gates)
+    # backend-specific tables (quantization types, device strings, ...): read by the backend
+    quantization: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    compute_capability: str | None = None
+    threads: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    io: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    @classmethod
+    def from_file(cls, path: Path) -> TargetProfile:
+        data = load_toml(path)
+        where = str(path)
+        for key in data:
+            if key not in KNOWN_KEYS:
+                raise BadInput(f"{where}: unknown key '{key}'.{suggest(key, KNOWN_KEYS)}")
+        for key in ("name", "backend"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise BadInput(f"{where}: missing required string key '{key}'")
+        precisions = data.get("precisions", list(PRECISIONS))
+        bad = [p for p in precisions if p not in PRECISIONS]
+        if bad:
+            raise BadInput(f"{where}: precision '{bad[0]}' is not one of {', '.join(PRECISIONS)}")
+        default = data.get("default_precision", precisions[0])
+        if default not in precisions:
+            raise BadInput(f"{where}: default_precision '{default}' is not in precisions {precisions}")
+        build = data.get("build", "host")
+        if build not in BUILD_MODES:
+            raise BadInput(f"{where}: build = '{build}' is not one of {', '.join(BUILD_MODES)}")
+        for key in ("opset_max", "memory_mb", "threads"):
+            if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
+                raise BadInput(f"{where}: {key} must be an integer, got {data[key]!r}")
+        return cls(
+            name=data["name"],
+            backend=data["backend"],
+            description=str(data.get("description", "")),
+            precisions=list(precisions),
+            default_precision=default,
+            int8_native=bool(data.get("int8_native", True)),
+            opset_max=data.get("opset_max"),
+            build=build,
+            memory_mb=data.get("memory_mb"),
+            runtime=dict(data.get("runtime", {})),
+            fidelity=Gates.from_dict(dict(data.get("fidelity", {})), where),
+            quantization=dict(data.get("quantization", {})),
+            device=data.get("device"),
+            compute_capability=data.get("compute_capability"),
+            threads=data.get("threads"),
+            options=dict(data.get("options", {})),
+            io=dict(data.get("io", {})),
+            path=where,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("fidelity", "path")}
+        out["fidelity"] = self.fidelity.to_json()
+        return out
+
+
+def search_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
+    dirs = [Path(p).expanduser() for p in extra]
+    env = os.environ.get(ENV_VAR, "")
+    dirs += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    dirs.append(data_dir("targets"))
+    return dirs
+
+
+def load_all(extra_dirs: Sequence[str | Path] = ()) -> dict[str, TargetProfile]:
+    """All profiles by name; earlier directories win."""
+    found: dict[str, TargetProfile] = {}
+    for directory in search_dirs(extra_dirs):
+        if not directory.is_dir():
+            if directory in [Path(p).expanduser() for p in extra_dirs]:
+                raise BadInput(f"targets directory not found: {directory}")
+            continue
+        for file in sorted(directory.glob("*.toml")):
+            profile = TargetProfile.from_file(file)
+            found.setdefault(profile.name, profile)
+    return found
+
+
+def get(name: str, extra_dirs: Sequence[str | Path] = ()) -> TargetProfile:
+    profiles = load_all(extra_dirs)
+    if name not in profiles:
+        raise BadInput(
+            f"unknown target '{name}'.{suggest(name, profiles)} Valid targets: {', '.join(sorted(profiles))}"
+        )
+    return profiles[name]
