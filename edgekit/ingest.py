@@ -435,7 +435,9 @@ def _prepare(
             f"--input-shape {name}:{','.join(str(d) if isinstance(d, int) else '1' for d in dims)}"
             for name, dims in dynamic.items()
         )
-        raise BadInput(f"{where}: this backend needs static shapes; dynamic dims in {listing}. Fix them with {example}")
+        raise BadInput(
+            f"{where}: this backend needs static shapes; dynamic dims in {listing}. Fix them with {example}"
+        )
 
     opset = onnx_opset(model)
     if options.min_opset and opset < options.min_opset:
