@@ -216,7 +216,9 @@ def _batched(data: CalibrationSet) -> bool:
     return all(data._batched.get(n, False) for n in data.names)
 
 
-def reference_outputs(model_path: Path, data: CalibrationSet, progress: Progress = _noop) -> dict[str, np.ndarray]:
+def reference_outputs(
+    model_path: Path, data: CalibrationSet, progress: Progress = _noop
+) -> dict[str, np.ndarray]:
     """FP32 outputs of the source model through onnxruntime, stacked over samples."""
     import onnxruntime as ort
 
@@ -375,7 +377,11 @@ def bench_local(
             times.append(runner.last_ms)
     stats = latency_stats(times)
     return {
-        "artifact": {"name": manifest.get("name"), "target": manifest["target"], "precision": manifest["precision"]},
+        "artifact": {
+            "name": manifest.get("name"),
+            "target": manifest["target"],
+            "precision": manifest["precision"],
+        },
         "device": {"name": "local", "host": os.uname().nodename},
         "settings": {"warmup": warmup, "iterations": iterations, "threads": threads, "input": "random"},
         "latency_ms": stats,

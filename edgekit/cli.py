@@ -45,7 +45,9 @@ def _stdout():
 def common(func: Callable) -> Callable:
     """--json and --debug on every command."""
 
-    @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout; logs on stderr.")
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Machine-readable result on stdout; logs on stderr."
+    )
     @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
     @functools.wraps(func)
     def wrapper(*args: Any, as_json: bool, debug: bool, **kwargs: Any) -> Any:
@@ -115,7 +117,11 @@ def targets(targets_dir: tuple[str, ...]) -> None:
         if profile.backend in built:
             backend = get_backend(profile.backend)
             missing = backend.missing_modules()
-            status = "installed" if not missing else f"missing {', '.join(missing)} (pip install 'edgekit[{backend.extra}]')"
+            status = (
+                "installed"
+                if not missing
+                else f"missing {', '.join(missing)} (pip install 'edgekit[{backend.extra}]')"
+            )
         elif profile.backend in BACKENDS:
             status = "backend not in this build"
         else:
@@ -142,8 +148,12 @@ def targets(targets_dir: tuple[str, ...]) -> None:
     for row in rows:
         color = "green" if row["installed"] else "yellow"
         table.add_row(
-            row["name"], row["backend"], ",".join(row["precisions"]), row["build"],
-            f"[{color}]{row['status']}[/{color}]", row["description"],
+            row["name"],
+            row["backend"],
+            ",".join(row["precisions"]),
+            row["build"],
+            f"[{color}]{row['status']}[/{color}]",
+            row["description"],
         )
     _stdout().print(table)
 
@@ -151,8 +161,12 @@ def targets(targets_dir: tuple[str, ...]) -> None:
 # ---- inspect -----------------------------------------------------------------------------------
 @cli.command(epilog=MEMORY_HELP)
 @click.argument("model", type=click.Path())
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D0,D1,..", help="Fix a dynamic input shape.")
-@click.option("--devices", "devices_file", type=click.Path(), help="devices.toml: add a fit table per device.")
+@click.option(
+    "--input-shape", "input_shapes", multiple=True, metavar="NAME:D0,D1,..", help="Fix a dynamic input shape."
+)
+@click.option(
+    "--devices", "devices_file", type=click.Path(), help="devices.toml: add a fit table per device."
+)
 @common
 def inspect(model: str, input_shapes: tuple[str, ...], devices_file: str | None) -> None:
     """Parameters, sizes per precision, MACs, peak activations and which devices can hold MODEL."""
@@ -190,27 +204,62 @@ def _gate_options(func: Callable) -> Callable:
 @click.option("--fp32", "precision", flag_value="fp32", help="FP32.")
 @click.option("--calib", type=click.Path(), help="Calibration set (.npz or image dir + calibration.toml).")
 @click.option("--val", type=click.Path(), help="Validation set: verify the artifact and record fidelity.")
-@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D0,D1,..", help="Fix a dynamic input shape.")
+@click.option(
+    "--input-shape", "input_shapes", multiple=True, metavar="NAME:D0,D1,..", help="Fix a dynamic input shape."
+)
 @click.option("-o", "--out", "out_dir", default="edgekit-out", show_default=True, type=click.Path())
 @click.option("--calib-samples", type=int, help="Seeded subset of the calibration set.")
 @click.option("--val-samples", type=int, help="Seeded subset of the validation set.")
-@click.option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy", show_default=True)
-@click.option("--dynamic", "dynamic_int8", is_flag=True, help="INT8 with dynamic (run-time) activation ranges.")
-@click.option("--io", "io_dtype", type=click.Choice(["auto", "float", "int8", "float16"]), default="auto", show_default=True,
-              help="Artifact I/O type where the backend can choose (full-int8 TFLite, fp16 ONNX).")
+@click.option(
+    "--calib-method",
+    type=click.Choice(["entropy", "minmax", "percentile"]),
+    default="entropy",
+    show_default=True,
+)
+@click.option(
+    "--dynamic", "dynamic_int8", is_flag=True, help="INT8 with dynamic (run-time) activation ranges."
+)
+@click.option(
+    "--io",
+    "io_dtype",
+    type=click.Choice(["auto", "float", "int8", "float16"]),
+    default="auto",
+    show_default=True,
+    help="Artifact I/O type where the backend can choose (full-int8 TFLite, fp16 ONNX).",
+)
 @click.option("--ignore", multiple=True, help="Node-name pattern to keep in float (glob or regex).")
-@click.option("--accuracy-control", is_flag=True, help="Accuracy-aware INT8 where supported (needs labelled --val).")
+@click.option(
+    "--accuracy-control", is_flag=True, help="Accuracy-aware INT8 where supported (needs labelled --val)."
+)
 @click.option("--threads", type=int, help="Threads for the host runner.")
 @click.option("--option", "extra", multiple=True, metavar="KEY=VALUE", help="Backend-specific option.")
 @click.option("--no-simplify", is_flag=True, help="Skip constant folding with onnxslim.")
 @click.option("--targets-dir", multiple=True, type=click.Path(), help="Extra directory of target TOMLs.")
 @_gate_options
 @common
-def export(model: str, target: str, precision: str | None, calib: str | None, val: str | None,
-           input_shapes: tuple[str, ...], out_dir: str, calib_samples: int | None, val_samples: int | None,
-           calib_method: str, dynamic_int8: bool, io_dtype: str, ignore: tuple[str, ...], accuracy_control: bool,
-           threads: int | None, extra: tuple[str, ...], no_simplify: bool, targets_dir: tuple[str, ...],
-           min_cosine: float | None, max_accuracy_drop: float | None, min_snr_db: float | None) -> None:
+def export(
+    model: str,
+    target: str,
+    precision: str | None,
+    calib: str | None,
+    val: str | None,
+    input_shapes: tuple[str, ...],
+    out_dir: str,
+    calib_samples: int | None,
+    val_samples: int | None,
+    calib_method: str,
+    dynamic_int8: bool,
+    io_dtype: str,
+    ignore: tuple[str, ...],
+    accuracy_control: bool,
+    threads: int | None,
+    extra: tuple[str, ...],
+    no_simplify: bool,
+    targets_dir: tuple[str, ...],
+    min_cosine: float | None,
+    max_accuracy_drop: float | None,
+    min_snr_db: float | None,
+) -> None:
     """Export MODEL for one target and precision into OUT/<model>.<target>.<precision>/."""
     from edgekit import api
     from edgekit.backends.base import ExportOptions
@@ -226,10 +275,23 @@ def export(model: str, target: str, precision: str | None, calib: str | None, va
         extra=_parse_kv(extra),
     )
     request = api.ExportRequest(
-        model=model, target=target, precision=precision, calib=calib, val=val,
-        input_shapes=parse_input_shapes(input_shapes), out_dir=out_dir, calib_samples=calib_samples,
-        val_samples=val_samples, simplify=not no_simplify, options=options, targets_dirs=targets_dir,
-        gate_overrides={"min_cosine": min_cosine, "max_accuracy_drop": max_accuracy_drop, "min_snr_db": min_snr_db},
+        model=model,
+        target=target,
+        precision=precision,
+        calib=calib,
+        val=val,
+        input_shapes=parse_input_shapes(input_shapes),
+        out_dir=out_dir,
+        calib_samples=calib_samples,
+        val_samples=val_samples,
+        simplify=not no_simplify,
+        options=options,
+        targets_dirs=targets_dir,
+        gate_overrides={
+            "min_cosine": min_cosine,
+            "max_accuracy_drop": max_accuracy_drop,
+            "min_snr_db": min_snr_db,
+        },
     )
     with Steps(f"export {Path(model).name} -> {target}") as steps:
         outcome = api.export(request, steps)
@@ -242,7 +304,7 @@ def export(model: str, target: str, precision: str | None, calib: str | None, va
         size = manifest["size"]
         _stdout().print(
             f"[green]exported[/green] {outcome.path}  ({manifest['effective_precision']}, "
-            f"{_mb(size['artifact_bytes'])}, {size['compression_ratio']}x smaller than the FP32 source)"
+            f"{_mb(size['artifact_bytes'])}, compression {size['compression_ratio']}x vs the FP32 source)"
         )
         if outcome.fidelity is not None:
             _print_fidelity(outcome.fidelity)
@@ -272,7 +334,11 @@ def _print_fidelity(report: Any) -> None:
         table.add_column(col)
     for out in report.outputs:
         table.add_row(
-            out.name, f"{out.cosine:.5f}", f"{out.snr_db:.1f}", f"{out.max_abs:.4g}", f"{out.mean_abs:.4g}",
+            out.name,
+            f"{out.cosine:.5f}",
+            f"{out.snr_db:.1f}",
+            f"{out.max_abs:.4g}",
+            f"{out.mean_abs:.4g}",
             "-" if out.top1_agreement is None else f"{out.top1_agreement:.2f}",
         )
     console = _stdout()
@@ -290,16 +356,27 @@ def _print_fidelity(report: Any) -> None:
 @cli.command()
 @click.argument("artifact_dir", type=click.Path())
 @click.option("--val", required=True, type=click.Path(), help="Validation set (.npz or image dir).")
-@click.option("--reference", type=click.Path(), help="The FP32 source ONNX (default: the path in the manifest).")
+@click.option(
+    "--reference", type=click.Path(), help="The FP32 source ONNX (default: the path in the manifest)."
+)
 @click.option("--val-samples", type=int, help="Seeded subset of the validation set.")
 @click.option("--device", help="Run the artifact on this device (devices.toml) instead of the host.")
 @click.option("--devices", "devices_file", default="devices.toml", show_default=True, type=click.Path())
 @click.option("--targets-dir", multiple=True, type=click.Path())
 @_gate_options
 @common
-def verify(artifact_dir: str, val: str, reference: str | None, val_samples: int | None, device: str | None,
-           devices_file: str, targets_dir: tuple[str, ...], min_cosine: float | None,
-           max_accuracy_drop: float | None, min_snr_db: float | None) -> None:
+def verify(
+    artifact_dir: str,
+    val: str,
+    reference: str | None,
+    val_samples: int | None,
+    device: str | None,
+    devices_file: str,
+    targets_dir: tuple[str, ...],
+    min_cosine: float | None,
+    max_accuracy_drop: float | None,
+    min_snr_db: float | None,
+) -> None:
     """Check ARTIFACT_DIR against its FP32 source on a validation set; exit 1 when a gate fails."""
     from edgekit import api
 
@@ -308,11 +385,24 @@ def verify(artifact_dir: str, val: str, reference: str | None, val_samples: int 
         if device and device != "local":
             from edgekit import runner
 
-            report = runner.verify_on_device(artifact_dir, val, device, devices_file, reference=reference,
-                                             samples=val_samples, gate_overrides=overrides)
+            report = runner.verify_on_device(
+                artifact_dir,
+                val,
+                device,
+                devices_file,
+                reference=reference,
+                samples=val_samples,
+                gate_overrides=overrides,
+            )
         else:
-            report, _ = api.verify(artifact_dir, val, reference=reference, samples=val_samples,
-                                   gate_overrides=overrides, targets_dirs=targets_dir)
+            report, _ = api.verify(
+                artifact_dir,
+                val,
+                reference=reference,
+                samples=val_samples,
+                gate_overrides=overrides,
+                targets_dirs=targets_dir,
+            )
     if STATE["json"]:
         emit_json(report.to_json())
     else:
@@ -377,6 +467,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         click.echo(
-            f"edgekit: internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True
+            f"edgekit: internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)",
+            err=True,
         )
         sys.exit(4)

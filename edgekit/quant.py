@@ -8,7 +8,9 @@ only handed back after `onnx.checker` and an onnxruntime session accept it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import logging
 import shutil
 import tempfile
@@ -109,8 +111,9 @@ def compute_ranges(
             providers=["CPUExecutionProvider"],
             extra_options=_calib_options(method, symmetric),
         )
-        calibrator.collect_data(ort_reader(calib))
-        data = calibrator.compute_data()
+        with _quiet():  # onnxruntime prints progress with print()
+            calibrator.collect_data(ort_reader(calib))
+            data = calibrator.compute_data()
     return {name: (float(td.range_value[0]), float(td.range_value[1])) for name, td in data.items()}
 
 
@@ -177,19 +180,20 @@ def quantize_qdq(
             }
             kwargs = {"calibration_cache_path": str(cache)} if takes_cache else {}
             try:
-                quantize_static(
-                    str(source),
-                    str(candidate),
-                    ort_reader(calib),
-                    quant_format=QuantFormat.QDQ,
-                    activation_type=getattr(QuantType, QTYPES[activation_type]),
-                    weight_type=getattr(QuantType, QTYPES[weight_type]),
-                    per_channel=channelwise,
-                    calibrate_method=_method(method),
-                    nodes_to_exclude=list(nodes_to_exclude),
-                    extra_options=extra,
-                    **kwargs,
-                )
+                with _quiet():  # keep --json stdout clean
+                    quantize_static(
+                        str(source),
+                        str(candidate),
+                        ort_reader(calib),
+                        quant_format=QuantFormat.QDQ,
+                        activation_type=getattr(QuantType, QTYPES[activation_type]),
+                        weight_type=getattr(QuantType, QTYPES[weight_type]),
+                        per_channel=channelwise,
+                        calibrate_method=_method(method),
+                        nodes_to_exclude=list(nodes_to_exclude),
+                        extra_options=extra,
+                        **kwargs,
+                    )
                 validate_model(candidate)
             except Exception as exc:  # noqa: BLE001 - fall back to a safer configuration
                 errors.append(f"{'per-channel' if channelwise else 'per-tensor'}: {_short(exc)}")
@@ -237,6 +241,16 @@ def quantize_dynamic_int8(
             notes = ["dynamic int8: MatMul/Gemm weights int8, convolutions kept in float"]
             return QuantResult(out_path, notes, channelwise)
     raise InternalError("dynamic INT8 quantization failed: " + "; ".join(errors))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Capture what onnxruntime's quantization tools print; show it only in debug logs."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield
+    if buffer.getvalue().strip():
+        log.debug("onnxruntime quantization said:\n%s", buffer.getvalue().rstrip())
 
 
 def _short(exc: BaseException) -> str:

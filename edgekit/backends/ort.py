@@ -14,7 +14,7 @@ import onnx
 from edgekit import quant
 from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec
 from edgekit.errors import BadInput, InternalError
-from edgekit.ingest import EXTERNAL_DATA_THRESHOLD, io_info
+from edgekit.ingest import EXTERNAL_DATA_THRESHOLD, io_info, toposort
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ def tensor_specs(
 
 
 def save_onnx(model: onnx.ModelProto, path: Path) -> None:
+    """Save an artifact; intermediate value_info (shape-inference annotations) is dropped: the runtime
+    infers it again and it only makes the file bigger."""
+    del model.graph.value_info[:]
     large = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
     onnx.save_model(
         model,
@@ -61,6 +64,7 @@ def to_fp16(model: onnx.ModelProto, keep_io_types: bool) -> tuple[onnx.ModelProt
         converted = convert_float_to_float16(
             model, keep_io_types=keep_io_types, op_block_list=_DEFAULT_FP16_BLOCK + blocked
         )
+        toposort(converted.graph)  # the converter appends its Cast nodes at the end
         try:
             onnx.checker.check_model(converted)
             ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
