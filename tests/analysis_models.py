@@ -174,6 +174,45 @@ def mlp(batch: int = 64, dims=(4096, 4096, 4096, 4096, 1000)):
     ), g.weights
 
 
+def mobilenetish(res: int = 224, batch: int = 1, widths=(32, 64, 128, 128, 256, 256, 512, 512, 512, 1024)):
+    """MobileNet-v1-like: depthwise 3x3 (group = channels) + pointwise 1x1, BN, ReLU; GAP, FC."""
+    g = _Graph(11)
+    y = g.op("Relu", [_conv(g, "image", 3, widths[0], 3, 2)])
+    cin = widths[0]
+    for i, width in enumerate(widths[1:]):
+        stride = 2 if i in (0, 2, 4, 6) else 1
+        dw = g.weight((cin, 1, 3, 3))
+        y = g.op("Conv", [y, dw], kernel_shape=[3, 3], strides=[stride, stride], pads=[1] * 4, group=cin)
+        y = g.op("Relu", [y])
+        y = g.op("Relu", [_conv(g, y, cin, width, 1)])
+        cin = width
+    y = g.op("Flatten", [g.op("GlobalAveragePool", [y])])
+    out = g.op("Gemm", [y, g.weight((1000, cin)), g.add_init(np.zeros(1000, np.float32))], transB=1)
+    return g.model(
+        [helper.make_tensor_value_info("image", F32, [batch, 3, res, res])],
+        [helper.make_tensor_value_info(out, F32, [batch, 1000])],
+        name="mobilenetish",
+    ), g.weights
+
+
+def decoderish(res: int = 256, batch: int = 1, widths=(256, 128, 64, 32)):
+    """Segmentation-decoder-like: strided Conv encoder, ConvTranspose (2x2, stride 2) upsampling."""
+    g = _Graph(12)
+    y, cin = "image", 3
+    for width in reversed(widths):
+        y = g.op("Relu", [_conv(g, y, cin, width, 3, 2, bn=False)])
+        cin = width
+    for width in widths[1:] + (8,):
+        w = g.weight((cin, width, 2, 2))
+        y = g.op("Relu", [g.op("ConvTranspose", [y, w], kernel_shape=[2, 2], strides=[2, 2])])
+        cin = width
+    return g.model(
+        [helper.make_tensor_value_info("image", F32, [batch, 3, res, res])],
+        [helper.make_tensor_value_info(y, F32, [batch, 8, res // 2, res // 2])],
+        name="decoderish",
+    ), g.weights
+
+
 REALISTIC = {
     "resnetish-224": lambda: resnetish(224),
     "resnetish-224-b8": lambda: resnetish(224, batch=8),
@@ -186,6 +225,9 @@ REALISTIC = {
     "resnet18-224": lambda: resnetish(224, widths=(64, 128, 256, 512)),
     "resnet-narrow-224": lambda: resnetish(224, widths=(16, 32, 64, 128)),
     "tiny-convnet": lambda: small_convnet(16),
+    # not used when choosing the constants (held out)
+    "mobilenetish-224": lambda: mobilenetish(224),
+    "decoderish-512": lambda: decoderish(512),
 }
 
 
