@@ -592,8 +592,9 @@ class TensorRTBackend(Backend):
                 cmd.int8, cmd.calib, cmd.fp16 = True, CACHE_FILE, True
             if not target.int8_native:
                 effective = "fp16"
+                capability = target.compute_capability or "?"
                 warnings.append(
-                    f"{target.name} has no native INT8 (compute capability {target.compute_capability or '?'}): "
+                    f"{target.name} has no native INT8 (compute capability {capability}): "
                     "the engine is built with INT8 and FP16 allowed, so TensorRT picks FP16 kernels there; "
                     "FP16 is the right choice on this device (--fp16). The Q/DQ ONNX verified on the host "
                     "bounds the INT8 error only."
