@@ -246,11 +246,19 @@ def build_script(build: TrtexecCommand, bench: TrtexecCommand | None = None) -> 
 
 # ---- trtexec output ----------------------------------------------------------------------------
 def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """trtexec's percentile: drop int((1 - p/100) * n) of the largest samples, take the next one."""
+    """trtexec's percentile: drop int((1 - p/100) * n) of the largest samples, take the next one.
+
+    Computed in float32 as trtexec does, so the results agree with its own summary (for 100 samples,
+    its p99 is the maximum because (1 - 0.99f) * 100 rounds below 1)."""
     n = len(sorted_values)
     if n == 0:
         return math.nan
-    exclude = int((1 - pct / 100.0) * n)
+    f32 = struct.Struct("f")
+
+    def as_f32(value: float) -> float:
+        return f32.unpack(f32.pack(value))[0]
+
+    exclude = int(as_f32(as_f32(1.0 - as_f32(as_f32(pct) / 100.0)) * n))
     return float(sorted_values[max(n - 1 - exclude, 0)])
 
 

@@ -158,7 +158,9 @@ def qdq_activation_scales(model_path: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for node in model.graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] not in inits and node.input[1] in inits:
-            out[node.input[0]] = float(np.asarray(inits[node.input[1]]).reshape(-1)[0])
+            # onnxruntime renames a quantized graph output to '<name>_QuantizeLinear_Input'
+            name = node.input[0].removesuffix("_QuantizeLinear_Input")
+            out[name] = float(np.asarray(inits[node.input[1]]).reshape(-1)[0])
     return out
 
 
