@@ -20,14 +20,10 @@ from typing import Any
 import click
 
 from edgekit import __version__
+from edgekit.analysis import ESTIMATE_FORMULA
 from edgekit.errors import BadInput, EdgekitError, GateFailed
 
 STATE: dict[str, Any] = {"debug": bool(os.environ.get("EDGEKIT_DEBUG")), "json": False}
-MEMORY_HELP = (
-    "Memory estimate per precision = weights at that precision x W + peak activations (liveness walk "
-    "over the topological order, at the precision's activation width) x A + runtime overhead; see "
-    "edgekit.analysis.ESTIMATE_FORMULA for the constants."
-)
 
 
 def _stderr():
@@ -159,7 +155,7 @@ def targets(targets_dir: tuple[str, ...]) -> None:
 
 
 # ---- inspect -----------------------------------------------------------------------------------
-@cli.command(epilog=MEMORY_HELP)
+@cli.command(epilog="Memory estimate: " + ESTIMATE_FORMULA)
 @click.argument("model", type=click.Path())
 @click.option(
     "--input-shape", "input_shapes", multiple=True, metavar="NAME:D0,D1,..", help="Fix a dynamic input shape."
@@ -176,16 +172,87 @@ def inspect(model: str, input_shapes: tuple[str, ...], devices_file: str | None)
     report = analysis.analyze(model, parse_input_shapes(input_shapes))
     fit = None
     if devices_file:
-        from edgekit.inventory import load_inventory
-
-        fit = analysis.fit_table(report, analysis.devices_for_fit(load_inventory(devices_file)))
+        fit = analysis.fit_table(report, _fit_devices(devices_file))
     if STATE["json"]:
         data = report.to_json()
         if fit is not None:
             data["fit"] = fit
         emit_json(data)
         return
-    analysis.render(report, fit, _stdout())
+    _render_report(report, fit)
+
+
+def _fit_devices(devices_file: str) -> list[dict[str, Any]]:
+    from edgekit.inventory import load_inventory
+
+    return [
+        {"name": d.name, "target": d.target, "memory_mb": d.memory_mb, "transport": d.transport}
+        for d in load_inventory(devices_file).values()
+    ]
+
+
+def _render_report(report: Any, fit: list[dict[str, Any]] | None) -> None:
+    from rich.table import Table
+
+    console = _stdout()
+    console.print(
+        f"[bold]{Path(report.path).name}[/bold]  opset {report.opset}, IR {report.ir_version}, "
+        f"producer {report.producer or '?'}, {report.node_count} nodes, {_mb(report.file_bytes)} on disk"
+    )
+    io = Table(title="inputs / outputs")
+    for col in ("kind", "name", "shape", "dtype"):
+        io.add_column(col)
+    for kind, rows in (("input", report.inputs), ("output", report.outputs)):
+        for row in rows:
+            shape = "[" + ", ".join("?" if d is None else str(d) for d in row.shape) + "]"
+            io.add_row(kind, row.name, shape, row.dtype)
+    console.print(io)
+    ops = ", ".join(f"{op} {count}" for op, count in report.op_histogram)
+    console.print(f"ops: {ops}")
+    console.print(
+        f"parameters: {report.params:,} in {report.param_tensors} tensors (Constant-node weights "
+        f"included, shared tensors once); non-float constants {_mb(report.nonfloat_constant_bytes)}"
+    )
+    macs = ", ".join(f"{op} {n / 1e6:.2f}M" for op, n in report.macs.items() if n)
+    console.print(f"MACs at {report.analysis_shapes}: {report.total_macs / 1e6:.2f}M ({macs or 'none'})")
+    console.print(
+        f"peak activations: {_mb(report.peak_activation_bytes)} (fp32) at node "
+        f"{report.peak_node.get('name', '?')}"
+    )
+    sizes = Table(title="per precision")
+    for col in ("precision", "weights", "peak activations", "est. runtime memory"):
+        sizes.add_column(col)
+    for precision, weights in report.weight_bytes.items():
+        sizes.add_row(
+            precision,
+            _mb(weights),
+            _mb(report.peak_activation_bytes_by_precision[precision]),
+            _mb(report.memory_estimate_bytes[precision]),
+        )
+    console.print(sizes)
+    if fit is not None:
+        table = Table(title="fit per device (estimate vs device memory)")
+        for col in ("device", "target", "precision", "estimate MB", "device MB", "headroom", "fits"):
+            table.add_column(col)
+        for row in fit:
+            fits = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "unknown"}[row["fits"]]
+            headroom = (
+                "-"
+                if row["headroom_mb"] is None
+                else f"{row['headroom_mb']:.0f} MB ({row['headroom_pct']:.0f}%)"
+            )
+            table.add_row(
+                row["device"],
+                str(row["target"] or "-"),
+                row["precision"],
+                f"{row['estimated_mb']:.1f}",
+                str(row["device_mb"] or "?"),
+                headroom,
+                fits,
+            )
+        console.print(table)
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/dim]")
 
 
 # ---- export ------------------------------------------------------------------------------------

@@ -114,7 +114,18 @@ def compute_ranges(
         with _quiet():  # onnxruntime prints progress with print()
             calibrator.collect_data(ort_reader(calib))
             data = calibrator.compute_data()
-    return {name: (float(td.range_value[0]), float(td.range_value[1])) for name, td in data.items()}
+    return _ranges(data)
+
+
+def _ranges(data) -> dict[str, tuple[float, float]]:
+    """TensorsData -> {name: (min, max)}; values may come as 0-d or 1-element arrays."""
+    import numpy as np
+
+    out = {}
+    for name, td in data.items():
+        low, high = td.range_value
+        out[name] = (float(np.asarray(low).reshape(-1)[0]), float(np.asarray(high).reshape(-1)[0]))
+    return out
 
 
 @dataclass
@@ -207,7 +218,7 @@ def quantize_qdq(
                 from onnxruntime.quantization.calibrate import load_tensors_data
 
                 data = load_tensors_data(cache)
-                ranges = {n: (float(td.range_value[0]), float(td.range_value[1])) for n, td in data.items()}
+                ranges = _ranges(data)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(candidate), out_path)
             return QuantResult(out_path, notes, channelwise, ranges)

@@ -89,7 +89,9 @@ def test_calibration_file_not_npz(conv, tmp_path: Path, run_cli) -> None:
     model, _, _ = conv
     bad = tmp_path / "calib.npz"
     bad.write_text("not a zip")
-    code, _, err = run_cli("export", model, "--target", "x86-cpu", "--int8", "--calib", bad, "-o", tmp_path / "o")
+    code, _, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--int8", "--calib", bad, "-o", tmp_path / "o"
+    )
     _assert_one_line_exit2(code, err, "not a readable .npz")
 
 
@@ -106,7 +108,9 @@ def test_malformed_target_toml(conv, tmp_path: Path, run_cli) -> None:
     targets = tmp_path / "targets"
     targets.mkdir()
     (targets / "broken.toml").write_text('name = "broken"\nbackend = onnxruntime\n')
-    code, _, err = run_cli("export", model, "--target", "broken", "--targets-dir", targets, "-o", tmp_path / "o")
+    code, _, err = run_cli(
+        "export", model, "--target", "broken", "--targets-dir", targets, "-o", tmp_path / "o"
+    )
     _assert_one_line_exit2(code, err, "broken.toml", "malformed TOML", "line 2")
     (targets / "broken.toml").write_text('name = "broken"\nbackend = "onnxruntime"\nprecision = ["int8"]\n')
     code, _, err = run_cli("targets", "--targets-dir", targets)
@@ -118,7 +122,9 @@ def test_malformed_image_recipe(conv, tmp_path: Path, run_cli) -> None:
     images = tmp_path / "images"
     images.mkdir()
     (images / "calibration.toml").write_text("input = 'input'\nsize = [32, 32\n")
-    code, _, err = run_cli("export", model, "--target", "x86-cpu", "--int8", "--calib", images, "-o", tmp_path / "o")
+    code, _, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--int8", "--calib", images, "-o", tmp_path / "o"
+    )
     _assert_one_line_exit2(code, err, "calibration.toml", "malformed TOML")
 
 
@@ -132,9 +138,13 @@ def test_int8_without_calibration(conv, tmp_path: Path, run_cli) -> None:
 
 def test_bad_input_shape_flag(tmp_path: Path, run_cli) -> None:
     model, _, _, _ = write_model_and_sets(tmp_path, "dynamic")
-    code, _, err = run_cli("export", model, "--target", "x86-cpu", "--input-shape", "imagez:1,3,8,8", "-o", tmp_path / "o")
+    code, _, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--input-shape", "imagez:1,3,8,8", "-o", tmp_path / "o"
+    )
     _assert_one_line_exit2(code, err, "not a model input", "Did you mean 'images'?")
-    code, _, err = run_cli("export", model, "--target", "x86-cpu", "--input-shape", "images:1,3,a,b", "-o", tmp_path / "o")
+    code, _, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--input-shape", "images:1,3,a,b", "-o", tmp_path / "o"
+    )
     _assert_one_line_exit2(code, err, "integers")
 
 
@@ -146,8 +156,20 @@ def test_verify_bad_artifact_dir(tmp_path: Path, run_cli) -> None:
 def test_failed_gate_exits_1(conv, tmp_path: Path, run_cli) -> None:
     model, calib, val = conv
     code, stdout, err = run_cli(
-        "export", model, "--target", "x86-cpu", "--int8", "--calib", calib, "--val", val, "-o", tmp_path,
-        "--min-cosine", "0.9999999", "--json",
+        "export",
+        model,
+        "--target",
+        "x86-cpu",
+        "--int8",
+        "--calib",
+        calib,
+        "--val",
+        val,
+        "-o",
+        tmp_path,
+        "--min-cosine",
+        "0.9999999",
+        "--json",
     )
     assert code == 1, err
     assert "gate failed" in err
@@ -188,7 +210,9 @@ def test_missing_backend_extra_exit_3(conv, tmp_path: Path, run_cli, monkeypatch
     from edgekit.backends.ort import OnnxRuntimeBackend
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
+    )
     backend = OnnxRuntimeBackend()
     assert backend.missing_modules() == ["onnxruntime"]
     with pytest.raises(Exception) as info:
