@@ -31,17 +31,23 @@ QTYPES = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUIn
 DYNAMIC_OPS = ["MatMul", "Gemm", "Attention", "LSTM", "GRU", "EmbedLayerNormalization"]
 
 
-def ort_reader(calib: CalibrationSet, batch_size: int = 1):
-    """An onnxruntime CalibrationDataReader over a CalibrationSet; rewinds so it can be reused."""
+def ort_reader(calib: CalibrationSet, batch_size: int = 1, limit: int | None = None):
+    """An onnxruntime CalibrationDataReader over a CalibrationSet (at most `limit` feeds); rewinds so
+    it can be reused."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._iter: Iterator[dict] | None = None
+            self._count = 0
 
         def get_next(self):  # type: ignore[override]
             if self._iter is None:
                 self._iter = calib.feeds(batch_size)
+                self._count = 0
+            if limit is not None and self._count >= limit:
+                return None
+            self._count += 1
             return next(self._iter, None)
 
         def rewind(self) -> None:

@@ -23,12 +23,13 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit import quant
 from edgekit import trt_formats as fmt
 from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec
 from edgekit.errors import BadInput, EdgekitError, InternalError, MissingDependency, Unreachable
@@ -48,61 +49,12 @@ DEFAULT_MAX_BATCH = 8
 
 
 # ---- host-side calibration ---------------------------------------------------------------------
-def _feeds(calib: Any) -> Iterator[dict[str, np.ndarray]]:
-    yield from calib.feeds(1)
-
-
-class _Reader:
-    """onnxruntime CalibrationDataReader over a CalibrationSet (re-iterable by rewind)."""
-
-    def __init__(self, calib: Any, limit: int | None = None) -> None:
-        self.calib = calib
-        self.limit = limit
-        self.rewind()
-
-    def rewind(self) -> None:
-        self._it = _feeds(self.calib)
-        self._count = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.limit is not None and self._count >= self.limit:
-            return None
-        self._count += 1
-        return next(self._it, None)
-
-
 def compute_ranges(model_path: Path, calib: Any, method: str) -> dict[str, tuple[float, float]]:
-    """(min, max) of every activation tensor, with onnxruntime on the CPU.
-
-    Private stand-in for `edgekit.quant.compute_ranges` (same signature and result) until that lands.
-    """
-    from onnxruntime.quantization import CalibrationMethod, create_calibrator
-
+    """(min, max) of every activation tensor, with onnxruntime on the CPU (histograms symmetric for
+    entropy/percentile, as TensorRT's scales are)."""
     if method not in METHODS:
         raise BadInput(f"unknown calibration method '{method}'; choose one of {', '.join(METHODS)}")
-    ort_method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[method]
-    extra = {"symmetric": True} if method in ("entropy", "percentile") else {}
-    with tempfile.TemporaryDirectory(prefix="edgekit-trt-calib-") as tmp:
-        calibrator = create_calibrator(
-            str(model_path),
-            None,
-            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-            calibrate_method=ort_method,
-            providers=["CPUExecutionProvider"],
-            extra_options=extra,
-        )
-        calibrator.collect_data(_Reader(calib))
-        data = calibrator.compute_data()
-    items = data.data.items() if hasattr(data, "data") else data.items()
-    ranges: dict[str, tuple[float, float]] = {}
-    for name, value in items:
-        low, high = value.range_value if hasattr(value, "range_value") else value[:2]
-        ranges[name] = (float(np.asarray(low).reshape(-1)[0]), float(np.asarray(high).reshape(-1)[0]))
-    return ranges
+    return quant.compute_ranges(model_path, calib, method, symmetric=method != "minmax")
 
 
 def scales_from_ranges(ranges: Mapping[str, tuple[float, float]]) -> dict[str, float]:
@@ -134,7 +86,7 @@ def quantize_qdq_from_scales(
     quantize_static(
         str(model_path),
         str(out_path),
-        _Reader(calib, limit=1),  # ranges come from the overrides; one sample satisfies the API
+        quant.ort_reader(calib, limit=1),  # ranges come from the overrides; one sample satisfies the API
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
