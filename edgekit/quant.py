@@ -117,7 +117,7 @@ def compute_ranges(
             providers=["CPUExecutionProvider"],
             extra_options=_calib_options(method, symmetric),
         )
-        with _quiet():  # onnxruntime prints progress with print()
+        with quiet():  # onnxruntime prints progress with print()
             calibrator.collect_data(ort_reader(calib))
             data = calibrator.compute_data()
     return _ranges(data)
@@ -197,7 +197,7 @@ def quantize_qdq(
             }
             kwargs = {"calibration_cache_path": str(cache)} if takes_cache else {}
             try:
-                with _quiet():  # keep --json stdout clean
+                with quiet():  # keep --json stdout clean
                     quantize_static(
                         str(source),
                         str(candidate),
@@ -261,11 +261,19 @@ def quantize_dynamic_int8(
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Capture what onnxruntime's quantization tools print; show it only in debug logs."""
+def quiet() -> Iterator[None]:
+    """Capture what onnxruntime's quantization tools print (and their root-logger advice, such as
+    'consider pre-processing', which edgekit already did or deliberately skipped); debug logs keep it."""
     buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        yield
+    root = logging.getLogger()
+    level = root.level
+    if not log.isEnabledFor(logging.DEBUG):
+        root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        root.setLevel(level)
     if buffer.getvalue().strip():
         log.debug("onnxruntime quantization said:\n%s", buffer.getvalue().rstrip())
 

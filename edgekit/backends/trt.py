@@ -83,21 +83,22 @@ def quantize_qdq_from_scales(
         for name, scale in scales.items()
         if name not in weights
     }
-    quantize_static(
-        str(model_path),
-        str(out_path),
-        quant.ort_reader(calib, limit=1),  # ranges come from the overrides; one sample satisfies the API
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={
-            "ActivationSymmetric": True,
-            "WeightSymmetric": True,
-            "TensorQuantOverrides": overrides,
-        },
-    )
+    with quant.quiet():
+        quantize_static(
+            str(model_path),
+            str(out_path),
+            quant.ort_reader(calib, limit=1),  # ranges come from the overrides; one sample satisfies the API
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "TensorQuantOverrides": overrides,
+            },
+        )
 
 
 def qdq_activation_scales(model_path: Path) -> dict[str, float]:
