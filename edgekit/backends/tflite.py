@@ -179,7 +179,7 @@ class TFLiteBackend(Backend):
 
         analysis = analyze_flatbuffer(entry_path.read_bytes())
         threads = _threads(job.options.threads or job.target.threads)
-        io_map = _map_io(entry_path, inputs, job, threads)
+        io_map = _map_io(entry_path, inputs, job, min(threads, os.cpu_count() or 1))
         in_specs, out_specs = _specs(io_map, prepared)
         warnings += _post_checks(plan, analysis, in_specs, out_specs, prepared.source_path.name)
         details = {
@@ -217,12 +217,15 @@ class TFLiteBackend(Backend):
         if not entry.exists():
             raise BadInput(f"{artifact_dir}: the artifact file {manifest['entry']} is missing")
         details = manifest.get("details", {})
+        if not threads:
+            # the target's thread count, but never more threads than this host has cores
+            threads = min(_threads(details.get("threads")), os.cpu_count() or 1)
         return TFLiteRunner(
             entry,
             [TensorSpec.from_json(s) for s in manifest["inputs"]],
             [TensorSpec.from_json(s) for s in manifest["outputs"]],
             details.get("io_map", {}),
-            _threads(threads or details.get("threads")),
+            _threads(threads),
         )
 
 
@@ -437,6 +440,9 @@ def _run_converter(work: Path, args: dict[str, Any], log_path: Path, model_name:
                 f"(out of memory?); log: {kept}"
             )
         reason = _failure_reason(log_path) or f"exit status {proc.returncode}"
+        missing_op = re.search(r"No module named 'onnx2tf\.ops\.(\w+)'", reason)
+        if missing_op:
+            reason = f"onnx2tf has no converter for the ONNX op '{missing_op.group(1)}'"
         if attempts:
             reason += f" (it tried to reach the network: {attempts[0]})"
         raise TFLiteConversionFailed(f"onnx2tf cannot convert {model_name}: {reason} (full log: {kept})")
