@@ -1,0 +1,237 @@
+"""TFLite backend: real onnx2tf conversions (offline), real LiteRT inference, compared with ONNX Runtime
+on the FP32 source model. Each conversion is one subprocess of ~5-15 s; the suite does nine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from edgekit.backends import get_backend
+from edgekit.backends.base import ExportJob, ExportOptions, ExportResult
+from edgekit.calib import CalibrationSet
+from edgekit.errors import BadInput
+from edgekit.ingest import PrepareOptions, prepare
+from edgekit.targets import TargetProfile
+from edgekit.targets import get as get_target
+from tests import tflite_models as models
+
+pytest.importorskip("onnx2tf")
+pytest.importorskip("ai_edge_litert")
+
+ANDROID = TargetProfile(name="android-arm64", backend="tflite", io={"dtype": "int8"}, threads=2)
+RPI = TargetProfile(name="rpi4-arm64", backend="tflite", io={"dtype": "float"}, threads=2)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "prepared"))
+
+
+def _job(
+    model: Path,
+    tmp: Path,
+    precision: str,
+    target: TargetProfile = ANDROID,
+    shapes: dict[str, list[int]] | None = None,
+    calib: bool = True,
+    **options: object,
+) -> tuple[ExportJob, Path]:
+    """Prepare as the export command does and load the calibration set keyed by prepared names."""
+    backend = get_backend("tflite")
+    prepared = prepare(
+        model,
+        PrepareOptions(
+            input_shapes=shapes or {},
+            static_shapes=backend.needs_static_shapes,
+            min_opset=backend.min_opset,
+            name_pattern=backend.name_pattern,
+        ),
+    )
+    npz = models.calib_for(model, tmp / f"{model.stem}_calib.npz", shapes=shapes)
+    calib_set = None
+    if calib:
+        to_prepared = {source: new for new, source in prepared.name_map.items()}
+        calib_set = CalibrationSet.load(npz).renamed(to_prepared)
+        calib_set.validate(prepared.inputs)
+    out = tmp / f"{model.stem}.{precision}"
+    return ExportJob(prepared, target, precision, out, calib_set, ExportOptions(**options)), npz
+
+
+def _export_and_compare(job: ExportJob, npz: Path, model: Path, min_cos: float) -> ExportResult:
+    backend = get_backend("tflite")
+    result = backend.export(job)
+    manifest = {
+        "entry": result.entry,
+        "inputs": [s.to_json() for s in result.inputs],
+        "outputs": [s.to_json() for s in result.outputs],
+        "precision": job.precision,
+        "details": result.details,
+    }
+    manifest = json.loads(json.dumps(manifest))  # what verify reads back from manifest.json
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    data = np.load(npz)
+    with backend.open_runner(job.out_dir, manifest) as runner:
+        for index in range(4):
+            feed = {vi.name: data[vi.name][index] for vi in session.get_inputs()}  # source names, NCHW
+            want = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
+            got = runner.infer(feed)
+            assert set(got) == set(want), "outputs must be keyed by the ONNX source names"
+            for name, ref in want.items():
+                assert got[name].shape == ref.shape, f"{name}: not back in the source layout"
+                cos = float(np.dot(ref.ravel(), got[name].ravel()))
+                cos /= float(np.linalg.norm(ref) * np.linalg.norm(got[name])) or 1.0
+                assert cos > min_cos, f"{model.name} {job.precision} output {name}: cosine {cos:.4f}"
+    return result
+
+
+def test_conv_net_fp32_fp16_int8_offline(tmp_path: Path) -> None:
+    """The 1x3x32x32 image model: the case where onnx2tf downloads sample images. All three
+    precisions convert with networking refused, match ONNX Runtime, and int8 is full-integer."""
+    model = models.conv_net(tmp_path / "conv_net.onnx")
+    results = {}
+    for precision, min_cos in (("fp32", 0.99), ("fp16", 0.99), ("int8", 0.95)):
+        job, npz = _job(model, tmp_path, precision)
+        results[precision] = result = _export_and_compare(job, npz, model, min_cos)
+        net = result.details["network"]
+        assert net["attempts"] == [], f"the conversion tried to reach the network: {net['attempts']}"
+        assert "socket guard" in net["isolation"]
+        assert "written from 16 calibration samples" in result.details["calibration_input"]
+        log_text = (job.out_dir / "convert.log").read_text()
+        assert "onnx2tf" in log_text and "Connection" not in log_text
+        assert sorted(p.name for p in job.out_dir.iterdir()) == ["convert.log", "model.tflite"]
+        assert result.inputs[0].layout == "NHWC" and result.inputs[0].shape == [1, 32, 32, 3]
+        assert result.outputs[0].source_name == "logits"
+    int8 = results["int8"]
+    assert int8.details["variant"] == "full_integer_quant"
+    assert int8.details["flex_ops"] == [] and int8.details["float_ops"] == {}
+    assert "CONV_2D" in int8.details["ops"]
+    assert [s.dtype for s in int8.inputs + int8.outputs] == ["int8", "int8"]
+    assert all(s.quant and s.quant["scale"] > 0 for s in int8.inputs + int8.outputs)
+    assert results["fp16"].details["variant"] == "float16"
+    assert results["fp32"].inputs[0].quant is None
+    assert not any(r.warnings for r in results.values()), {k: r.warnings for k, r in results.items()}
+    sizes = {p: (tmp_path / f"conv_net.{p}" / "model.tflite").stat().st_size for p in results}
+    assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
+
+
+def test_odd_names_two_outputs_int8_float_io(tmp_path: Path) -> None:
+    """'@' / ':' / '/' names are renamed for TensorFlow and mapped back; the NCHW feature-map output
+    comes back from NHWC; rpi4's float I/O picks onnx2tf's *_integer_quant file."""
+    model = models.odd_names(tmp_path / "odd_names.onnx")
+    job, npz = _job(model, tmp_path, "int8", target=RPI)
+    result = _export_and_compare(job, npz, model, 0.95)
+    assert result.details["variant"] == "integer_quant"
+    assert [s.source_name for s in result.inputs] == ["in@put:0"]
+    assert [s.source_name for s in result.outputs] == ["pooled:0", "feat@map:0"]
+    assert [s.dtype for s in result.inputs + result.outputs] == ["float32"] * 3
+    assert result.outputs[1].layout == "NHWC" and result.outputs[1].shape == [1, 16, 16, 4]
+    assert result.details["io_map"]["output_order"].startswith("signature")
+
+
+@pytest.mark.parametrize(
+    ("builder", "precision", "shapes", "options"),
+    [
+        (models.opset11_constants, "int8", None, {"dynamic_int8": True}),
+        (models.two_inputs, "int8", None, {}),
+        (models.dynamic_dims, "fp32", {"x": [1, 3, 16, 16]}, {}),
+        (models.transformer_block, "int8", None, {}),
+    ],
+    ids=["opset11-constants-dynamic-range", "two-inputs-int8", "dynamic-dims-fixed", "transformer-int8"],
+)
+def test_varied_models_convert(tmp_path: Path, builder, precision, shapes, options) -> None:
+    model = builder(tmp_path / f"{builder.__name__}.onnx")
+    job, npz = _job(model, tmp_path, precision, shapes=shapes, **options)
+    result = _export_and_compare(job, npz, model, 0.95 if precision == "int8" else 0.99)
+    assert result.details["network"]["attempts"] == []
+    if options.get("dynamic_int8"):
+        assert result.details["variant"] == "dynamic_range_quant"
+        assert result.inputs[0].dtype == "float32"
+    if builder is models.transformer_block:
+        # onnx2tf treats a rank-3 tensor as NCW and makes it NWC: recorded, and undone by the runner
+        assert result.inputs[0].layout == "NWC" and result.inputs[0].shape == [1, 16, 8]
+        assert "SOFTMAX" in result.details["ops"] and result.details["flex_ops"] == []
+
+
+def test_dynamic_dims_need_a_shape(tmp_path: Path) -> None:
+    model = models.dynamic_dims(tmp_path / "dyn.onnx")
+    with pytest.raises(BadInput, match="--input-shape x:1,3,1,1"):
+        _job(model, tmp_path, "fp32")
+
+
+def test_unsupported_op_fails_with_a_short_reason(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("FancyOp", ["r"], ["y"], domain="com.example"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)]
+    onnx_model = helper.make_model(graph, opset_imports=opsets)
+    onnx_model.ir_version = 8
+    path = tmp_path / "custom.onnx"
+    onnx.save(onnx_model, str(path))
+    job, _ = _job(path, tmp_path, "fp32", calib=False)
+    with pytest.raises(BadInput) as info:
+        get_backend("tflite").export(job)
+    message = str(info.value)
+    assert "no converter for the ONNX op 'FancyOp'" in message
+    assert "\n" not in message and "full log:" in message
+    assert info.value.exit_code == 2
+
+
+def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
+    model = models.opset11_constants(tmp_path / "m.onnx")
+    job, _ = _job(model, tmp_path, "int8", calib=False)
+    with pytest.raises(BadInput, match="needs a calibration set"):
+        get_backend("tflite").export(job)
+
+
+def test_network_guard_refuses_and_records(tmp_path: Path) -> None:
+    """The guard the converter runs under: a download attempt fails at once and is recorded."""
+    from edgekit.backends.tflite import guarded_env
+
+    env, record = guarded_env(tmp_path)
+    code = "import urllib.request\nurllib.request.urlopen('https://github.com/PINTO0309/onnx2tf', timeout=5)"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "disabled during edgekit's TFLite conversion" in proc.stderr
+    assert record.read_text().strip(), "the attempt must be recorded"
+
+
+def test_failure_reason_picks_the_last_error_line(tmp_path: Path) -> None:
+    from edgekit.backends.tflite import _failure_reason
+
+    log = tmp_path / "convert.log"
+    log.write_text(
+        "INFO: lots of output\n\x1b[31mERROR:\x1b[0m The trace log is below.\nTraceback (most recent call "
+        "last):\n  File x\nValueError: Dimensions must be equal, but are 3 and 4\n\n"
+    )
+    assert _failure_reason(log) == "ValueError: Dimensions must be equal, but are 3 and 4"
+
+
+def test_targets_and_light_import() -> None:
+    android, rpi = get_target("android-arm64"), get_target("rpi4-arm64")
+    assert android.backend == rpi.backend == "tflite"
+    assert android.io["dtype"] == "int8" and rpi.io["dtype"] == "float"
+    assert android.default_precision == "int8" and android.threads
+    code = (
+        "import sys, edgekit.backends.tflite\n"
+        "print(sorted(m for m in ('tensorflow', 'onnx2tf') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=root
+    )
+    assert out.stdout.strip() == "[]"
