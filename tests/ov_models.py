@@ -138,7 +138,7 @@ def resnet_ish(
 
 
 def transformer_block(seq: int = 16, dim: int = 32, classes: int = 10, seed: int = 1) -> onnx.ModelProto:
-    """Pre-norm single-head attention block + MLP + mean-pool classifier (LayerNormalization: opset 17)."""
+    """Pre-norm single-head attention block + MLP + first-token classifier (LayerNormalization: opset 17)."""
     g = _Graph(seed)
 
     def layer_norm(x: str) -> str:
@@ -161,7 +161,8 @@ def transformer_block(seq: int = 16, dim: int = 32, classes: int = 10, seed: int
     x = g.node("Add", ["tokens", linear(attn, dim, dim)])
     m = linear(g.node("Relu", [linear(layer_norm(x), dim, 2 * dim)]), 2 * dim, dim)
     x = g.node("Add", [x, m])
-    pooled = g.node("ReduceMean", [layer_norm(x)], axes=[1], keepdims=0)
+    # first-token ("CLS") pooling: a mean over random tokens would shrink the signal to noise level
+    pooled = g.node("Gather", [layer_norm(x), g.const(np.array(0, np.int64), "index")], axis=1)
     y = linear(pooled, dim, classes)
     _rename_output(g, y, "logits")
     x_info = helper.make_tensor_value_info("tokens", TensorProto.FLOAT, [1, seq, dim])

@@ -106,11 +106,71 @@ def _layout(dims: tuple[int | str | None, ...], dtype: np.dtype) -> str:
     return "NCHW" if len(dims) == 4 and np.issubdtype(dtype, np.floating) else ""
 
 
-def _onnx_op_types(path: Path) -> set[str]:
+def _onnx_nodes(path: Path) -> list[tuple[str, str, list[str]]]:
+    """(node name, op type, output tensor names) of an ONNX file's main graph, weights not loaded."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return {node.op_type for node in model.graph.node}
+    return [(node.name, node.op_type, list(node.output)) for node in model.graph.node]
+
+
+def _decomposition(op: Any) -> list[Any]:
+    """The IR ops that one ONNX node became: the op producing its named output plus the unnamed
+    intermediate ops feeding it (a Conv with bias becomes Convolution + Add, for example)."""
+    found, stack, seen = [], [op], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        for port in current.inputs():
+            source = port.get_source_output()
+            node = source.get_node()
+            if node.get_type_name() in ("Constant", "Parameter") or source.get_names():
+                continue  # a weight, a model input, or another ONNX node's named tensor
+            stack.append(node)
+    return found
+
+
+def resolve_ignored(
+    patterns: list[str], onnx_nodes: list[tuple[str, str, list[str]]], ov_model: Any
+) -> list[str]:
+    """IR node names for `--ignore` patterns. A pattern (a regular expression, matched in full) may
+    name ONNX nodes, which are followed through their output tensors to the IR ops they became, or
+    IR node names directly. A pattern that matches nothing is a BadInput."""
+    producers: dict[str, Any] = {}
+    ops = list(ov_model.get_ordered_ops())
+    for op in ops:
+        for output in op.outputs():
+            for tensor in output.get_names():
+                producers.setdefault(tensor, op)
+    skip = {"Constant", "Parameter", "Result"}
+    names: list[str] = []
+    for pattern in patterns:
+        regex = re.compile(pattern)
+        matched = [op for op in ops if regex.fullmatch(op.get_friendly_name())]
+        onnx_hits = [n for n in onnx_nodes if n[0] and regex.fullmatch(n[0])]
+        for _, _, outputs in onnx_hits:
+            for tensor in outputs:
+                if tensor in producers:
+                    matched.extend(_decomposition(producers[tensor]))
+        matched = [op for op in matched if op.get_type_name() not in skip]
+        if not matched:
+            if onnx_hits:
+                raise BadInput(
+                    f"--ignore '{pattern}' matches ONNX node(s) {', '.join(n[0] for n in onnx_hits[:4])} "
+                    "that were fused away while preparing the model; ignore the node they were fused into"
+                )
+            examples = ", ".join(n[0] for n in onnx_nodes if n[0] and n[1] not in ("Constant",))
+            raise BadInput(
+                f"--ignore '{pattern}' matches no node (regular expression, full match) of the model; "
+                f"node names: {examples[:300]}"
+            )
+        for op in matched:
+            if op.get_friendly_name() not in names:
+                names.append(op.get_friendly_name())
+    return names
 
 
 def choose_quantization(op_types: set[str], extra: Mapping[str, Any]) -> tuple[str, str | None, str]:
@@ -329,7 +389,8 @@ class OpenVinoBackend(Backend):
         job.calib.validate(job.prepared.inputs)
         calib_items = list(job.calib.feeds())
         extra = job.options.extra
-        preset, model_type, why = choose_quantization(_onnx_op_types(job.prepared.path), extra)
+        prepared_nodes = _onnx_nodes(job.prepared.path)
+        preset, model_type, why = choose_quantization({n[1] for n in prepared_nodes}, extra)
         fast_bias = str(extra.get("fast_bias_correction", "true")).lower() not in ("false", "0", "no")
         target_device = getattr(nncf.TargetDevice, device, nncf.TargetDevice.ANY)
         patterns = list(job.options.ignore)
@@ -338,6 +399,14 @@ class OpenVinoBackend(Backend):
                 re.compile(pattern)
             except re.error as exc:
                 raise BadInput(f"--ignore '{pattern}' is not a valid regular expression: {exc}") from exc
+        ignored: list[str] = []
+        if patterns:
+            # names as the user sees them: the prepared model's nodes, then the source file's
+            nodes = prepared_nodes
+            source = Path(job.prepared.source_path)
+            if source.is_file():
+                nodes = nodes + _onnx_nodes(source)
+            ignored = resolve_ignored(patterns, nodes, ov_model)
         kwargs: dict[str, Any] = {
             "preset": getattr(nncf.QuantizationPreset, preset.upper()),
             "target_device": target_device,
@@ -346,8 +415,10 @@ class OpenVinoBackend(Backend):
         }
         if model_type:
             kwargs["model_type"] = nncf.ModelType.TRANSFORMER
-        if patterns:
-            kwargs["ignored_scope"] = nncf.IgnoredScope(patterns=patterns)
+        if ignored:
+            # validated above against the IR itself; NNCF's own check would reject the IR ops that
+            # it does not model (e.g. the Add of a Conv bias), so it is switched off
+            kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored, validate=False)
         record: dict[str, Any] = {
             "tool": "nncf.quantize",
             "preset": preset,
@@ -356,7 +427,7 @@ class OpenVinoBackend(Backend):
             "target_device": str(target_device.value),
             "subset_size": len(calib_items),
             "fast_bias_correction": fast_bias,
-            "ignored_scope": patterns,
+            "ignored_scope": {"patterns": patterns, "nodes": ignored},
         }
         calibration = nncf.Dataset(calib_items)
 
@@ -374,11 +445,7 @@ class OpenVinoBackend(Backend):
                     quantized = nncf.quantize(ov_model, calibration, **kwargs)
         except nncf.ValidationError as exc:
             text = str(exc).strip().splitlines()
-            names = [op.get_friendly_name() for op in ov_model.get_ordered_ops()][:8]
-            raise BadInput(
-                f"--ignore: {text[0] if text else exc} (patterns are regular expressions matched against "
-                f"the IR's node names, e.g. {', '.join(names)})"
-            ) from exc
+            raise BadInput(f"NNCF rejected the quantization settings: {text[0] if text else exc}") from exc
         if accuracy:
             layers = reverted_layers(capture.messages)
             record["accuracy_control"]["reverted_layers"] = layers
