@@ -255,7 +255,9 @@ class ImageRecipe:
         size = data["size"]
         if isinstance(size, int):
             size = [size, size]
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+        if not (
+            isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)
+        ):
             raise BadInput(f"{path}: 'size' must be [height, width] in pixels, got {data['size']!r}")
         recipe = cls(
             input=str(data["input"]),

@@ -290,6 +290,56 @@ def _tensor_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
+    """Outer-scope names a node's subgraphs (If/Loop/Scan bodies) read."""
+    needed: set[str] = set()
+    for attr in node.attribute:
+        subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        for sub in subs:
+            local = {vi.name for vi in sub.input} | {i.name for i in sub.initializer}
+            for inner in sub.node:
+                local.update(inner.output)
+            for inner in sub.node:
+                needed.update(
+                    n for n in list(inner.input) + list(_subgraph_inputs(inner)) if n and n not in local
+                )
+    return needed
+
+
+def toposort(graph: onnx.GraphProto) -> bool:
+    """Sort nodes topologically in place (some converters append nodes out of order).
+    Returns False when the graph has a cycle or a dangling input (left unchanged)."""
+    producer: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.output:
+            if name:
+                producer[name] = index
+    deps = []
+    for node in graph.node:
+        wanted = [n for n in list(node.input) + sorted(_subgraph_inputs(node)) if n in producer]
+        deps.append({producer[n] for n in wanted})
+    users: dict[int, list[int]] = {}
+    for index, needed in enumerate(deps):
+        for dep in needed:
+            users.setdefault(dep, []).append(index)
+    remaining = [len(d) for d in deps]
+    ready = [i for i, count in enumerate(remaining) if count == 0]
+    order: list[int] = []
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for user in users.get(current, []):
+            remaining[user] -= 1
+            if remaining[user] == 0:
+                ready.append(user)
+    if len(order) != len(graph.node):
+        return False
+    nodes = [graph.node[i] for i in order]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return True
+
+
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """ONNX shape inference with data propagation; returns the input unchanged when it fails."""
     try:
@@ -435,7 +485,9 @@ def _prepare(
             f"--input-shape {name}:{','.join(str(d) if isinstance(d, int) else '1' for d in dims)}"
             for name, dims in dynamic.items()
         )
-        raise BadInput(f"{where}: this backend needs static shapes; dynamic dims in {listing}. Fix them with {example}")
+        raise BadInput(
+            f"{where}: this backend needs static shapes; dynamic dims in {listing}. Fix them with {example}"
+        )
 
     opset = onnx_opset(model)
     if options.min_opset and opset < options.min_opset:

@@ -22,9 +22,23 @@ ENV_VAR = "EDGEKIT_TARGETS_PATH"
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILD_MODES = ("host", "on-device")
 KNOWN_KEYS = {
-    "name", "backend", "description", "precisions", "default_precision", "int8_native", "opset_max",
-    "build", "memory_mb", "runtime", "fidelity", "quantization", "device", "compute_capability",
-    "threads", "options", "io",
+    "name",
+    "backend",
+    "description",
+    "precisions",
+    "default_precision",
+    "int8_native",
+    "opset_max",
+    "build",
+    "memory_mb",
+    "runtime",
+    "fidelity",
+    "quantization",
+    "device",
+    "compute_capability",
+    "threads",
+    "options",
+    "io",
 }
 
 

@@ -1,0 +1,393 @@
+"""The Python API behind the CLI: the same verbs (export, verify, bench_local, ...), no printing."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import __version__, ingest
+from edgekit import targets as target_profiles
+from edgekit.backends import get_backend
+from edgekit.backends.base import ExportJob, ExportOptions
+from edgekit.calib import CalibrationSet, InputInfo
+from edgekit.errors import BadInput
+from edgekit.fidelity import FidelityReport, compare
+from edgekit.manifest import (
+    MANIFEST,
+    entry_bytes,
+    file_records,
+    read_manifest,
+    replace_dir,
+    timestamp,
+    write_json_atomic,
+)
+from edgekit.targets import Gates, TargetProfile
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+@dataclass
+class ExportRequest:
+    model: str | Path
+    target: str
+    precision: str | None = None
+    calib: str | Path | None = None
+    val: str | Path | None = None
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    out_dir: str | Path = "edgekit-out"
+    calib_samples: int | None = None
+    val_samples: int | None = None
+    simplify: bool = True
+    options: ExportOptions = field(default_factory=ExportOptions)
+    gate_overrides: dict[str, float] = field(default_factory=dict)
+    targets_dirs: Sequence[str | Path] = ()
+
+
+@dataclass
+class ExportOutcome:
+    path: Path
+    manifest: dict[str, Any]
+    fidelity: FidelityReport | None = None
+
+
+def gates_for(target: TargetProfile, overrides: Mapping[str, float | None]) -> Gates:
+    values = dict(target.fidelity.to_json())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Gates(**values)
+
+
+def artifact_name(model: Path, target: str, precision: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", model.stem) or "model"
+    return f"{stem}.{target}.{precision}"
+
+
+def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
+    """Prepare, export, record and (with a validation set) verify one artifact, atomically."""
+    target = target_profiles.get(req.target, req.targets_dirs)
+    backend = get_backend(target.backend)
+    backend.require()
+    precision = req.precision or target.default_precision
+    if precision not in target.precisions:
+        raise BadInput(
+            f"target '{target.name}' does not offer {precision}; it offers {', '.join(target.precisions)}"
+        )
+    model_path = Path(req.model).expanduser()
+    calib = CalibrationSet.load(req.calib, req.calib_samples) if req.calib else None
+    val = CalibrationSet.load(req.val, req.val_samples) if req.val else None
+    if precision == "int8" and calib is None and val is not None and not req.options.dynamic_int8:
+        raise BadInput("--int8 needs --calib SET (the validation set is never used to calibrate)")
+
+    progress("preparing model")
+    prepared = ingest.prepare(
+        model_path,
+        ingest.PrepareOptions(
+            input_shapes=dict(req.input_shapes),
+            static_shapes=backend.needs_static_shapes,
+            min_opset=backend.min_opset if precision == "int8" else None,
+            max_opset=target.opset_max,
+            simplify=req.simplify,
+            name_pattern=backend.name_pattern,
+        ),
+    )
+    source_inputs = source_io(prepared)[0]
+    for data, what in ((calib, "calibration set"), (val, "validation set")):
+        if data is not None:
+            data.validate(source_inputs, what)
+    to_prepared = {prepared.source_name(i.name): i.name for i in prepared.inputs}
+    job_calib = calib.renamed(to_prepared) if calib is not None else None
+    job_val = val.renamed(to_prepared) if val is not None else None
+
+    out_root = Path(req.out_dir).expanduser()
+    out_root.mkdir(parents=True, exist_ok=True)
+    final = out_root / artifact_name(model_path, target.name, precision)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=out_root))
+    try:
+        progress(f"exporting {precision} for {target.name} ({backend.name})")
+        started = time.perf_counter()
+        result = backend.export(ExportJob(prepared, target, precision, tmp, job_calib, req.options, job_val))
+        export_s = time.perf_counter() - started
+        manifest = _manifest(req, target, precision, prepared, result, tmp, calib, export_s)
+        write_json_atomic(tmp / MANIFEST, manifest)
+        report = None
+        if val is not None:
+            progress(f"verifying on {len(val)} samples")
+            report = verify_dir(tmp, manifest, val, model_path, gates_for(target, req.gate_overrides))
+            manifest["fidelity"] = report.to_json()
+            manifest["validation"] = val.record()
+            write_json_atomic(tmp / MANIFEST, manifest)
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportOutcome(final, manifest, report)
+
+
+def source_io(prepared: ingest.PreparedModel) -> tuple[list[InputInfo], list[InputInfo]]:
+    """The prepared model's I/O under the user's original names (shapes as fixed by ingest)."""
+    return (
+        [InputInfo(prepared.source_name(i.name), i.shape, i.dtype) for i in prepared.inputs],
+        [InputInfo(prepared.source_name(o.name), o.shape, o.dtype) for o in prepared.outputs],
+    )
+
+
+def _io_json(infos: Sequence[InputInfo]) -> list[dict[str, Any]]:
+    return [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype.name} for i in infos]
+
+
+def _manifest(
+    req: ExportRequest,
+    target: TargetProfile,
+    precision: str,
+    prepared: ingest.PreparedModel,
+    result: Any,
+    directory: Path,
+    calib: CalibrationSet | None,
+    export_s: float,
+) -> dict[str, Any]:
+    files = file_records(directory, result.entry)
+    artifact_bytes = entry_bytes(directory, result.entry)
+    src_inputs, src_outputs = source_io(prepared)
+    source = prepared.record()
+    source["path"] = str(prepared.source_path)
+    source["inputs"] = _io_json(src_inputs)
+    source["outputs"] = _io_json(src_outputs)
+    uses_calib = precision == "int8" and not req.options.dynamic_int8
+    return {
+        "schema": 1,
+        "edgekit_version": __version__,
+        "created": timestamp(),
+        "name": artifact_name(prepared.source_path, target.name, precision),
+        "source": source,
+        "target": target.name,
+        "backend": target.backend,
+        "precision": precision,
+        "effective_precision": result.effective_precision or precision,
+        "entry": result.entry,
+        "files": files,
+        "size": {
+            "source_bytes": prepared.source_bytes,
+            "artifact_bytes": artifact_bytes,
+            "compression_ratio": round(prepared.source_bytes / artifact_bytes, 3) if artifact_bytes else None,
+        },
+        "inputs": [s.to_json() for s in result.inputs],
+        "outputs": [s.to_json() for s in result.outputs],
+        "calibration": calib.record(req.options.calib_method) if (calib is not None and uses_calib) else None,
+        "toolchain": {"edgekit": __version__, **result.toolchain},
+        "options": {
+            "calib_method": req.options.calib_method if uses_calib else None,
+            "dynamic_int8": req.options.dynamic_int8,
+            "io_dtype": req.options.io_dtype,
+            "ignore": req.options.ignore,
+            "input_shapes": req.input_shapes,
+            "simplify": req.simplify,
+        },
+        "threads": req.options.threads,
+        "name_map": prepared.name_map,
+        "details": result.details,
+        "export_seconds": round(export_s, 3),
+        "fidelity": None,
+        "warnings": prepared.warnings + result.warnings,
+    }
+
+
+# ---- verification ------------------------------------------------------------------------------
+def _stack(chunks: list[np.ndarray], batched: bool) -> np.ndarray:
+    return np.concatenate(chunks, axis=0) if batched else np.stack(chunks, axis=0)
+
+
+def _batched(data: CalibrationSet) -> bool:
+    return all(data._batched.get(n, False) for n in data.names)
+
+
+def reference_outputs(
+    model_path: Path, data: CalibrationSet, progress: Progress = _noop
+) -> dict[str, np.ndarray]:
+    """FP32 outputs of the source model through onnxruntime, stacked over samples."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - models onnxruntime rejects as-is run after ingest's repairs
+        prepared = ingest.prepare(model_path, ingest.PrepareOptions(simplify=False))
+        session = ort.InferenceSession(str(prepared.path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for feed in data.feeds(1):
+        for name, value in zip(names, session.run(names, feed), strict=True):
+            chunks[name].append(np.asarray(value))
+    return {n: _stack(c, _batched(data)) for n, c in chunks.items()}
+
+
+def artifact_outputs(runner: Any, data: CalibrationSet) -> dict[str, np.ndarray]:
+    chunks: dict[str, list[np.ndarray]] = {}
+    for feed in data.feeds(1):
+        for name, value in runner.infer(feed).items():
+            chunks.setdefault(name, []).append(np.asarray(value))
+    return {n: _stack(c, _batched(data)) for n, c in chunks.items()}
+
+
+def verify_dir(
+    artifact_dir: Path,
+    manifest: Mapping[str, Any],
+    val: CalibrationSet,
+    reference_model: Path,
+    gates: Gates,
+) -> FidelityReport:
+    backend = get_backend(manifest["backend"])
+    backend.require()
+    reference = reference_outputs(reference_model, val)
+    with backend.open_runner(artifact_dir, manifest) as runner:
+        actual = artifact_outputs(runner, val)
+    missing = [n for n in reference if n not in actual]
+    if missing:
+        raise BadInput(f"the artifact does not produce output(s) {', '.join(missing)} of the reference model")
+    return compare(reference, actual, val.labels, gates)
+
+
+def verify(
+    artifact_dir: str | Path,
+    val_path: str | Path,
+    *,
+    reference: str | Path | None = None,
+    samples: int | None = None,
+    gate_overrides: Mapping[str, float | None] | None = None,
+    targets_dirs: Sequence[str | Path] = (),
+    write: bool = True,
+) -> tuple[FidelityReport, dict[str, Any]]:
+    """Verify an exported artifact against its FP32 source on a validation set."""
+    artifact_dir = Path(artifact_dir).expanduser()
+    manifest = read_manifest(artifact_dir)
+    reference_model = _reference_path(manifest, reference)
+    val = CalibrationSet.load(val_path, samples)
+    val.validate(_infos(manifest["source"]["inputs"]), "validation set")
+    try:
+        target = target_profiles.get(manifest["target"], targets_dirs)
+        base = gates_for(target, gate_overrides or {})
+    except BadInput:
+        base = Gates(**{k: v for k, v in (gate_overrides or {}).items() if v is not None})
+    report = verify_dir(artifact_dir, manifest, val, reference_model, base)
+    if write:
+        manifest["fidelity"] = report.to_json()
+        manifest["validation"] = val.record()
+        write_json_atomic(artifact_dir / MANIFEST, manifest)
+    return report, manifest
+
+
+def _infos(items: Sequence[Mapping[str, Any]]) -> list[InputInfo]:
+    return [InputInfo(i["name"], tuple(i["shape"]), np.dtype(i["dtype"])) for i in items]
+
+
+def _reference_path(manifest: Mapping[str, Any], reference: str | Path | None) -> Path:
+    if reference is not None:
+        path = Path(reference).expanduser()
+        if not path.exists():
+            raise BadInput(f"reference model not found: {path}")
+        return path
+    recorded = Path(manifest["source"].get("path", ""))
+    if recorded.is_file() and ingest.file_sha256(recorded) == manifest["source"]["sha256"]:
+        return recorded
+    raise BadInput(
+        f"the FP32 source model {manifest['source'].get('name')} is not at {recorded} (or changed since export); "
+        "pass it with --reference MODEL"
+    )
+
+
+# ---- local timing loop -------------------------------------------------------------------------
+def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    count = len(ordered)
+
+    def pct(p: float) -> float:
+        if count == 1:
+            return ordered[0]
+        rank = (count - 1) * p / 100.0
+        low = math.floor(rank)
+        high = min(low + 1, count - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+    mean = sum(ordered) / count
+    var = sum((x - mean) ** 2 for x in ordered) / count
+    return {
+        "min": ordered[0],
+        "mean": mean,
+        "p50": pct(50),
+        "p90": pct(90),
+        "p95": pct(95),
+        "p99": pct(99),
+        "max": ordered[-1],
+        "std": math.sqrt(var),
+    }
+
+
+def random_feed(manifest: Mapping[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in manifest["source"]["inputs"]:
+        shape = [d if isinstance(d, int) else 1 for d in spec["shape"]]
+        dtype = np.dtype(spec["dtype"])
+        if np.issubdtype(dtype, np.floating):
+            feed[spec["name"]] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feed[spec["name"]] = rng.integers(0, 2, shape).astype(dtype)
+        else:
+            feed[spec["name"]] = rng.integers(0, 10, shape).astype(dtype)
+    return feed
+
+
+def bench_local(
+    artifact_dir: str | Path, iterations: int = 100, warmup: int = 10, threads: int | None = None
+) -> dict[str, Any]:
+    """An in-process timing loop on this machine (the SSH runner's agent measures devices)."""
+    artifact_dir = Path(artifact_dir).expanduser()
+    manifest = dict(read_manifest(artifact_dir))
+    if threads:
+        manifest["threads"] = threads
+    backend = get_backend(manifest["backend"])
+    backend.require()
+    feed = random_feed(manifest)
+    started = time.perf_counter()
+    with backend.open_runner(artifact_dir, manifest) as runner:
+        init_ms = (time.perf_counter() - started) * 1000.0
+        runner.infer(feed)
+        first_ms = runner.last_ms
+        for _ in range(warmup):
+            runner.infer(feed)
+        times = []
+        for _ in range(iterations):
+            runner.infer(feed)
+            times.append(runner.last_ms)
+    stats = latency_stats(times)
+    return {
+        "artifact": {
+            "name": manifest.get("name"),
+            "target": manifest["target"],
+            "precision": manifest["precision"],
+        },
+        "device": {"name": "local", "host": os.uname().nodename},
+        "settings": {"warmup": warmup, "iterations": iterations, "threads": threads, "input": "random"},
+        "latency_ms": stats,
+        "throughput_fps": 1000.0 / stats["mean"] if stats["mean"] > 0 else None,
+        "init_ms": init_ms,
+        "first_inference_ms": first_ms,
+        "status": "ok",
+        "timestamp": timestamp(),
+    }

@@ -1,0 +1,222 @@
+"""ONNX Runtime backend: FP32, FP16 (float I/O kept unless asked) and INT8 (static Q/DQ, per-channel
+weights, or dynamic) ONNX models for generic CPUs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgekit import quant
+from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec
+from edgekit.errors import BadInput, InternalError
+from edgekit.ingest import EXTERNAL_DATA_THRESHOLD, io_info, toposort
+
+log = logging.getLogger(__name__)
+
+ENTRY = "model.onnx"
+
+
+def tensor_specs(
+    model: onnx.ModelProto, name_map: Mapping[str, str]
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """TensorSpecs of an ONNX model's I/O; image-shaped 4-D tensors are NCHW."""
+
+    def spec(info) -> TensorSpec:
+        shape = [d if d is not None else "?" for d in info.shape]
+        return TensorSpec(
+            name=info.name,
+            source_name=name_map.get(info.name, info.name),
+            shape=shape,
+            dtype=info.dtype.name,
+            layout="NCHW" if len(shape) == 4 else "",
+        )
+
+    inputs, outputs = io_info(model)
+    return [spec(i) for i in inputs], [spec(o) for o in outputs]
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> None:
+    """Save an artifact; intermediate value_info (shape-inference annotations) is dropped: the runtime
+    infers it again and it only makes the file bigger."""
+    del model.graph.value_info[:]
+    large = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=large,
+        all_tensors_to_one_file=True,
+        location=path.name + ".data",
+    )
+
+
+def to_fp16(model: onnx.ModelProto, keep_io_types: bool) -> tuple[onnx.ModelProto, list[str]]:
+    """FP16 weights and compute. Ops that fail to load in fp16 are kept in fp32 and named."""
+    import onnxruntime as ort
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    blocked: list[str] = []
+    for _ in range(8):
+        converted = convert_float_to_float16(
+            model, keep_io_types=keep_io_types, op_block_list=_DEFAULT_FP16_BLOCK + blocked
+        )
+        toposort(converted.graph)  # the converter appends its Cast nodes at the end
+        try:
+            onnx.checker.check_model(converted)
+            ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
+            return converted, blocked
+        except Exception as exc:  # noqa: BLE001 - find the op type that broke and keep it in fp32
+            op = _failing_op(str(exc), model)
+            if op is None or op in blocked:
+                raise InternalError(f"FP16 conversion produced a model onnxruntime rejects: {exc}") from exc
+            blocked.append(op)
+    raise InternalError("FP16 conversion kept failing after blocking several op types")
+
+
+# onnxruntime's converter already blocks ops without fp16 kernels on common EPs; these are added
+# because their fp16 CPU kernels are missing in older releases.
+_DEFAULT_FP16_BLOCK: list[str] = []
+
+
+def _failing_op(message: str, model: onnx.ModelProto) -> str | None:
+    for op in sorted({node.op_type for node in model.graph.node}, key=len, reverse=True):
+        if f"{op}(" in message or f"'{op}'" in message or f" {op} " in message:
+            return op
+    return None
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    extra = ""  # core dependency
+    modules = ("onnxruntime",)
+    needs_static_shapes = False
+    name_pattern = None
+    min_opset = 13  # per-channel Q/DQ needs 13; raised only for int8
+
+    def export(self, job: ExportJob) -> ExportResult:
+        self.require()
+        import onnxruntime as ort
+
+        out = job.out_dir / ENTRY
+        details: dict[str, Any] = {}
+        warnings: list[str] = []
+        model = job.prepared.load()
+        if job.precision == "fp32":
+            save_onnx(model, out)
+        elif job.precision == "fp16":
+            keep_io = job.options.io_dtype not in ("float16", "fp16")
+            converted, blocked = to_fp16(model, keep_io_types=keep_io)
+            save_onnx(converted, out)
+            details["fp16_io"] = not keep_io
+            if blocked:
+                details["kept_fp32_ops"] = blocked
+                warnings.append(f"op types kept in FP32 (no FP16 kernel): {', '.join(blocked)}")
+        elif job.precision == "int8":
+            details.update(self._int8(job, out))
+            warnings.extend(n for n in details.get("notes", []) if "fell back" in n or "without" in n)
+        else:
+            raise BadInput(f"precision '{job.precision}' is not supported by onnxruntime")
+        if model.ByteSize() > EXTERNAL_DATA_THRESHOLD and job.precision != "fp32":
+            log.info("large model: stored with external data")
+        final = onnx.load(str(out))
+        inputs, outputs = tensor_specs(final, job.prepared.name_map)
+        return ExportResult(
+            entry=ENTRY,
+            inputs=inputs,
+            outputs=outputs,
+            toolchain={"onnxruntime": ort.__version__, "onnx": onnx.__version__},
+            details=details,
+            warnings=warnings,
+        )
+
+    def _int8(self, job: ExportJob, out: Path) -> dict[str, Any]:
+        settings = job.target.quantization
+        if job.options.dynamic_int8:
+            result = quant.quantize_dynamic_int8(
+                job.prepared.path, out, per_channel=settings.get("per_channel", True)
+            )
+            return {"mode": "dynamic", "per_channel": result.per_channel, "notes": result.notes}
+        if job.calib is None:
+            raise BadInput(
+                f"--int8 for target '{job.target.name}' needs a calibration set: pass --calib SET "
+                "(or --dynamic for weights-only int8)"
+            )
+        result = quant.quantize_qdq(
+            job.prepared.path,
+            out,
+            job.calib,
+            method=job.options.calib_method,
+            activation_type=settings.get("activation_type", "uint8"),
+            weight_type=settings.get("weight_type", "int8"),
+            per_channel=settings.get("per_channel", True),
+            symmetric_activations=settings.get("symmetric_activations", False),
+            nodes_to_exclude=_matching_nodes(job.prepared.load(), job.options.ignore),
+        )
+        return {
+            "mode": "static-qdq",
+            "activation_type": settings.get("activation_type", "uint8"),
+            "weight_type": settings.get("weight_type", "int8"),
+            "per_channel": result.per_channel,
+            "symmetric_activations": settings.get("symmetric_activations", False),
+            "excluded_nodes": _matching_nodes(job.prepared.load(), job.options.ignore),
+            "notes": result.notes,
+        }
+
+    def open_runner(self, artifact_dir: Path, manifest: Mapping[str, Any]) -> HostRunner:
+        self.require()
+        return OrtRunner(
+            artifact_dir / manifest["entry"],
+            [TensorSpec.from_json(s) for s in manifest["inputs"]],
+            [TensorSpec.from_json(s) for s in manifest["outputs"]],
+            threads=manifest.get("threads"),
+        )
+
+
+def _matching_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
+    """Node names matching any `--ignore` pattern (shell glob, or a regular expression)."""
+    import fnmatch
+    import re
+
+    def matches(name: str, pattern: str) -> bool:
+        if fnmatch.fnmatchcase(name, pattern):
+            return True
+        try:
+            return re.fullmatch(pattern, name) is not None
+        except re.error:
+            return False
+
+    return [n.name for n in model.graph.node if n.name and any(matches(n.name, p) for p in patterns)]
+
+
+class OrtRunner(HostRunner):
+    """A CPU InferenceSession; fp16-I/O artifacts get their inputs cast and outputs widened."""
+
+    def __init__(
+        self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int | None = None
+    ):
+        import onnxruntime as ort
+
+        super().__init__(inputs, outputs)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ort_feed = {
+            spec.name: np.asarray(feed[spec.source_name]).astype(spec.dtype, copy=False)
+            for spec in self.inputs
+        }
+        results = self.session.run([spec.name for spec in self.outputs], ort_feed)
+        return {
+            spec.source_name: (r.astype(np.float32) if r.dtype == np.float16 else r)
+            for spec, r in zip(self.outputs, results, strict=True)
+        }
+
+    def close(self) -> None:
+        self.session = None

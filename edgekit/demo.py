@@ -1,0 +1,149 @@
+"""`edgekit demo`: the bundled digits CNN through every installed target, verified and timed here.
+
+Each (target, precision) is exported, verified and timed in its own try/except with a three-state
+status (ok / verify failed / export failed), so one broken backend never hides the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgekit import api
+from edgekit.backends import get_backend, implemented
+from edgekit.errors import BadInput, EdgekitError
+from edgekit.manifest import write_json_atomic
+from edgekit.resources import demo_paths
+from edgekit.targets import load_all
+
+log = logging.getLogger(__name__)
+
+
+def demo_targets(only: Sequence[str] = ()) -> list[Any]:
+    profiles = load_all()
+    if only:
+        unknown = [name for name in only if name not in profiles]
+        if unknown:
+            api.target_profiles.get(unknown[0])  # raises with a close-name suggestion
+        return [profiles[name] for name in only]
+    built = set(implemented())
+    return [
+        p
+        for p in sorted(profiles.values(), key=lambda p: (p.backend != "onnxruntime", p.backend, p.name))
+        if p.backend in built and get_backend(p.backend).available()
+    ]
+
+
+def run_demo(
+    out_dir: Path, only: Sequence[str] = (), iterations: int = 200, progress: Callable[[str], None] = print
+) -> list[dict[str, Any]]:
+    paths = demo_paths()
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise BadInput(f"demo files missing: {', '.join(missing)} (a broken install?)")
+    rows: list[dict[str, Any]] = []
+    for target in demo_targets(only):
+        for precision in target.precisions:
+            progress(f"{target.name} {precision}: exporting")
+            row: dict[str, Any] = {"target": target.name, "backend": target.backend, "precision": precision}
+            rows.append(row)
+            request = api.ExportRequest(
+                model=paths["model"],
+                target=target.name,
+                precision=precision,
+                calib=paths["calib"],
+                val=paths["val"],
+                out_dir=out_dir,
+            )
+            try:
+                outcome = api.export(request)
+            except EdgekitError as exc:
+                row.update(status="export failed", error=str(exc))
+                progress(f"{target.name} {precision}: export failed: {exc}")
+                continue
+            manifest = outcome.manifest
+            report = outcome.fidelity
+            row.update(
+                artifact=str(outcome.path),
+                effective_precision=manifest["effective_precision"],
+                bytes=manifest["size"]["artifact_bytes"],
+                compression_ratio=manifest["size"]["compression_ratio"],
+                accuracy=report.accuracy_artifact if report else None,
+                accuracy_fp32=report.accuracy_reference if report else None,
+                drop=report.accuracy_drop if report else None,
+                cosine=min(o.cosine for o in report.outputs) if report else None,
+                status="ok" if report is None or report.passed else "verify failed",
+                warnings=manifest.get("warnings", []),
+            )
+            if report is not None and not report.passed:
+                row["error"] = "; ".join(report.failures)
+            if target.build == "host":
+                try:
+                    progress(f"{target.name} {precision}: timing {iterations} runs")
+                    bench = api.bench_local(outcome.path, iterations=iterations, warmup=20)
+                    row["p50_ms"] = bench["latency_ms"]["p50"]
+                    row["timed_as"] = manifest["details"].get("host_runtime", target.backend)
+                except EdgekitError as exc:
+                    row["p50_ms"] = None
+                    row["bench_error"] = str(exc)
+            else:
+                row["p50_ms"] = None
+                row["timed_as"] = "on-device build: time it with `edgekit bench --device`"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "demo.json", rows)
+    (out_dir / "demo.md").write_text(markdown(rows), encoding="utf-8")
+    return rows
+
+
+def _fmt(value: Any, spec: str, none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def _size(num: int | None) -> str:
+    if num is None:
+        return "-"
+    return f"{num / 1e6:.2f} MB" if num >= 100_000 else f"{num / 1e3:.1f} kB"
+
+
+COLUMNS = ("target", "precision", "size", "ratio", "accuracy %", "drop", "p50 ms", "status")
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    precision = row["precision"]
+    if row.get("effective_precision") and row["effective_precision"] != precision:
+        precision = f"{precision} (runs {row['effective_precision']})"
+    return [
+        row["target"],
+        precision,
+        _size(row.get("bytes")),
+        _fmt(row.get("compression_ratio"), ".2f") + ("x" if row.get("compression_ratio") else ""),
+        _fmt(row.get("accuracy"), ".2f"),
+        _fmt(row.get("drop"), "+.2f"),
+        _fmt(row.get("p50_ms"), ".3f", "on device" if row.get("status") == "ok" else "-"),
+        row["status"] + (f": {row['error']}" if row.get("error") else ""),
+    ]
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    return (
+        "# edgekit demo\n\nThe bundled digits CNN, exported, verified against FP32 and timed on this machine.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def render(rows: list[dict[str, Any]], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="edgekit demo: digits CNN (accuracy on 540 labelled validation samples)")
+    for col in COLUMNS:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*_cells(row))
+    console.print(table)
+    if rows:
+        console.print(f"artifacts and demo.md/demo.json in {Path(rows[0].get('artifact', '.')).parent}")

@@ -1,0 +1,91 @@
+"""The artifact record: `manifest.json` next to the artifact files, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import BadInput
+from edgekit.ingest import file_sha256
+
+MANIFEST = "manifest.json"
+SCHEMA = 1
+MODEL_SUFFIXES = {".onnx", ".data", ".xml", ".bin", ".tflite", ".engine", ".plan"}
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file in the same directory, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_records(directory: Path, entry: str) -> list[dict[str, Any]]:
+    records = []
+    for file in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
+        rel = file.relative_to(directory).as_posix()
+        role = "entry" if rel == entry else ("model" if file.suffix in MODEL_SUFFIXES else "aux")
+        records.append({"path": rel, "sha256": file_sha256(file), "bytes": file.stat().st_size, "role": role})
+    return records
+
+
+def entry_bytes(directory: Path, entry: str) -> int:
+    """Bytes of the deployable model: the entry file plus its weight sidecar (.bin / external data)."""
+    path = directory / entry
+    total = path.stat().st_size
+    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
+        total += path.with_suffix(".bin").stat().st_size
+    sidecar = directory / (entry + ".data")
+    if sidecar.exists():
+        total += sidecar.stat().st_size
+    return total
+
+
+def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
+    artifact_dir = Path(artifact_dir).expanduser()
+    path = artifact_dir / MANIFEST
+    if not artifact_dir.is_dir():
+        raise BadInput(f"artifact directory not found: {artifact_dir}")
+    if not path.exists():
+        raise BadInput(f"{artifact_dir} is not an edgekit artifact (no {MANIFEST})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise BadInput(f"{path}: unreadable manifest ({exc})") from exc
+    for key in ("backend", "target", "precision", "entry", "inputs", "outputs"):
+        if key not in data:
+            raise BadInput(f"{path}: manifest lacks '{key}'")
+    return data
+
+
+def manifest_sha256(artifact_dir: Path) -> str:
+    return file_sha256(artifact_dir / MANIFEST)
+
+
+def timestamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Move a finished temp dir into place, replacing an older artifact of the same name."""
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".old-{final_dir.name}-{os.getpid()}")
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,283 @@
+"""Calibration ranges and Q/DQ quantization with ONNX Runtime, shared by every backend that needs them
+(the ONNX Runtime target's INT8, the TensorRT target's calibration cache and explicit-quantization ONNX).
+
+ONNX Runtime's own helpers crash on real models in a few known ways (symbolic shape inference on
+odd graphs, per-channel at opset < 13, exotic ops). Every step here has a fallback, and a result is
+only handed back after `onnx.checker` and an onnxruntime session accept it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from edgekit.calib import CalibrationSet
+from edgekit.errors import BadInput, InternalError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("minmax", "entropy", "percentile")
+QTYPES = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16"}
+# ops that dynamic quantization handles with int8 weights on the CPU EP (ConvInteger only takes u8)
+DYNAMIC_OPS = ["MatMul", "Gemm", "Attention", "LSTM", "GRU", "EmbedLayerNormalization"]
+
+
+def ort_reader(calib: CalibrationSet, batch_size: int = 1, limit: int | None = None):
+    """An onnxruntime CalibrationDataReader over a CalibrationSet (at most `limit` feeds); rewinds so
+    it can be reused."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._iter: Iterator[dict] | None = None
+            self._count = 0
+
+        def get_next(self):  # type: ignore[override]
+            if self._iter is None:
+                self._iter = calib.feeds(batch_size)
+                self._count = 0
+            if limit is not None and self._count >= limit:
+                return None
+            self._count += 1
+            return next(self._iter, None)
+
+        def rewind(self) -> None:
+            self._iter = None
+
+        def __len__(self) -> int:
+            return len(calib)
+
+    return _Reader()
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    if name not in table:
+        raise BadInput(f"unknown calibration method '{name}'; choose one of {', '.join(METHODS)}")
+    return table[name]
+
+
+def _calib_options(method: str, symmetric: bool) -> dict:
+    options: dict = {"symmetric": symmetric}
+    if method == "percentile":
+        options["percentile"] = 99.999
+    return options
+
+
+def preprocess(model_path: Path, out_path: Path) -> str:
+    """onnxruntime's quant_pre_process with fallbacks; returns a note of what worked."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    attempts = [
+        ("full pre-processing", {}),
+        ("without symbolic shape inference", {"skip_symbolic_shape": True}),
+        (
+            "without optimization or symbolic shape inference",
+            {"skip_symbolic_shape": True, "skip_optimization": True},
+        ),
+    ]
+    for label, kwargs in attempts:
+        try:
+            quant_pre_process(str(model_path), str(out_path), **kwargs)
+            onnx.checker.check_model(str(out_path))
+            return f"quant pre-processing: {label}"
+        except Exception as exc:  # noqa: BLE001 - known crashes in ORT's helpers; try the next
+            log.debug("quant_pre_process %s failed: %s", label, exc)
+    shutil.copyfile(model_path, out_path)
+    return "quant pre-processing skipped (onnxruntime's helper failed on this model)"
+
+
+def compute_ranges(
+    model_path: str | Path, calib: CalibrationSet, method: str = "entropy", symmetric: bool = False
+) -> dict[str, tuple[float, float]]:
+    """Activation ranges (min, max) of every calibrated tensor, computed with onnxruntime on the CPU."""
+    from onnxruntime.quantization import create_calibrator
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
+        calibrator = create_calibrator(
+            Path(model_path),
+            None,
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=_method(method),
+            providers=["CPUExecutionProvider"],
+            extra_options=_calib_options(method, symmetric),
+        )
+        with quiet():  # onnxruntime prints progress with print()
+            calibrator.collect_data(ort_reader(calib))
+            data = calibrator.compute_data()
+    return _ranges(data)
+
+
+def _ranges(data) -> dict[str, tuple[float, float]]:
+    """TensorsData -> {name: (min, max)}; values may come as 0-d or 1-element arrays."""
+    import numpy as np
+
+    out = {}
+    for name, td in data.items():
+        low, high = td.range_value
+        out[name] = (float(np.asarray(low).reshape(-1)[0]), float(np.asarray(high).reshape(-1)[0]))
+    return out
+
+
+@dataclass
+class QuantResult:
+    path: Path
+    notes: list[str] = field(default_factory=list)
+    per_channel: bool = True
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def validate_model(path: Path) -> None:
+    """Raise unless onnx.checker and an onnxruntime CPU session both accept the model."""
+    import onnxruntime as ort
+
+    onnx.checker.check_model(str(path))
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def quantize_qdq(
+    model_path: str | Path,
+    out_path: str | Path,
+    calib: CalibrationSet,
+    *,
+    method: str = "entropy",
+    activation_type: str = "uint8",
+    weight_type: str = "int8",
+    per_channel: bool = True,
+    symmetric_activations: bool = False,
+    nodes_to_exclude: Sequence[str] = (),
+    want_ranges: bool = False,
+) -> QuantResult:
+    """Static Q/DQ quantization with fallbacks. With `want_ranges`, the activation ranges that the
+    quantizer used are returned too (computed once and handed to it where onnxruntime allows)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    model_path, out_path = Path(model_path), Path(out_path)
+    for name in (activation_type, weight_type):
+        if name not in QTYPES:
+            raise BadInput(f"unknown quantization type '{name}'; choose one of {', '.join(QTYPES)}")
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-quant-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        pre = tmp / "pre.onnx"
+        notes.append(preprocess(model_path, pre))
+        cache = tmp / "ranges.json"
+        takes_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+        ranges: dict[str, tuple[float, float]] = {}
+        if want_ranges and not takes_cache:
+            ranges = compute_ranges(pre, calib, method, symmetric_activations)
+        attempts = (
+            [(pre, per_channel), (pre, False), (model_path, False)]
+            if per_channel
+            else [(pre, False), (model_path, False)]
+        )
+        errors: list[str] = []
+        for source, channelwise in attempts:
+            candidate = tmp / "quant.onnx"
+            extra = {
+                "ActivationSymmetric": symmetric_activations,
+                "WeightSymmetric": True,
+                "CalibTensorRangeSymmetric": symmetric_activations,
+                **({"CalibPercentile": 99.999} if method == "percentile" else {}),
+            }
+            kwargs = {"calibration_cache_path": str(cache)} if takes_cache else {}
+            try:
+                with quiet():  # keep --json stdout clean
+                    quantize_static(
+                        str(source),
+                        str(candidate),
+                        ort_reader(calib),
+                        quant_format=QuantFormat.QDQ,
+                        activation_type=getattr(QuantType, QTYPES[activation_type]),
+                        weight_type=getattr(QuantType, QTYPES[weight_type]),
+                        per_channel=channelwise,
+                        calibrate_method=_method(method),
+                        nodes_to_exclude=list(nodes_to_exclude),
+                        extra_options=extra,
+                        **kwargs,
+                    )
+                validate_model(candidate)
+            except Exception as exc:  # noqa: BLE001 - fall back to a safer configuration
+                errors.append(f"{'per-channel' if channelwise else 'per-tensor'}: {_short(exc)}")
+                log.debug("quantize_static failed (%s)", exc, exc_info=True)
+                continue
+            if channelwise != per_channel:
+                notes.append("per-channel quantization failed; fell back to per-tensor weights")
+            if source == model_path:
+                notes.append("quantized the model without onnxruntime's pre-processing")
+            if want_ranges and takes_cache and cache.exists():
+                from onnxruntime.quantization.calibrate import load_tensors_data
+
+                data = load_tensors_data(cache)
+                ranges = _ranges(data)
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(candidate), out_path)
+            return QuantResult(out_path, notes, channelwise, ranges)
+    raise InternalError("INT8 quantization failed in every configuration: " + "; ".join(errors))
+
+
+def quantize_dynamic_int8(
+    model_path: str | Path, out_path: str | Path, per_channel: bool = True
+) -> QuantResult:
+    """Dynamic (weights int8, activations quantized at run time) for MatMul/Gemm-like ops."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model_path, out_path = Path(model_path), Path(out_path)
+    errors: list[str] = []
+    for channelwise in [per_channel, False] if per_channel else [False]:
+        with tempfile.TemporaryDirectory(prefix="edgekit-dyn-") as tmp:
+            candidate = Path(tmp) / "dyn.onnx"
+            try:
+                quantize_dynamic(
+                    str(model_path),
+                    str(candidate),
+                    weight_type=QuantType.QInt8,
+                    per_channel=channelwise,
+                    op_types_to_quantize=DYNAMIC_OPS,
+                )
+                validate_model(candidate)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(_short(exc))
+                continue
+            shutil.move(str(candidate), out_path)
+            notes = ["dynamic int8: MatMul/Gemm weights int8, convolutions kept in float"]
+            return QuantResult(out_path, notes, channelwise)
+    raise InternalError("dynamic INT8 quantization failed: " + "; ".join(errors))
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Capture what onnxruntime's quantization tools print (and their root-logger advice, such as
+    'consider pre-processing', which edgekit already did or deliberately skipped); debug logs keep it."""
+    buffer = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    if not log.isEnabledFor(logging.DEBUG):
+        root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        root.setLevel(level)
+    if buffer.getvalue().strip():
+        log.debug("onnxruntime quantization said:\n%s", buffer.getvalue().rstrip())
+
+
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]

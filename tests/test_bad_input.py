@@ -1,0 +1,229 @@
+"""Bad input gets one clear line and exit 2, and leaves no partial artifact directory behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from models import conv_net, write_model_and_sets
+
+HEAVY = ("tensorflow", "openvino", "tensorrt", "onnx2tf", "nncf", "tf_keras", "keras", "torch")
+
+
+def _assert_one_line_exit2(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {err!r}"
+    assert lines[0].startswith("edgekit: error:")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def _no_partial(out: Path) -> None:
+    leftovers = [p.name for p in out.iterdir()] if out.exists() else []
+    assert leftovers == [], leftovers
+
+
+@pytest.fixture
+def conv(tmp_path: Path) -> tuple[Path, Path, Path]:
+    model, calib, val, _ = write_model_and_sets(tmp_path, "conv")
+    return model, calib, val
+
+
+def test_missing_model(tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "out"
+    code, _, err = run_cli("export", tmp_path / "nope.onnx", "--target", "x86-cpu", "-o", out)
+    _assert_one_line_exit2(code, err, "model not found")
+    _no_partial(out)
+
+
+def test_non_onnx_bytes(tmp_path: Path, run_cli) -> None:
+    bogus = tmp_path / "photo.onnx"
+    bogus.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    out = tmp_path / "out"
+    code, _, err = run_cli("export", bogus, "--target", "x86-cpu", "-o", out)
+    _assert_one_line_exit2(code, err, "photo.onnx")
+    _no_partial(out)
+    code, _, err = run_cli("inspect", bogus)
+    _assert_one_line_exit2(code, err, "photo.onnx")
+
+
+def test_truncated_onnx(tmp_path: Path, run_cli) -> None:
+    model, _ = conv_net()
+    data = model.SerializeToString()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    code, _, err = run_cli("export", cut, "--target", "x86-cpu", "-o", out)
+    _assert_one_line_exit2(code, err, "cut.onnx")
+    _no_partial(out)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "needle"),
+    [
+        ({"image": np.zeros((4, 3, 32, 32), np.float32)}, "no array for model input 'input'"),
+        ({"input": np.zeros((4, 3, 16, 16), np.float32)}, "dimension 1 differs"),
+        ({"input": np.zeros((4, 3, 32, 32), np.float64)}, "is float64, the model wants float32"),
+        ({"input": np.zeros((4, 32, 32), np.float32)}, "samples have shape"),
+    ],
+    ids=["wrong-name", "wrong-shape", "wrong-dtype", "wrong-rank"],
+)
+def test_bad_calibration_set(conv, tmp_path: Path, run_cli, arrays, needle) -> None:
+    model, _, _ = conv
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    out = tmp_path / "out"
+    code, _, err = run_cli("export", model, "--target", "x86-cpu", "--int8", "--calib", bad, "-o", out)
+    _assert_one_line_exit2(code, err, needle)
+    _no_partial(out)
+
+
+def test_calibration_file_not_npz(conv, tmp_path: Path, run_cli) -> None:
+    model, _, _ = conv
+    bad = tmp_path / "calib.npz"
+    bad.write_text("not a zip")
+    code, _, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--int8", "--calib", bad, "-o", tmp_path / "o"
+    )
+    _assert_one_line_exit2(code, err, "not a readable .npz")
+
+
+def test_unknown_target_suggests_close_name(conv, tmp_path: Path, run_cli) -> None:
+    model, _, _ = conv
+    out = tmp_path / "out"
+    code, _, err = run_cli("export", model, "--target", "x86-cpuu", "-o", out)
+    _assert_one_line_exit2(code, err, "unknown target 'x86-cpuu'", "Did you mean 'x86-cpu'?")
+    _no_partial(out)
+
+
+def test_malformed_target_toml(conv, tmp_path: Path, run_cli) -> None:
+    model, _, _ = conv
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "broken.toml").write_text('name = "broken"\nbackend = onnxruntime\n')
+    code, _, err = run_cli(
+        "export", model, "--target", "broken", "--targets-dir", targets, "-o", tmp_path / "o"
+    )
+    _assert_one_line_exit2(code, err, "broken.toml", "malformed TOML", "line 2")
+    (targets / "broken.toml").write_text('name = "broken"\nbackend = "onnxruntime"\nprecision = ["int8"]\n')
+    code, _, err = run_cli("targets", "--targets-dir", targets)
+    _assert_one_line_exit2(code, err, "unknown key 'precision'", "Did you mean 'precisions'?")
+
+
+def test_malformed_image_recipe(conv, tmp_path: Path, run_cli) -> None:
+    model, _, _ = conv
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "calibration.toml").write_text("input = 'input'\nsize = [32, 32\n")
+    code, _, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--int8", "--calib", images, "-o", tmp_path / "o"
+    )
+    _assert_one_line_exit2(code, err, "calibration.toml", "malformed TOML")
+
+
+def test_int8_without_calibration(conv, tmp_path: Path, run_cli) -> None:
+    model, _, _ = conv
+    out = tmp_path / "out"
+    code, _, err = run_cli("export", model, "--target", "x86-cpu", "--int8", "-o", out)
+    _assert_one_line_exit2(code, err, "--calib")
+    _no_partial(out)
+
+
+def test_bad_input_shape_flag(tmp_path: Path, run_cli) -> None:
+    model, _, _, _ = write_model_and_sets(tmp_path, "dynamic")
+    code, _, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--input-shape", "imagez:1,3,8,8", "-o", tmp_path / "o"
+    )
+    _assert_one_line_exit2(code, err, "not a model input", "Did you mean 'images'?")
+    code, _, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--input-shape", "images:1,3,a,b", "-o", tmp_path / "o"
+    )
+    _assert_one_line_exit2(code, err, "integers")
+
+
+def test_verify_bad_artifact_dir(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli("verify", tmp_path, "--val", tmp_path / "v.npz")
+    _assert_one_line_exit2(code, err, "not an edgekit artifact")
+
+
+def test_failed_gate_exits_1(conv, tmp_path: Path, run_cli) -> None:
+    model, calib, val = conv
+    code, stdout, err = run_cli(
+        "export",
+        model,
+        "--target",
+        "x86-cpu",
+        "--int8",
+        "--calib",
+        calib,
+        "--val",
+        val,
+        "-o",
+        tmp_path,
+        "--min-cosine",
+        "0.9999999",
+        "--json",
+    )
+    assert code == 1, err
+    assert "gate failed" in err
+    manifest = json.loads(stdout)["manifest"]
+    assert manifest["fidelity"]["passed"] is False  # recorded, artifact kept for inspection
+
+
+def test_unreadable_onnx_gives_no_traceback_in_subprocess(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.onnx"
+    bogus.write_bytes(b"garbage" * 10)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgekit", "inspect", str(bogus)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_help_imports_no_heavy_backend() -> None:
+    code = (
+        "import sys, json\n"
+        "from edgekit.cli import main\n"
+        "for args in (['--help'], ['export', '--help'], ['inspect', '--help'], ['verify', '--help'], ['targets']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_missing_backend_extra_exit_3(conv, tmp_path: Path, run_cli, monkeypatch) -> None:
+    import importlib.util
+
+    from edgekit.backends.ort import OnnxRuntimeBackend
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
+    )
+    backend = OnnxRuntimeBackend()
+    assert backend.missing_modules() == ["onnxruntime"]
+    with pytest.raises(Exception) as info:
+        backend.require()
+    assert info.value.exit_code == 3 and "pip install" in str(info.value)
+
+
+def test_model_check_failure_message(tmp_path: Path, run_cli) -> None:
+    model, _ = conv_net()
+    model.graph.node[0].input[0] = "nowhere"
+    path = tmp_path / "broken.onnx"
+    onnx.save(model, path)
+    code, _, err = run_cli("export", path, "--target", "x86-cpu", "-o", tmp_path / "o")
+    _assert_one_line_exit2(code, err, "broken.onnx")
