@@ -18,6 +18,7 @@ from edgekit.backends import get_backend
 from edgekit.backends.base import ExportJob, ExportOptions, ExportResult, HostRunner
 from edgekit.calib import CalibrationSet
 from edgekit.errors import BadInput, MissingDependency
+from edgekit.resources import demo_paths
 from tests import ov_models
 
 pytest.importorskip("openvino")
@@ -216,10 +217,10 @@ def test_two_inputs(tmp_path: Path, precision: str) -> None:
 
 def test_ignore_patterns_keep_layers_in_float(tmp_path: Path) -> None:
     # ONNX node names (with '/' and ':'), followed to the IR ops they became
-    options = ExportOptions(ignore=["head/fc.*"])
+    options = ExportOptions(ignore=["head/fc*"])  # a glob; regular expressions work too
     result, runner, src, calib = _export(tmp_path, ov_models.conv_net(), "int8", options=options)
     scope = result.details["quantization"]["ignored_scope"]
-    assert scope["patterns"] == ["head/fc.*"] and scope["nodes"] == ["logits:0"]
+    assert scope["patterns"] == ["head/fc*"] and scope["nodes"] == ["logits:0"]
     import openvino as ov
 
     ir = ov.Core().read_model(str(tmp_path / "artifact-int8" / "model.xml"))
@@ -233,32 +234,37 @@ def test_ignore_patterns_keep_layers_in_float(tmp_path: Path) -> None:
 def test_ignore_pattern_matching_nothing_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="--ignore"):
         _export(tmp_path, ov_models.conv_net(), "int8", options=ExportOptions(ignore=["no_such_layer"]))
-    with pytest.raises(BadInput, match="regular expression"):
+    with pytest.raises(BadInput, match="matches no node"):
         _export(tmp_path, ov_models.conv_net(), "int8", options=ExportOptions(ignore=["(["]))
 
 
 def test_accuracy_controlled_int8_records_reverted_layers(tmp_path: Path) -> None:
-    model = ov_models.conv_net(odd_names=False)
-    count = 24
-    calib_path = _calib(model, tmp_path / "calib.npz", count=count)
-    # labels = the FP32 model's own predictions, so the float model scores 100 %
-    with np.load(calib_path) as data:
-        inputs = data["input"]
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    labels = np.array([session.run(None, {"input": x[None]})[0].argmax() for x in inputs], np.int64)
+    demo = demo_paths()
+    model = onnx.load(str(demo["model"]))
+    count = 60
+    with np.load(demo["val"]) as data:
+        inputs, labels = data["input"][:count], data["labels"][:count]
     val_path = tmp_path / "val.npz"
     np.savez(val_path, input=inputs, labels=labels)
+    # a calibration set at 1/20 of the real scale clips the activations: accuracy collapses and
+    # NNCF has to put layers back into float to meet the 1-point budget
+    calib_path = tmp_path / "calib.npz"
+    np.savez(calib_path, input=(inputs[:16] * 0.05).astype(np.float32))
     options = ExportOptions(max_accuracy_drop=1.0)
-    result, runner, src, calib = _export(
+    result, runner, src, _ = _export(
         tmp_path, model, "int8", options=options, calib_path=calib_path, val_path=val_path
     )
     quant = result.details["quantization"]
     assert quant["tool"] == "nncf.quantize_with_accuracy_control"
     control = quant["accuracy_control"]
     assert control["max_drop_points"] == 1.0 and control["validation_samples"] == count
-    assert isinstance(control["reverted_layers"], list)
+    assert control["reverted_layers"], control
+    session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     with runner:
-        _check_against_onnxruntime(runner, src, calib, "int8")
+        got = np.array([runner.infer({"input": x[None]})["logits"].argmax() for x in inputs])
+    want = np.array([session.run(None, {"input": x[None]})[0].argmax() for x in inputs])
+    # NNCF met the budget at f32; the host runner's default precision may flip one borderline sample
+    assert (got == labels).sum() >= (want == labels).sum() - 1
 
 
 def test_accuracy_control_without_labels_warns(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ every export records the precision the runtime actually chose (read back from th
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import logging
 import re
 import sys
@@ -133,11 +134,20 @@ def _decomposition(op: Any) -> list[Any]:
     return found
 
 
+def _name_matches(name: str, pattern: str) -> bool:
+    """`--ignore` patterns are shell globs or regular expressions (full match), as for every backend."""
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error:
+        return False
+
+
 def resolve_ignored(
     patterns: list[str], onnx_nodes: list[tuple[str, str, list[str]]], ov_model: Any
 ) -> list[str]:
-    """IR node names for `--ignore` patterns. A pattern (a regular expression, matched in full) may
-    name ONNX nodes, which are followed through their output tensors to the IR ops they became, or
+    """IR node names for `--ignore` patterns. A pattern (glob or regular expression) may name ONNX nodes, which are followed through their output tensors to the IR ops they became, or
     IR node names directly. A pattern that matches nothing is a BadInput."""
     producers: dict[str, Any] = {}
     ops = list(ov_model.get_ordered_ops())
@@ -148,9 +158,8 @@ def resolve_ignored(
     skip = {"Constant", "Parameter", "Result"}
     names: list[str] = []
     for pattern in patterns:
-        regex = re.compile(pattern)
-        matched = [op for op in ops if regex.fullmatch(op.get_friendly_name())]
-        onnx_hits = [n for n in onnx_nodes if n[0] and regex.fullmatch(n[0])]
+        matched = [op for op in ops if _name_matches(op.get_friendly_name(), pattern)]
+        onnx_hits = [n for n in onnx_nodes if n[0] and _name_matches(n[0], pattern)]
         for _, _, outputs in onnx_hits:
             for tensor in outputs:
                 if tensor in producers:
@@ -164,7 +173,7 @@ def resolve_ignored(
                 )
             examples = ", ".join(n[0] for n in onnx_nodes if n[0] and n[1] not in ("Constant",))
             raise BadInput(
-                f"--ignore '{pattern}' matches no node (regular expression, full match) of the model; "
+                f"--ignore '{pattern}' matches no node of the model (glob or regular expression); "
                 f"node names: {examples[:300]}"
             )
         for op in matched:
@@ -394,11 +403,6 @@ class OpenVinoBackend(Backend):
         fast_bias = str(extra.get("fast_bias_correction", "true")).lower() not in ("false", "0", "no")
         target_device = getattr(nncf.TargetDevice, device, nncf.TargetDevice.ANY)
         patterns = list(job.options.ignore)
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise BadInput(f"--ignore '{pattern}' is not a valid regular expression: {exc}") from exc
         ignored: list[str] = []
         if patterns:
             # names as the user sees them: the prepared model's nodes, then the source file's
@@ -511,7 +515,7 @@ class OpenVinoBackend(Backend):
         inputs = [TensorSpec.from_json(s) for s in manifest["inputs"]]
         outputs = [TensorSpec.from_json(s) for s in manifest["outputs"]]
         precision = str(manifest.get("precision", "fp32"))
-        threads = threads or details.get("threads")
+        threads = threads or manifest.get("threads") or details.get("threads")
         compiled = compile_ir(
             xml_path, HOST_DEVICE, precision, threads, details.get("inference_precision_override")
         )
