@@ -851,11 +851,34 @@ def probe(workdir):
 # ----------------------------------------------------------------------------- main
 
 
+def start_stdin_watchdog():
+    """Exit when stdin closes: over SSH that is the host going away (timeout, Ctrl-C, lost link),
+    so an abandoned benchmark does not keep the device busy."""
+    import threading
+
+    def watch():
+        try:
+            while True:
+                if not os.read(0, 4096):
+                    break
+        except OSError:
+            pass
+        os._exit(3)
+
+    thread = threading.Thread(target=watch, name="stdin-watchdog")
+    thread.daemon = True
+    thread.start()
+
+
 def main(argv):
     saved_stdout = os.dup(1)
     os.dup2(2, 1)  # native libraries that print go to stderr; stdout carries only our JSON
     sys.stdout = sys.stderr
     started = time.time()
+    argv = list(argv)
+    if "--stdin-watchdog" in argv:
+        argv.remove("--stdin-watchdog")
+        start_stdin_watchdog()
     try:
         if len(argv) >= 2 and argv[1] == "--probe":
             result = probe(argv[2] if len(argv) > 2 else os.getcwd())
@@ -865,7 +888,7 @@ def main(argv):
                 job = json.load(fh)
             result = bench(job, os.path.dirname(job_path))
         else:
-            raise AgentError("usage: agent.py JOB.json | agent.py --probe [WORKDIR]", "usage")
+            raise AgentError("usage: agent.py [--stdin-watchdog] JOB.json | agent.py --probe [WORKDIR]", "usage")
     except AgentError as exc:
         result = {"status": "failed", "error": str(exc), "error_kind": exc.kind}
     except MemoryError:
