@@ -442,8 +442,10 @@ class TensorRtRunner(Runner):
                 self.bindings.append([name, is_input, shape, dtype, None])
         for b in self.bindings:
             if any(d < 0 for d in b[2]):
-                raise AgentError("engine tensor %s has a dynamic shape %s; build it with static shapes" % (
-                    b[0], list(b[2])))
+                raise AgentError(
+                    "engine tensor %s has a dynamic shape %s; build it with static shapes"
+                    % (b[0], list(b[2]))
+                )
             b[4] = self.cuda.alloc(int(np.prod(b[2])) * b[3].itemsize)
         in_names = [b[0] for b in self.bindings if b[1]]
         self.order = match_names([spec["name"] for spec in job["inputs"]], in_names)
@@ -461,7 +463,9 @@ class TensorRtRunner(Runner):
                 self.context.set_tensor_address(name, int(ptr))
             self.context.execute_async_v3(self.cuda.stream_handle(self.stream))
         else:
-            self.context.execute_async_v2([int(b[4]) for b in self.bindings], self.cuda.stream_handle(self.stream))
+            self.context.execute_async_v2(
+                [int(b[4]) for b in self.bindings], self.cuda.stream_handle(self.stream)
+            )
         outs = []
         for name, is_input, shape, dtype, ptr in self.bindings:
             if not is_input:
@@ -491,8 +495,11 @@ class CudaMemory(object):
             self.cudart = cudart
             self.kind = "cuda-python"
         except ImportError:
-            raise AgentError("TensorRT needs pycuda or cuda-python on the device to run an engine "
-                             "(pip3 install pycuda / cuda-python), or trtexec on PATH", "missing_runtime")
+            raise AgentError(
+                "TensorRT needs pycuda or cuda-python on the device to run an engine "
+                "(pip3 install pycuda / cuda-python), or trtexec on PATH",
+                "missing_runtime",
+            )
 
     def _check(self, result):
         err = result[0]
@@ -517,15 +524,29 @@ class CudaMemory(object):
         if self.kind == "pycuda":
             self.drv.memcpy_htod_async(ptr, host, stream)
         else:
-            self._check(self.cudart.cudaMemcpyAsync(
-                ptr, host.ctypes.data, host.nbytes, self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+            self._check(
+                self.cudart.cudaMemcpyAsync(
+                    ptr,
+                    host.ctypes.data,
+                    host.nbytes,
+                    self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                    stream,
+                )
+            )
 
     def d2h(self, host, ptr, stream):
         if self.kind == "pycuda":
             self.drv.memcpy_dtoh_async(host, ptr, stream)
         else:
-            self._check(self.cudart.cudaMemcpyAsync(
-                host.ctypes.data, ptr, host.nbytes, self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+            self._check(
+                self.cudart.cudaMemcpyAsync(
+                    host.ctypes.data,
+                    ptr,
+                    host.nbytes,
+                    self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                    stream,
+                )
+            )
 
     def sync(self, stream):
         if self.kind == "pycuda":
@@ -689,7 +710,9 @@ def run_validation(np, runner, job, job_dir):
         if key not in data.files:
             key = spec["name"]
         if key not in data.files:
-            raise AgentError("validation set has no array %r (it has %s)" % (spec.get("source_name"), data.files))
+            raise AgentError(
+                "validation set has no array %r (it has %s)" % (spec.get("source_name"), data.files)
+            )
         arrays.append(data[key])
     count = arrays[0].shape[0]
     batch = static_shape(specs[0])[0]
@@ -699,7 +722,7 @@ def run_validation(np, runner, job, job_dir):
     for start in range(0, count, batch):
         chunk = []
         for array in arrays:
-            part = array[start:start + batch]
+            part = array[start : start + batch]
             if part.shape[0] < batch:  # pad the last batch with its last sample, trimmed below
                 pad = np.repeat(part[-1:], batch - part.shape[0], axis=0)
                 part = np.concatenate([part, pad], axis=0)
@@ -745,12 +768,21 @@ def has_module(name):
 def bench_trtexec(job, engine, job_dir):
     """TensorRT through `trtexec --loadEngine` when the Python bindings are absent."""
     if job.get("validation"):
-        raise AgentError("on-device fidelity of a TensorRT engine needs the tensorrt Python module "
-                         "(trtexec cannot return outputs)", "missing_runtime")
+        raise AgentError(
+            "on-device fidelity of a TensorRT engine needs the tensorrt Python module "
+            "(trtexec cannot return outputs)",
+            "missing_runtime",
+        )
     times_file = os.path.join(job_dir, "trtexec_times.json")
-    argv = [which("trtexec"), "--loadEngine=" + engine, "--exportTimes=" + times_file,
-            "--warmUp=%d" % int(1000 * float(job.get("min_duration_s", 0) or 0.2)),
-            "--iterations=%d" % int(job.get("iterations", 100)), "--duration=0", "--avgRuns=1"]
+    argv = [
+        which("trtexec"),
+        "--loadEngine=" + engine,
+        "--exportTimes=" + times_file,
+        "--warmUp=%d" % int(1000 * float(job.get("min_duration_s", 0) or 0.2)),
+        "--iterations=%d" % int(job.get("iterations", 100)),
+        "--duration=0",
+        "--avgRuns=1",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -844,8 +876,13 @@ def probe(workdir):
     except (OSError, AttributeError):
         pass
     env = environment(runtimes)
-    return {"status": "ok", "agent_version": AGENT_VERSION, "runtimes": runtimes, "free_disk_mb": disk,
-            "environment": env}
+    return {
+        "status": "ok",
+        "agent_version": AGENT_VERSION,
+        "runtimes": runtimes,
+        "free_disk_mb": disk,
+        "environment": env,
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -888,7 +925,9 @@ def main(argv):
                 job = json.load(fh)
             result = bench(job, os.path.dirname(job_path))
         else:
-            raise AgentError("usage: agent.py [--stdin-watchdog] JOB.json | agent.py --probe [WORKDIR]", "usage")
+            raise AgentError(
+                "usage: agent.py [--stdin-watchdog] JOB.json | agent.py --probe [WORKDIR]", "usage"
+            )
     except AgentError as exc:
         result = {"status": "failed", "error": str(exc), "error_kind": exc.kind}
     except MemoryError:

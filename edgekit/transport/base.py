@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 # Python snippets run with the device's interpreter (3.6+); arguments come through sys.argv only.
 _PY_WORKDIR = (
-    "import os,sys\n"
+    "import json,os,sys\n"
     "p=os.path.abspath(os.path.expanduser(sys.argv[1]))\n"
     "os.makedirs(p,exist_ok=True)\n"
-    "sys.stdout.write(p)\n"
+    "sys.stdout.write(json.dumps(p))\n"
 )
 _PY_SHA256 = (
     "import hashlib,json,os,sys\n"
@@ -148,7 +148,8 @@ class Transport(ABC):
         return out
 
     async def _resolve_workdir(self) -> None:
-        self.workdir = (await self.python(_PY_WORKDIR, self.workdir_spec)).strip()
+        # JSON, not .strip(): a workdir may legitimately end in whitespace.
+        self.workdir = json.loads(await self.python(_PY_WORKDIR, self.workdir_spec))
         if not self.workdir.startswith("/"):
             raise TransportError(f"{self.name}: could not resolve workdir {self.workdir_spec!r}", "remote")
 
@@ -194,6 +195,14 @@ class Transport(ABC):
             await asyncio.shield(self._quiet_remove(part))
             raise
         return True
+
+    async def ensure_agent(self) -> str:
+        """Put edgekit's device agent in the workdir (content-addressed, so re-sent only when changed)."""
+        agent = Path(__file__).resolve().parent.parent / "agent.py"
+        digest = sha256_file(agent)
+        remote = self.path(f"agent-{digest[:12]}.py")
+        await self.upload(agent, remote, digest)
+        return remote
 
     async def _quiet_remove(self, *remote: str) -> None:
         try:
