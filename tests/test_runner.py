@@ -28,28 +28,32 @@ def fleet(tmp_path: Path):
     marker = tmp_path / "pwned"
     hostile = HOSTILE.format(m=marker)
     client = keygen(tmp_path / "client_key")
-    servers = {name: make_sshd(tmp_path / f"sshd-{name}", Path(f"{client}.pub")).start()
-               for name in ("good-a", "good-b", "dying", "rekeyed")}
+    servers = {
+        name: make_sshd(tmp_path / f"sshd-{name}", Path(f"{client}.pub")).start()
+        for name in ("good-a", "good-b", "dying", "rekeyed")
+    }
     closed_port = free_port()
     known = tmp_path / "known_hosts"
     other_key = keygen(tmp_path / "other_host_key")
     lines = [known_hosts_line(servers[n]) for n in ("good-a", "good-b", "dying")]
     lines.append(known_hosts_line(servers["rekeyed"], other_key))  # the device "was reinstalled"
-    lines.append(f"[127.0.0.1]:{closed_port} {Path(str(other_key) + '.pub').read_text().split()[0]} "
-                 f"{Path(str(other_key) + '.pub').read_text().split()[1]}\n")
+    lines.append(
+        f"[127.0.0.1]:{closed_port} {Path(str(other_key) + '.pub').read_text().split()[0]} "
+        f"{Path(str(other_key) + '.pub').read_text().split()[1]}\n"
+    )
     known.write_text("".join(lines))
     names = {"good-a": f"good a {hostile}", "good-b": "good-b", "dying": "dying", "rekeyed": "rekeyed"}
     blocks = []
     for key, server in servers.items():
         workdir = tmp_path / "devices" / key / f"work {hostile}"
         blocks.append(
-            f"[devices.{_toml_str(names[key])}]\ntransport = \"ssh\"\nhost = \"127.0.0.1\"\nport = {server.port}\n"
+            f'[devices.{_toml_str(names[key])}]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = {server.port}\n'
             f"identity_file = {_toml_str(str(client))}\nknown_hosts = {_toml_str(str(known))}\n"
-            f"target = \"fleet-cpu\"\nworkdir = {_toml_str(str(workdir))}\nthreads = 1\nconnect_timeout = 10\n"
+            f'target = "fleet-cpu"\nworkdir = {_toml_str(str(workdir))}\nthreads = 1\nconnect_timeout = 10\n'
         )
     blocks.append(
-        f"[devices.closed]\nhost = \"127.0.0.1\"\nport = {closed_port}\nidentity_file = {_toml_str(str(client))}\n"
-        f"known_hosts = {_toml_str(str(known))}\ntarget = \"fleet-cpu\"\nconnect_timeout = 5\n"
+        f'[devices.closed]\nhost = "127.0.0.1"\nport = {closed_port}\nidentity_file = {_toml_str(str(client))}\n'
+        f'known_hosts = {_toml_str(str(known))}\ntarget = "fleet-cpu"\nconnect_timeout = 5\n'
     )
     devices_toml = tmp_path / "devices.toml"
     devices_toml.write_text("\n".join(blocks))
@@ -57,8 +61,15 @@ def fleet(tmp_path: Path):
         make_artifact(tmp_path / "arts" / f"tiny a {hostile}", target="fleet-cpu", seed=1),
         make_artifact(tmp_path / "arts" / 'tiny "b"; $(id)', target="fleet-cpu", seed=2),
     ]
-    yield {"servers": servers, "names": names, "devices": devices_toml, "arts": arts, "marker": marker,
-           "tmp": tmp_path, "hostile": hostile}
+    yield {
+        "servers": servers,
+        "names": names,
+        "devices": devices_toml,
+        "arts": arts,
+        "marker": marker,
+        "tmp": tmp_path,
+        "hostile": hostile,
+    }
     for server in servers.values():
         server.kill()
 
@@ -100,7 +111,9 @@ def test_fleet_failures_isolated_and_resume(fleet):
     assert lost[1]["error_kind"] in ("unreachable", "lost"), lost[1]["error"]
     for rec in by_device["rekeyed"]:
         assert rec["status"] == "failed" and rec["error_kind"] == "host_key"
-        assert "CHANGED" in rec["error"] and "ssh-keygen -R" in rec["error"] and "ssh-keyscan -p" in rec["error"]
+        assert (
+            "CHANGED" in rec["error"] and "ssh-keygen -R" in rec["error"] and "ssh-keyscan -p" in rec["error"]
+        )
     for rec in by_device["closed"]:
         assert rec["status"] == "failed" and rec["error_kind"] == "unreachable"
         assert "refused" in rec["error"]
@@ -118,7 +131,9 @@ def test_fleet_failures_isolated_and_resume(fleet):
     # The device comes back: resume runs only the missing pairs.
     dying.start()
     events.clear()
-    again = asyncio.run(runner.run_bench(jobs, settings, results, resume=True, concurrency=5, progress=progress))
+    again = asyncio.run(
+        runner.run_bench(jobs, settings, results, resume=True, concurrency=5, progress=progress)
+    )
     assert sorted({r["device"]["name"] for r in again}) == ["closed", "dying", "rekeyed"]
     assert [r["status"] for r in again if r["device"]["name"] == "dying"] == ["ok", "ok"]
     skipped = {e["device"] for e in events if e["stage"] == "skipped"}
