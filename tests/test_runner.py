@@ -47,12 +47,14 @@ def fleet(tmp_path: Path):
     for key, server in servers.items():
         workdir = tmp_path / "devices" / key / f"work {hostile}"
         blocks.append(
-            f'[devices.{_toml_str(names[key])}]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = {server.port}\n'
+            f'[devices.{_toml_str(names[key])}]\ntransport = "ssh"\nhost = "127.0.0.1"\n'
+            f"port = {server.port}\n"
             f"identity_file = {_toml_str(str(client))}\nknown_hosts = {_toml_str(str(known))}\n"
             f'target = "fleet-cpu"\nworkdir = {_toml_str(str(workdir))}\nthreads = 1\nconnect_timeout = 10\n'
         )
     blocks.append(
-        f'[devices.closed]\nhost = "127.0.0.1"\nport = {closed_port}\nidentity_file = {_toml_str(str(client))}\n'
+        f'[devices.closed]\nhost = "127.0.0.1"\nport = {closed_port}\n'
+        f"identity_file = {_toml_str(str(client))}\n"
         f'known_hosts = {_toml_str(str(known))}\ntarget = "fleet-cpu"\nconnect_timeout = 5\n'
     )
     devices_toml = tmp_path / "devices.toml"
