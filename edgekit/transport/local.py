@@ -1,0 +1,59 @@
+"""The local machine as a device: subprocesses and file copies, same interface as SSH."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sys
+from pathlib import Path
+
+from edgekit.transport.base import Transport, TransportError
+
+
+class LocalTransport(Transport):
+    kind = "local"
+
+    def __init__(
+        self, name: str = "local", python: str | None = None, workdir: str = "~/.cache/edgekit"
+    ) -> None:
+        super().__init__(name, python or sys.executable, workdir)
+
+    async def connect(self) -> None:
+        await self._resolve_workdir()
+
+    async def run(
+        self, argv: list[str], timeout: float | None = None, stdin: bytes | None = None
+    ) -> tuple[int, str, str]:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            return 127, "", f"{argv[0]}: not found ({exc})"
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise TransportError(f"{self.name}: command timed out after {timeout:.0f} s", "timeout") from None
+        return proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    async def _put(self, local: Path, remote: str) -> None:
+        await asyncio.to_thread(shutil.copyfile, local, remote)
+
+    async def _get(self, remote: str, local: Path) -> None:
+        try:
+            await asyncio.to_thread(shutil.copyfile, remote, local)
+        except FileNotFoundError as exc:
+            raise TransportError(f"{self.name}: {remote} not found", "remote") from exc
+
+    async def close(self) -> None:
+        return None
