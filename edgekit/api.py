@@ -391,3 +391,125 @@ def bench_local(
         "status": "ok",
         "timestamp": timestamp(),
     }
+
+
+# ---- fleet benchmark and on-device fidelity ------------------------------------------------------
+@dataclass
+class BenchOptions:
+    iterations: int = 100
+    warmup: int = 10
+    min_duration_s: float = 0.0
+    threads: int | None = None
+    timeout_s: float = 600.0
+    validation: str | Path | None = None
+    results: str | Path = "results.jsonl"
+    resume: bool = False
+    concurrency: int = 4
+
+
+@dataclass
+class BenchOutcome:
+    records: list[dict[str, Any]]
+    warnings: list[str]
+    results: Path
+    fidelity: dict[int, FidelityReport] = field(default_factory=dict)  # id(record) -> report
+
+
+def bench(
+    artifact_dirs: Sequence[str | Path],
+    devices: Mapping[str, Any],
+    names: Sequence[str],
+    options: BenchOptions,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> BenchOutcome:
+    """Run artifacts on devices (matched by target, or the named ones) through the device agent."""
+    import asyncio
+
+    from edgekit import runner
+
+    artifacts = runner.load_artifacts(artifact_dirs)
+    jobs, warnings = runner.plan(artifacts, dict(devices), list(names) or None)
+    if not jobs:
+        raise BadInput("nothing to run: no device matches the artifacts' targets; name devices with --device")
+    val_path = Path(options.validation).expanduser() if options.validation else None
+    val = None
+    if val_path is not None:
+        val = CalibrationSet.load(val_path)
+        for artifact in artifacts:
+            val.validate(_infos(artifact.manifest["source"]["inputs"]), "validation set")
+    settings = runner.BenchSettings(
+        iterations=options.iterations,
+        warmup=options.warmup,
+        min_duration_s=options.min_duration_s,
+        threads=options.threads,
+        timeout_s=options.timeout_s,
+        validation=val_path,
+    )
+    results = Path(options.results).expanduser()
+    records = asyncio.run(
+        runner.run_bench(jobs, settings, results, options.resume, options.concurrency, progress)
+    )
+    outcome = BenchOutcome(records, warnings, results)
+    if val is not None:
+        references: dict[str, dict[str, np.ndarray]] = {}
+        for record in records:
+            if record["status"] != "ok" or not record.get("outputs_file"):
+                continue
+            art = next(a for a in artifacts if a.sha256 == record["artifact"]["sha256"])
+            model = _reference_path(art.manifest, None)
+            if str(model) not in references:
+                references[str(model)] = reference_outputs(model, val)
+            with np.load(record["outputs_file"]) as data:
+                actual = {k: data[k] for k in data.files}
+            gates = _gates_for_manifest(art.manifest, {})
+            report = compare(
+                references[str(model)], actual, val.labels, gates, where=record["device"]["name"]
+            )
+            outcome.fidelity[id(record)] = report
+    return outcome
+
+
+def _gates_for_manifest(manifest: Mapping[str, Any], overrides: Mapping[str, float | None]) -> Gates:
+    try:
+        return gates_for(target_profiles.get(manifest["target"]), overrides)
+    except BadInput:
+        return Gates(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def verify_on_device(
+    artifact_dir: str | Path,
+    val_path: str | Path,
+    devices: Mapping[str, Any],
+    device: str,
+    *,
+    reference: str | Path | None = None,
+    samples: int | None = None,
+    gate_overrides: Mapping[str, float | None] | None = None,
+) -> FidelityReport:
+    """Run the validation set through the artifact on a device (the agent returns the outputs) and
+    compare with the FP32 source run here: the same metrics as host verify."""
+    import asyncio
+
+    from edgekit import runner
+
+    artifact_dir = Path(artifact_dir).expanduser()
+    manifest = read_manifest(artifact_dir)
+    reference_model = _reference_path(manifest, reference)
+    val = CalibrationSet.load(val_path, samples)
+    val.validate(_infos(manifest["source"]["inputs"]), "validation set")
+    artifacts = runner.load_artifacts([artifact_dir])
+    jobs, _ = runner.plan(artifacts, dict(devices), [device])
+    with tempfile.TemporaryDirectory(prefix="edgekit-verify-") as tmp:
+        subset = Path(tmp) / "val.npz"
+        np.savez(subset, **val.arrays)  # the exact samples used here, subset included
+        settings = runner.BenchSettings(iterations=1, warmup=0, validation=subset)
+        records = asyncio.run(runner.run_bench(jobs, settings, Path(tmp) / "results.jsonl"))
+        record = records[0]
+        if record["status"] != "ok":
+            from edgekit.errors import Unreachable
+
+            raise Unreachable(f"{device}: {record.get('error') or 'the run failed'}")
+        with np.load(record["outputs_file"]) as data:
+            actual = {k: data[k] for k in data.files}
+    gates = _gates_for_manifest(manifest, gate_overrides or {})
+    return compare(reference_outputs(reference_model, val), actual, val.labels, gates, where=device)

@@ -183,11 +183,11 @@ def inspect(model: str, input_shapes: tuple[str, ...], devices_file: str | None)
 
 
 def _fit_devices(devices_file: str) -> list[dict[str, Any]]:
-    from edgekit.inventory import load_inventory
+    from edgekit.inventory import load_devices
 
     return [
         {"name": d.name, "target": d.target, "memory_mb": d.memory_mb, "transport": d.transport}
-        for d in load_inventory(devices_file).values()
+        for d in load_devices(devices_file).values()
     ]
 
 
@@ -428,7 +428,9 @@ def _print_fidelity(report: Any) -> None:
 )
 @click.option("--val-samples", type=int, help="Seeded subset of the validation set.")
 @click.option("--device", help="Run the artifact on this device (devices.toml) instead of the host.")
-@click.option("--devices", "devices_file", default="devices.toml", show_default=True, type=click.Path())
+@click.option(
+    "--devices", "devices_file", type=click.Path(), help="Inventory (default: ./devices.toml if present)."
+)
 @click.option("--targets-dir", multiple=True, type=click.Path())
 @_gate_options
 @common
@@ -438,7 +440,7 @@ def verify(
     reference: str | None,
     val_samples: int | None,
     device: str | None,
-    devices_file: str,
+    devices_file: str | None,
     targets_dir: tuple[str, ...],
     min_cosine: float | None,
     max_accuracy_drop: float | None,
@@ -449,14 +451,12 @@ def verify(
 
     overrides = {"min_cosine": min_cosine, "max_accuracy_drop": max_accuracy_drop, "min_snr_db": min_snr_db}
     with Steps(f"verify {Path(artifact_dir).name}"):
-        if device and device != "local":
-            from edgekit import runner
-
-            report = runner.verify_on_device(
+        if device:
+            report = api.verify_on_device(
                 artifact_dir,
                 val,
+                _inventory(devices_file),
                 device,
-                devices_file,
                 reference=reference,
                 samples=val_samples,
                 gate_overrides=overrides,
@@ -476,6 +476,287 @@ def verify(
         _print_fidelity(report)
     if not report.passed:
         raise GateFailed("fidelity gate failed: " + "; ".join(report.failures))
+
+
+# ---- devices and bench -------------------------------------------------------------------------
+def _inventory(devices_file: str | None):
+    from edgekit.inventory import load_devices
+
+    if devices_file is None:
+        devices_file = "devices.toml" if Path("devices.toml").is_file() else None
+    elif not Path(devices_file).expanduser().is_file():
+        raise BadInput(f"devices file not found: {devices_file}")
+    return load_devices(devices_file)
+
+
+@cli.group()
+def devices() -> None:
+    """The device inventory (devices.toml): list, check, trust."""
+
+
+@devices.command("list")
+@click.option(
+    "--devices", "devices_file", type=click.Path(), help="Inventory (default: ./devices.toml if present)."
+)
+@common
+def devices_list(devices_file: str | None) -> None:
+    """Devices with their resolved host, port, user, key and target."""
+    from edgekit.inventory import list_devices
+
+    rows = list_devices(_inventory(devices_file))
+    if STATE["json"]:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="devices")
+    for col in ("name", "transport", "target", "address", "user", "key", "memory MB"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        address = (
+            "this machine"
+            if row["transport"] == "local"
+            else f"{row['hostname'] or row['host']}:{row['port']}"
+        )
+        via = f" via {row['proxy_jump']}" if row.get("proxy_jump") else ""
+        table.add_row(
+            row["name"],
+            row["transport"],
+            row["target"],
+            address + via,
+            row["user"] or "-",
+            ", ".join(row["identity_files"]) or "agent",
+            str(row["memory_mb"] or "-"),
+        )
+    _stdout().print(table)
+
+
+@devices.command("check")
+@click.option(
+    "--devices", "devices_file", type=click.Path(), help="Inventory (default: ./devices.toml if present)."
+)
+@click.option("--device", "names", multiple=True, help="Only these devices.")
+@common
+def devices_check(devices_file: str | None, names: tuple[str, ...]) -> None:
+    """Reachability, auth, Python and runtimes, free disk and memory of every device, in parallel."""
+    import asyncio
+
+    from edgekit.inventory import check_devices, select_devices
+
+    inventory = _inventory(devices_file)
+    chosen = select_devices(inventory, list(names)) if names else list(inventory.values())
+    with Steps(f"checking {len(chosen)} device(s)"):
+        rows = asyncio.run(check_devices(chosen))
+    if STATE["json"]:
+        emit_json(rows)
+    else:
+        from rich.table import Table
+
+        table = Table(title="device check")
+        for col in ("device", "status", "python", "runtimes", "free disk MB", "memory MB", "detail"):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            ok = row.get("status") == "ok"
+            runtimes = row.get("runtimes") or {}
+            detail = row.get("error") or "; ".join(row.get("warnings") or [])
+            table.add_row(
+                row["name"],
+                "[green]ok[/green]" if ok else f"[red]{row.get('error_kind') or 'failed'}[/red]",
+                str(row.get("python") or "-"),
+                ", ".join(f"{k} {v}" for k, v in runtimes.items() if v) or "-",
+                _num(row.get("free_disk_mb"), ".0f"),
+                _num(row.get("memory_mb"), ".0f"),
+                detail,
+            )
+        _stdout().print(table)
+    if any(row.get("status") != "ok" for row in rows):
+        raise _unreachable(rows)
+
+
+def _unreachable(rows: list[dict[str, Any]]) -> EdgekitError:
+    from edgekit.errors import Unreachable
+
+    failed = [r["name"] for r in rows if r.get("status") != "ok"]
+    return Unreachable(f"{len(failed)} device(s) failed the check: {', '.join(failed)}")
+
+
+@devices.command("trust")
+@click.argument("name")
+@click.option(
+    "--devices", "devices_file", type=click.Path(), help="Inventory (default: ./devices.toml if present)."
+)
+@click.option("--yes", is_flag=True, help="Trust without asking (after printing the fingerprint).")
+@common
+def devices_trust(name: str, devices_file: str | None, yes: bool) -> None:
+    """Fetch NAME's host key, show its fingerprint and add it to the device's known_hosts."""
+    import asyncio
+
+    from edgekit.inventory import select_devices, trust_device
+
+    device = select_devices(_inventory(devices_file), [name])[0]
+
+    def confirm(question: str) -> bool:
+        click.echo(question, err=True)
+        return yes or click.confirm("Add it to known_hosts?", err=True, default=False)
+
+    result = asyncio.run(trust_device(device, confirm))
+    if STATE["json"]:
+        emit_json(result)
+    else:
+        state = "added to known_hosts" if result.get("added") else result.get("note", "not added")
+        _stdout().print(f"{name}: {result['key_type']} {result['fingerprint']} ({result['host']}): {state}")
+
+
+@cli.command()
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--device",
+    "names",
+    multiple=True,
+    help="Run on these devices (default: every device whose target matches).",
+)
+@click.option(
+    "--devices", "devices_file", type=click.Path(), help="Inventory (default: ./devices.toml if present)."
+)
+@click.option("--iterations", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--min-duration",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Keep iterating for at least this many seconds.",
+)
+@click.option(
+    "--threads", type=int, help="Runtime threads on the device (default: the device's or runtime's)."
+)
+@click.option(
+    "--val",
+    type=click.Path(),
+    help="Validation .npz: feed it instead of random input and check on-device fidelity.",
+)
+@click.option("-o", "--out", "results", default="results.jsonl", show_default=True, type=click.Path())
+@click.option("--resume", is_flag=True, help="Skip (artifact, device) pairs already ok in the results file.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1), help="Devices at once.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds per job.")
+@common
+def bench(
+    artifacts: tuple[str, ...],
+    names: tuple[str, ...],
+    devices_file: str | None,
+    iterations: int,
+    warmup: int,
+    min_duration: float,
+    threads: int | None,
+    val: str | None,
+    results: str,
+    resume: bool,
+    concurrency: int,
+    timeout: float,
+) -> None:
+    """Benchmark ARTIFACTS on your devices over SSH (or locally), as a fleet; append to results.jsonl."""
+    from edgekit import api
+
+    settings = api.BenchOptions(
+        iterations=iterations,
+        warmup=warmup,
+        min_duration_s=min_duration,
+        threads=threads,
+        timeout_s=timeout,
+        validation=val,
+        results=results,
+        resume=resume,
+        concurrency=concurrency,
+    )
+    outcome = api.bench(list(artifacts), _inventory(devices_file), list(names), settings, _BenchView())
+    for warning in outcome.warnings:
+        _stderr().print(f"[yellow]warning:[/yellow] {warning}")
+    if STATE["json"]:
+        emit_json(outcome.records)
+    else:
+        _print_bench(outcome)
+    failed = [r for r in outcome.records if r["status"] == "failed"]
+    if failed:
+        from edgekit.errors import Unreachable
+
+        raise Unreachable(
+            f"{len(failed)} of {len(outcome.records)} run(s) failed; see the table and {results}"
+        )
+    gates = [f for f in outcome.fidelity.values() if not f.passed]
+    if gates:
+        raise GateFailed(f"on-device fidelity failed for {len(gates)} run(s)")
+
+
+class _BenchView:
+    """Live progress of a fleet run on stderr: one line per finished job, a spinner with what runs."""
+
+    def __init__(self) -> None:
+        self.console = _stderr()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        stage = event.get("stage")
+        if stage in ("ok", "failed", "skipped") and not STATE["json"]:
+            color = {"ok": "green", "failed": "red", "skipped": "dim"}[stage]
+            record = event.get("record") or {}
+            detail = ""
+            if stage == "ok" and record.get("latency_ms"):
+                detail = f" p50 {record['latency_ms']['p50']:.3f} ms"
+            elif stage == "failed":
+                detail = f" {record.get('error') or ''}"
+            self.console.print(
+                f"[{color}]{stage:7}[/{color}] {event['artifact']} on {event['device']}{detail}"
+            )
+        elif stage in ("connecting", "uploading", "running") and STATE["debug"]:
+            self.console.print(f"[dim]{stage} {event['artifact']} on {event['device']}[/dim]")
+
+
+def _print_bench(outcome: Any) -> None:
+    from rich.table import Table
+
+    from edgekit.runner import table_rows
+
+    table = Table(title=f"benchmark ({len(outcome.records)} run(s); results in {outcome.results})")
+    for col in (
+        "artifact",
+        "device",
+        "status",
+        "p50 ms",
+        "p95 ms",
+        "FPS",
+        "init ms",
+        "peak RSS MB",
+        "fidelity / error",
+    ):
+        table.add_column(col, overflow="fold")
+    for row, record in zip(table_rows(outcome.records), outcome.records, strict=True):
+        fidelity = outcome.fidelity.get(id(record))
+        note = row["error"] or ""
+        if fidelity is not None:
+            note = (
+                f"cosine {min(o.cosine for o in fidelity.outputs):.5f}"
+                + (
+                    f", acc {fidelity.accuracy_artifact:.2f}%"
+                    if fidelity.accuracy_artifact is not None
+                    else ""
+                )
+                + ("" if fidelity.passed else " FAIL")
+            )
+        table.add_row(
+            row["artifact"],
+            row["device"],
+            row["status"],
+            _num(row["p50_ms"], ".3f"),
+            _num(row["p95_ms"], ".3f"),
+            _num(row["fps"], ".1f"),
+            _num(row["init_ms"], ".1f"),
+            _num(row["peak_rss_mb"], ".1f"),
+            note,
+        )
+    _stdout().print(table)
+
+
+def _num(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 # ---- demo --------------------------------------------------------------------------------------
