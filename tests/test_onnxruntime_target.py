@@ -24,8 +24,15 @@ def _shape_args(key: str) -> list[str]:
 
 
 @pytest.mark.parametrize("key", list(VARIED))
-def test_export_and_verify_every_precision(key: str, tmp_path: Path, run_cli) -> None:
-    model, calib, val, _ = write_model_and_sets(tmp_path, key)
+def test_inspect_export_and_verify_every_precision(key: str, tmp_path: Path, run_cli) -> None:
+    model, calib, val, params = write_model_and_sets(tmp_path, key)
+    code, stdout, stderr = run_cli("inspect", model, "--json", *_shape_args(key))
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["params"] == params  # counted independently by the builder, shared tensors once
+    assert report["total_macs"] > 0 and report["peak_activation_bytes"] > 0
+    code, stdout, stderr = run_cli("inspect", model, *_shape_args(key))
+    assert code == 0 and "parameters" in stdout, stderr
     out = tmp_path / "out"
     for precision in ("fp32", "fp16", "int8"):
         gate = ["--min-cosine", INT8_MIN_COSINE] if precision == "int8" else []
