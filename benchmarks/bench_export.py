@@ -77,7 +77,7 @@ def main() -> None:
     int8 = rows[-1]
     print(
         f"INT8/FP32 p50 latency ratio: {int8['p50_ms'] / fp32['p50_ms']:.2f} "
-        "(the demo CNN is 4k parameters on 8x8 inputs: Q/DQ overhead, not arithmetic, dominates)"
+        "(the demo CNN is 13k parameters on 8x8 inputs: Q/DQ overhead, not arithmetic, dominates)"
     )
     if not args.skip_memory:
         print()

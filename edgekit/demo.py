@@ -79,7 +79,7 @@ def run_demo(
             )
             if report is not None and not report.passed:
                 row["error"] = "; ".join(report.failures)
-            if target.build == "host":
+            if runs_here(target, manifest):
                 try:
                     progress(f"{target.name} {precision}: timing {iterations} runs")
                     bench = api.bench_local(outcome.path, iterations=iterations, warmup=20)
@@ -90,11 +90,22 @@ def run_demo(
                     row["bench_error"] = str(exc)
             else:
                 row["p50_ms"] = None
-                row["timed_as"] = "on-device build: time it with `edgekit bench --device`"
+                row["timed_as"] = "time it on the device: `edgekit bench --device NAME`"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "demo.json", rows)
     (out_dir / "demo.md").write_text(markdown(rows), encoding="utf-8")
     return rows
+
+
+def runs_here(target: Any, manifest: dict[str, Any]) -> bool:
+    """Whether timing the host runner means timing the target's own runtime on this machine: not for
+    TensorRT bundles without a local engine (the host runner is onnxruntime on the Q/DQ ONNX) nor for
+    OpenVINO GPU/NPU profiles (the host runner compiles for the CPU)."""
+    if target.build != "host":
+        return False
+    if target.backend == "tensorrt":
+        return bool(manifest.get("details", {}).get("engine"))
+    return (target.device or "CPU").upper() == "CPU"
 
 
 def _fmt(value: Any, spec: str, none: str = "-") -> str:

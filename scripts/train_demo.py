@@ -58,29 +58,29 @@ class DigitsCNN(nn.Module):
     def __init__(self, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            # stem: 1 -> 16 channels, 8x8
-            nn.Conv2d(1, 16, 3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-            # depthwise separable block: 16 -> 32 channels
-            nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False),
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(16, 32, 1, bias=False),
+            # stem: 1 -> 32 channels, 8x8
+            nn.Conv2d(1, 32, 3, padding=1, bias=False),
             nn.BatchNorm2d(32),
             nn.ReLU(inplace=True),
-            # 8x8 -> 4x4
-            nn.MaxPool2d(2),
-            # depthwise separable block: 32 -> 64 channels at 4x4
+            # depthwise separable block: 32 -> 64 channels
             nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False),
             nn.BatchNorm2d(32),
             nn.ReLU(inplace=True),
             nn.Conv2d(32, 64, 1, bias=False),
             nn.BatchNorm2d(64),
             nn.ReLU(inplace=True),
+            # 8x8 -> 4x4
+            nn.MaxPool2d(2),
+            # depthwise separable block: 64 -> 128 channels at 4x4
+            nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(64, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1),
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(64, num_classes))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -264,9 +264,9 @@ training split, balanced over the 10 classes, drawn with `numpy.random.default_r
 
 ## Model
 
-Conv3x3(1->16)+BN+ReLU, depthwise Conv3x3(16, groups=16)+BN+ReLU, pointwise Conv1x1(16->32)+BN+ReLU,
-MaxPool 2x2, depthwise Conv3x3(32, groups=32)+BN+ReLU, pointwise Conv1x1(32->64)+BN+ReLU, global average
-pool, Flatten, Dropout (training only), Linear(64->10). {params} parameters. Exported with the TorchScript
+Conv3x3(1->32)+BN+ReLU, depthwise Conv3x3(32, groups=32)+BN+ReLU, pointwise Conv1x1(32->64)+BN+ReLU,
+MaxPool 2x2, depthwise Conv3x3(64, groups=64)+BN+ReLU, pointwise Conv1x1(64->128)+BN+ReLU, global average
+pool, Flatten, Dropout (training only), Linear(128->10). {params} parameters. Exported with the TorchScript
 exporter (`dynamo=False`, `do_constant_folding=True`) in eval mode, so BatchNorm is folded into the
 preceding convolutions. Graph ops: {ops}.
 
