@@ -145,7 +145,7 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
     # (it was loaded for this call only), avoiding a second copy of the weights
     file_bytes = ingest.model_bytes(path, original)
     histogram = Counter(_op_name(n) for n in original.graph.node)
-    subgraphs = sum(1 for _ in ingest._all_graphs(original.graph)) - 1
+    subgraphs = sum(1 for _ in ingest.all_graphs(original.graph)) - 1
     header = {
         "ir_version": int(original.ir_version),
         "opset": ingest.onnx_opset(original),
@@ -521,16 +521,7 @@ def _peak_activations(
 
 def _node_inputs(node: onnx.NodeProto) -> list[str]:
     """Inputs of a node, including outer-scope tensors its subgraphs read."""
-    names = [n for n in node.input if n]
-    for attr in node.attribute:
-        subgraphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for sub in subgraphs:
-            local = {vi.name for vi in sub.input} | {i.name for i in sub.initializer}
-            for inner in sub.node:
-                local.update(inner.output)
-            for inner in sub.node:
-                names.extend(n for n in _node_inputs(inner) if n and n not in local)
-    return names
+    return [n for n in node.input if n] + sorted(ingest.subgraph_inputs(node))
 
 
 def _largest_tensors(

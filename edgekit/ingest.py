@@ -232,7 +232,7 @@ def sanitize_names(model: onnx.ModelProto, allowed: str) -> dict[str, str]:
     (e.g. "[A-Za-z0-9_]"). Returns {new_name: original_name} for the renamed tensors."""
     ok_char = re.compile(allowed)
     taken: set[str] = set()
-    graphs = list(_all_graphs(model.graph))
+    graphs = list(all_graphs(model.graph))
     for graph in graphs:
         taken.update(_tensor_names(graph))
     mapping: dict[str, str] = {}
@@ -270,15 +270,15 @@ def sanitize_names(model: onnx.ModelProto, allowed: str) -> dict[str, str]:
     return {new: old for old, new in mapping.items() if new != old}
 
 
-def _all_graphs(graph: onnx.GraphProto):
+def all_graphs(graph: onnx.GraphProto):
     yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_graphs(attr.g)
+                yield from all_graphs(attr.g)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for sub in attr.graphs:
-                    yield from _all_graphs(sub)
+                    yield from all_graphs(sub)
 
 
 def _tensor_names(graph: onnx.GraphProto) -> set[str]:
@@ -290,7 +290,7 @@ def _tensor_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
+def subgraph_inputs(node: onnx.NodeProto) -> set[str]:
     """Outer-scope names a node's subgraphs (If/Loop/Scan bodies) read."""
     needed: set[str] = set()
     for attr in node.attribute:
@@ -301,7 +301,7 @@ def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
                 local.update(inner.output)
             for inner in sub.node:
                 needed.update(
-                    n for n in list(inner.input) + list(_subgraph_inputs(inner)) if n and n not in local
+                    n for n in list(inner.input) + list(subgraph_inputs(inner)) if n and n not in local
                 )
     return needed
 
@@ -316,7 +316,7 @@ def toposort(graph: onnx.GraphProto) -> bool:
                 producer[name] = index
     deps = []
     for node in graph.node:
-        wanted = [n for n in list(node.input) + sorted(_subgraph_inputs(node)) if n in producer]
+        wanted = [n for n in list(node.input) + sorted(subgraph_inputs(node)) if n in producer]
         deps.append({producer[n] for n in wanted})
     users: dict[int, list[int]] = {}
     for index, needed in enumerate(deps):

@@ -8,8 +8,10 @@ manifest writing, atomic output, fidelity metrics) lives outside the backends.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import importlib.util
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -104,6 +106,16 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
     # precision actually achieved, when it differs from the request (e.g. fp16 kernels on jetson-nano)
     effective_precision: str | None = None
+
+
+def name_matches(name: str, pattern: str) -> bool:
+    """`--ignore` patterns are shell globs or regular expressions (full match), for every backend."""
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error:
+        return False
 
 
 class HostRunner(ABC):

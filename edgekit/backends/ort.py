@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from edgekit import quant
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec
+from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec, name_matches
 from edgekit.errors import BadInput, InternalError
 from edgekit.ingest import EXTERNAL_DATA_THRESHOLD, io_info, toposort
 
@@ -178,18 +178,7 @@ class OnnxRuntimeBackend(Backend):
 
 def _matching_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
     """Node names matching any `--ignore` pattern (shell glob, or a regular expression)."""
-    import fnmatch
-    import re
-
-    def matches(name: str, pattern: str) -> bool:
-        if fnmatch.fnmatchcase(name, pattern):
-            return True
-        try:
-            return re.fullmatch(pattern, name) is not None
-        except re.error:
-            return False
-
-    return [n.name for n in model.graph.node if n.name and any(matches(n.name, p) for p in patterns)]
+    return [n.name for n in model.graph.node if n.name and any(name_matches(n.name, p) for p in patterns)]
 
 
 class OrtRunner(HostRunner):

@@ -15,9 +15,7 @@ every export records the precision the runtime actually chose (read back from th
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import logging
-import re
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -26,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec
+from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec, name_matches
 from edgekit.errors import BadInput, InternalError
 
 log = logging.getLogger(__name__)
@@ -134,16 +132,6 @@ def _decomposition(op: Any) -> list[Any]:
     return found
 
 
-def _name_matches(name: str, pattern: str) -> bool:
-    """`--ignore` patterns are shell globs or regular expressions (full match), as for every backend."""
-    if fnmatch.fnmatchcase(name, pattern):
-        return True
-    try:
-        return re.fullmatch(pattern, name) is not None
-    except re.error:
-        return False
-
-
 def resolve_ignored(
     patterns: list[str], onnx_nodes: list[tuple[str, str, list[str]]], ov_model: Any
 ) -> list[str]:
@@ -158,8 +146,8 @@ def resolve_ignored(
     skip = {"Constant", "Parameter", "Result"}
     names: list[str] = []
     for pattern in patterns:
-        matched = [op for op in ops if _name_matches(op.get_friendly_name(), pattern)]
-        onnx_hits = [n for n in onnx_nodes if n[0] and _name_matches(n[0], pattern)]
+        matched = [op for op in ops if name_matches(op.get_friendly_name(), pattern)]
+        onnx_hits = [n for n in onnx_nodes if n[0] and name_matches(n[0], pattern)]
         for _, _, outputs in onnx_hits:
             for tensor in outputs:
                 if tensor in producers:
