@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from edgekit import runner
+from edgekit import api, runner
 from edgekit.inventory import load_devices
+from edgekit.resources import demo_paths
 from tests.artifacts import make_artifact
 from tests.sshd import free_port, keygen, known_hosts_line, make_sshd, require_sshd
 
@@ -59,10 +61,7 @@ def fleet(tmp_path: Path):
     )
     devices_toml = tmp_path / "devices.toml"
     devices_toml.write_text("\n".join(blocks))
-    arts = [
-        make_artifact(tmp_path / "arts" / f"tiny a {hostile}", target="fleet-cpu", seed=1),
-        make_artifact(tmp_path / "arts" / 'tiny "b"; $(id)', target="fleet-cpu", seed=2),
-    ]
+    arts = demo_artifacts(tmp_path, [f"demo a {hostile}", 'demo "b"; $(id)'])
     yield {
         "servers": servers,
         "names": names,
@@ -74,6 +73,34 @@ def fleet(tmp_path: Path):
     }
     for server in servers.values():
         server.kill()
+
+
+def demo_artifacts(tmp_path: Path, names: list[str]) -> list[Path]:
+    """The bundled demo model exported (fp32, int8) for a user-defined target profile `fleet-cpu`,
+    then moved to directories with hostile names."""
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "fleet-cpu.toml").write_text(
+        'name = "fleet-cpu"\nbackend = "onnxruntime"\nprecisions = ["fp32", "int8"]\n'
+    )
+    paths = demo_paths()
+    out = []
+    for precision, name in zip(("fp32", "int8"), names, strict=True):
+        outcome = api.export(
+            api.ExportRequest(
+                model=paths["model"],
+                target="fleet-cpu",
+                precision=precision,
+                calib=paths["calib"],
+                out_dir=tmp_path / "exported",
+                targets_dirs=[targets],
+            )
+        )
+        dest = tmp_path / "arts" / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(outcome.path), dest)
+        out.append(dest)
+    return out
 
 
 def test_fleet_failures_isolated_and_resume(fleet):
