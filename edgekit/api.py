@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import __version__, ingest
+from edgekit import __version__, ingest, runner
 from edgekit import targets as target_profiles
 from edgekit.backends import get_backend
 from edgekit.backends.base import ExportJob, ExportOptions
@@ -395,19 +395,6 @@ def bench_local(
 
 # ---- fleet benchmark and on-device fidelity ------------------------------------------------------
 @dataclass
-class BenchOptions:
-    iterations: int = 100
-    warmup: int = 10
-    min_duration_s: float = 0.0
-    threads: int | None = None
-    timeout_s: float = 600.0
-    validation: str | Path | None = None
-    results: str | Path = "results.jsonl"
-    resume: bool = False
-    concurrency: int = 4
-
-
-@dataclass
 class BenchOutcome:
     records: list[dict[str, Any]]
     warnings: list[str]
@@ -419,36 +406,28 @@ def bench(
     artifact_dirs: Sequence[str | Path],
     devices: Mapping[str, Any],
     names: Sequence[str],
-    options: BenchOptions,
+    settings: runner.BenchSettings,
+    results: str | Path = "results.jsonl",
+    *,
+    resume: bool = False,
+    concurrency: int = 4,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> BenchOutcome:
-    """Run artifacts on devices (matched by target, or the named ones) through the device agent."""
+    """Run artifacts on devices (matched by target, or the named ones) through the device agent;
+    with `settings.validation`, compute on-device fidelity against the FP32 source run here."""
     import asyncio
-
-    from edgekit import runner
 
     artifacts = runner.load_artifacts(artifact_dirs)
     jobs, warnings = runner.plan(artifacts, dict(devices), list(names) or None)
     if not jobs:
         raise BadInput("nothing to run: no device matches the artifacts' targets; name devices with --device")
-    val_path = Path(options.validation).expanduser() if options.validation else None
     val = None
-    if val_path is not None:
-        val = CalibrationSet.load(val_path)
+    if settings.validation is not None:
+        val = CalibrationSet.load(settings.validation)
         for artifact in artifacts:
             val.validate(_infos(artifact.manifest["source"]["inputs"]), "validation set")
-    settings = runner.BenchSettings(
-        iterations=options.iterations,
-        warmup=options.warmup,
-        min_duration_s=options.min_duration_s,
-        threads=options.threads,
-        timeout_s=options.timeout_s,
-        validation=val_path,
-    )
-    results = Path(options.results).expanduser()
-    records = asyncio.run(
-        runner.run_bench(jobs, settings, results, options.resume, options.concurrency, progress)
-    )
+    results = Path(results).expanduser()
+    records = asyncio.run(runner.run_bench(jobs, settings, results, resume, concurrency, progress))
     outcome = BenchOutcome(records, warnings, results)
     if val is not None:
         references: dict[str, dict[str, np.ndarray]] = {}
@@ -489,8 +468,6 @@ def verify_on_device(
     """Run the validation set through the artifact on a device (the agent returns the outputs) and
     compare with the FP32 source run here: the same metrics as host verify."""
     import asyncio
-
-    from edgekit import runner
 
     artifact_dir = Path(artifact_dir).expanduser()
     manifest = read_manifest(artifact_dir)

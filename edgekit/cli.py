@@ -656,19 +656,26 @@ def bench(
 ) -> None:
     """Benchmark ARTIFACTS on your devices over SSH (or locally), as a fleet; append to results.jsonl."""
     from edgekit import api
+    from edgekit.runner import BenchSettings
 
-    settings = api.BenchOptions(
+    settings = BenchSettings(
         iterations=iterations,
         warmup=warmup,
         min_duration_s=min_duration,
         threads=threads,
         timeout_s=timeout,
-        validation=val,
-        results=results,
+        validation=Path(val).expanduser() if val else None,
+    )
+    outcome = api.bench(
+        list(artifacts),
+        _inventory(devices_file),
+        list(names),
+        settings,
+        results,
         resume=resume,
         concurrency=concurrency,
+        progress=_BenchView(),
     )
-    outcome = api.bench(list(artifacts), _inventory(devices_file), list(names), settings, _BenchView())
     for warning in outcome.warnings:
         _stderr().print(f"[yellow]warning:[/yellow] {warning}")
     if STATE["json"]:
