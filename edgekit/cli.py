@@ -59,6 +59,12 @@ def common(func: Callable) -> Callable:
     return wrapper
 
 
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -118,6 +124,8 @@ def targets(targets_dir: tuple[str, ...]) -> None:
                 if not missing
                 else f"missing {', '.join(missing)} (pip install 'edgekit[{backend.extra}]')"
             )
+            if status == "installed" and profile.backend == "tensorrt" and not _importable("tensorrt"):
+                status = "installed (bundle only: no tensorrt here, engines build on the device)"
         elif profile.backend in BACKENDS:
             status = "backend not in this build"
         else:
@@ -129,7 +137,7 @@ def targets(targets_dir: tuple[str, ...]) -> None:
                 "precisions": profile.precisions,
                 "build": profile.build,
                 "status": status,
-                "installed": status == "installed",
+                "installed": status.startswith("installed"),
                 "description": profile.description,
             }
         )
@@ -142,7 +150,7 @@ def targets(targets_dir: tuple[str, ...]) -> None:
     for col in ("target", "backend", "precisions", "build", "status", "description"):
         table.add_column(col)
     for row in rows:
-        color = "green" if row["installed"] else "yellow"
+        color = "green" if row["status"] == "installed" else "yellow"
         table.add_row(
             row["name"],
             row["backend"],
