@@ -227,3 +227,33 @@ def test_model_check_failure_message(tmp_path: Path, run_cli) -> None:
     onnx.save(model, path)
     code, _, err = run_cli("export", path, "--target", "x86-cpu", "-o", tmp_path / "o")
     _assert_one_line_exit2(code, err, "broken.onnx")
+
+
+@pytest.mark.parametrize(
+    ("target", "hidden", "extra", "more"),
+    [
+        ("intel-cpu", "openvino", "openvino", []),
+        ("android-arm64", "onnx2tf", "tflite", []),
+        ("x86-gpu", "tensorrt", "tensorrt", ["--option", "build_engine=true"]),
+    ],
+)
+def test_missing_extra_is_one_line_exit_3(
+    conv, tmp_path: Path, run_cli, monkeypatch, target, hidden, extra, more
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.split(".")[0] == hidden else real(name, *a)
+    )
+    model, calib, _ = conv
+    out = tmp_path / "out"
+    code, _, err = run_cli("export", model, "--target", target, "--fp16", "--calib", calib, "-o", out, *more)
+    lines = err.strip().splitlines()
+    assert code == 3, err
+    assert len(lines) == 1 and f"edgekit[{extra}]" in lines[0] and "Traceback" not in err
+    _no_partial(out)
+    code, stdout, _ = run_cli("targets", "--json")
+    row = next(r for r in json.loads(stdout) if r["name"] == target)
+    if hidden != "tensorrt":
+        assert not row["installed"] and f"edgekit[{extra}]" in row["status"]
