@@ -143,7 +143,7 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
 
     # everything read from the user's model is taken first; the analysis then edits it in place
     # (it was loaded for this call only), avoiding a second copy of the weights
-    file_bytes = ingest.model_bytes(path, original)
+    file_bytes = ingest.model_bytes(path)
     histogram = Counter(_op_name(n) for n in original.graph.node)
     subgraphs = sum(1 for _ in ingest.all_graphs(original.graph)) - 1
     header = {

@@ -303,7 +303,7 @@ def _reference_path(manifest: Mapping[str, Any], reference: str | Path | None) -
             raise BadInput(f"reference model not found: {path}")
         return path
     recorded = Path(manifest["source"].get("path", ""))
-    if recorded.is_file() and ingest.file_sha256(recorded) == manifest["source"]["sha256"]:
+    if recorded.is_file() and ingest.model_sha256(recorded) == manifest["source"]["sha256"]:
         return recorded
     raise BadInput(
         f"the FP32 source model {manifest['source'].get('name')} is not at {recorded} (or changed since export); "

@@ -416,20 +416,38 @@ class PreparedModel:
         }
 
 
-def model_bytes(path: Path, model: onnx.ModelProto | None = None) -> int:
-    """Size on disk of the model including any external data files next to it."""
-    total = path.stat().st_size
-    model = model if model is not None else onnx.load(str(path), load_external_data=False)
-    seen: set[str] = set()
-    for init in model.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in init.external_data:
-                if entry.key == "location" and entry.value not in seen:
-                    seen.add(entry.value)
-                    ext = path.parent / entry.value
-                    if ext.exists():
-                        total += ext.stat().st_size
-    return total
+def model_files(path: str | Path) -> list[Path]:
+    """The ONNX file plus the external-data files it references (which hold the weights)."""
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - load_model reports unreadable files properly
+        return [path]
+    files: dict[str, Path] = {}
+    for graph in all_graphs(model.graph):
+        for init in graph.initializer:
+            if init.data_location == onnx.TensorProto.EXTERNAL:
+                for entry in init.external_data:
+                    if entry.key == "location" and entry.value not in files:
+                        files[entry.value] = path.parent / entry.value
+    return [path, *(f for f in files.values() if f.is_file())]
+
+
+def model_sha256(path: str | Path) -> str:
+    """Content hash of a model: of the file alone, or of the file and its external data together
+    (so new weights in `model.onnx.data` give a new hash and a fresh prepared model)."""
+    files = model_files(path)
+    if len(files) == 1:
+        return file_sha256(files[0])
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.name}:{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def model_bytes(path: str | Path) -> int:
+    """Size on disk of the model including its external data files."""
+    return sum(f.stat().st_size for f in model_files(path))
 
 
 def cache_root() -> Path:
@@ -441,8 +459,9 @@ def prepare(model_path: str | Path, options: PrepareOptions | None = None) -> Pr
     """Prepare `model_path` for a backend (see module docstring); cached by content + options."""
     options = options or PrepareOptions()
     source = Path(model_path).expanduser().resolve() if Path(model_path).exists() else Path(model_path)
-    model = load_model(source)
-    sha = file_sha256(source)
+    if not source.is_file():
+        load_model(source)  # raises the right one-line error
+    sha = model_sha256(source)
     key = hashlib.sha256(f"{sha}|{options.key()}|{__version__}".encode()).hexdigest()[:24]
     entry = cache_root() / key
     meta_file = entry / "meta.json"
@@ -451,8 +470,8 @@ def prepare(model_path: str | Path, options: PrepareOptions | None = None) -> Pr
             return _from_meta(json.loads(meta_file.read_text()), entry, source)
         except (KeyError, ValueError, OSError) as exc:
             log.debug("ignoring broken cache entry %s: %s", entry, exc)
-    prepared_model, meta = _prepare(model, options, str(source))
-    meta.update(source_sha256=sha, source_bytes=model_bytes(source, model))
+    prepared_model, meta = _prepare(load_model(source), options, str(source))
+    meta.update(source_sha256=sha, source_bytes=model_bytes(source))
     _store(entry, prepared_model, meta)
     return _from_meta(meta, entry, source)
 

@@ -188,3 +188,53 @@ def test_bench_local_reports_latency(tmp_path: Path, run_cli) -> None:
     assert record["status"] == "ok"
     assert 0 < latency["min"] <= latency["p50"] <= latency["p99"] <= latency["max"]
     assert np.isfinite(record["throughput_fps"])
+
+
+def test_model_with_external_data(tmp_path: Path, run_cli) -> None:
+    from models import conv_net, sample_set
+
+    model, _ = conv_net()
+    path = tmp_path / "ext" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save_model(model, str(path), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    assert (path.parent / "weights.bin").stat().st_size > path.stat().st_size
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, **sample_set(model, 8))
+    for precision in ("fp32", "int8"):
+        code, stdout, stderr = run_cli(
+            "export",
+            path,
+            "--target",
+            "x86-cpu",
+            f"--{precision}",
+            "--calib",
+            calib,
+            "--val",
+            calib,
+            "-o",
+            tmp_path / "out",
+            "--json",
+        )
+        assert code == 0, stderr
+        manifest = json.loads(stdout)["manifest"]
+        total = path.stat().st_size + (path.parent / "weights.bin").stat().st_size
+        assert manifest["source"]["bytes"] == total  # the external weights count as the source's size
+        assert manifest["fidelity"]["passed"]
+
+
+def test_new_external_weights_are_a_new_model(tmp_path: Path) -> None:
+    from models import conv_net
+
+    from edgekit.ingest import PrepareOptions, model_sha256, prepare
+
+    model, _ = conv_net()
+    path = tmp_path / "model.onnx"
+    onnx.save_model(
+        model, str(path), save_as_external_data=True, location="model.onnx.data", size_threshold=0
+    )
+    first = prepare(path, PrepareOptions())
+    weights = (tmp_path / "model.onnx.data").read_bytes()
+    (tmp_path / "model.onnx.data").write_bytes(weights[::-1])  # retrained: same graph file, new weights
+    second = prepare(path, PrepareOptions())
+    assert first.source_sha256 != second.source_sha256 == model_sha256(path)
+    assert first.path != second.path  # not served from the stale cache entry
