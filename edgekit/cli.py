@@ -521,11 +521,12 @@ def devices_list(devices_file: str | None) -> None:
     for col in ("name", "transport", "target", "address", "user", "key", "memory MB"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        address = (
-            "this machine"
-            if row["transport"] == "local"
-            else f"{row['hostname'] or row['host']}:{row['port']}"
-        )
+        if row["transport"] == "local":
+            address = "this machine"
+        elif row["transport"] == "adb":
+            address = f"adb {row['serial']}"
+        else:
+            address = f"{row['hostname'] or row['host']}:{row['port']}"
         via = f" via {row['proxy_jump']}" if row.get("proxy_jump") else ""
         table.add_row(
             row["name"],
@@ -533,7 +534,7 @@ def devices_list(devices_file: str | None) -> None:
             row["target"],
             address + via,
             row["user"] or "-",
-            ", ".join(row["identity_files"]) or "agent",
+            ", ".join(row["identity_files"]) or ("agent" if row["transport"] == "ssh" else "-"),
             str(row["memory_mb"] or "-"),
         )
     _stdout().print(table)

@@ -1,5 +1,7 @@
 """Device inventory (devices.toml): parsing, validation, ~/.ssh/config resolution, list/check/trust.
 
+Transports: `local`, `ssh` (key `host`), `adb` (key `serial`, as `adb devices` lists it).
+
 The `local` device is always present (defined in the file or not). An SSH device's `host` is resolved
 through ~/.ssh/config the way OpenSSH does (first value obtained wins, IdentityFile accumulates,
 `Host` patterns with `*`, `?` and `!`), and devices.toml's own keys win over the config, as ssh's
@@ -36,11 +38,12 @@ else:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-TRANSPORTS = ("local", "ssh")
+TRANSPORTS = ("local", "ssh", "adb")
 DEVICE_KEYS = {
     "transport": str,
     "target": str,
     "host": str,
+    "serial": str,
     "user": str,
     "port": int,
     "identity_file": str,
@@ -54,6 +57,8 @@ DEVICE_KEYS = {
     "description": str,
 }
 DEFAULT_WORKDIR = "~/.cache/edgekit"
+DEFAULT_ADB_WORKDIR = "/data/local/tmp/edgekit"  # writable by adb's `shell` user
+SSH_ONLY_KEYS = ("host", "user", "port", "identity_file", "proxy_jump")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
@@ -68,6 +73,7 @@ class Device:
     target: str = ""
     host: str = ""  # as written (an ~/.ssh/config alias or a hostname)
     hostname: str = ""  # resolved
+    serial: str = ""  # adb devices only
     user: str | None = None
     port: int = 22
     identity_files: list[str] = field(default_factory=list)
@@ -88,6 +94,7 @@ class Device:
             "target": self.target,
             "host": self.host,
             "hostname": self.hostname,
+            "serial": self.serial,
             "user": self.user,
             "port": self.port,
             "identity_files": self.identity_files,
@@ -104,6 +111,16 @@ class Device:
         if self.transport == "local":
             python = self.python if self.python != "python3" else None
             return LocalTransport(self.name, python=python, workdir=self.workdir)
+        if self.transport == "adb":
+            from edgekit.transport.adb import AdbTransport
+
+            return AdbTransport(
+                self.name,
+                serial=self.serial,
+                python=self.python,
+                workdir=self.workdir,
+                connect_timeout=self.connect_timeout,
+            )
         from edgekit.transport.ssh import SshTransport
 
         return SshTransport(
@@ -278,7 +295,8 @@ def _parse_device(
             raise BadInput(f"{at(key)}: [devices.{name}] {key} must be {kind}, got {value!r}")
     if "password" in spec:  # pragma: no cover - rejected above as unknown; kept explicit for clarity
         raise BadInput(f"{at('password')}: passwords are not accepted; use keys or ssh-agent")
-    transport = spec.get("transport", "ssh" if "host" in spec else "local")
+    default_transport = "ssh" if "host" in spec else "adb" if "serial" in spec else "local"
+    transport = spec.get("transport", default_transport)
     if transport not in TRANSPORTS:
         raise BadInput(
             f"{at('transport')}: [devices.{name}] transport '{transport}' is not one of "
@@ -295,7 +313,7 @@ def _parse_device(
         transport=transport,
         target=target,
         python=spec.get("python", "python3"),
-        workdir=spec.get("workdir", DEFAULT_WORKDIR),
+        workdir=spec.get("workdir", DEFAULT_ADB_WORKDIR if transport == "adb" else DEFAULT_WORKDIR),
         memory_mb=spec.get("memory_mb"),
         threads=spec.get("threads"),
         connect_timeout=float(spec.get("connect_timeout", 15.0)),
@@ -316,9 +334,19 @@ def _parse_device(
         device.known_hosts = spec.get("known_hosts", DEFAULT_KNOWN_HOSTS)
         device.proxy_jump = spec.get("proxy_jump") or resolved.proxy_jump
     else:
-        for key in ("host", "user", "port", "identity_file", "proxy_jump"):
+        for key in SSH_ONLY_KEYS:
             if key in spec:
                 raise BadInput(f"{at(key)}: [devices.{name}] '{key}' only applies to transport = \"ssh\"")
+    if transport == "adb":
+        serial = spec.get("serial", "").strip()
+        if not serial:
+            raise BadInput(
+                f"{where}: [devices.{name}] transport 'adb' needs serial = \"...\" (the first column of "
+                '`adb devices`, e.g. "R58M123ABC" or "192.168.1.50:5555")'
+            )
+        device.serial = serial
+    elif "serial" in spec:
+        raise BadInput(f"{at('serial')}: [devices.{name}] 'serial' only applies to transport = \"adb\"")
     return device
 
 

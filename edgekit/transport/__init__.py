@@ -1,9 +1,17 @@
-"""Transports: how edgekit reaches a device (local subprocess, SSH; adb would be one more file)."""
+"""Transports: how edgekit reaches a device (local subprocess, SSH, adb)."""
 
 from edgekit.transport.base import Transport, TransportError, quote_argv, sha256_file
 from edgekit.transport.local import LocalTransport
 
-__all__ = ["LocalTransport", "SshTransport", "Transport", "TransportError", "quote_argv", "sha256_file"]
+__all__ = [
+    "AdbTransport",
+    "LocalTransport",
+    "SshTransport",
+    "Transport",
+    "TransportError",
+    "quote_argv",
+    "sha256_file",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -12,4 +20,8 @@ def __getattr__(name: str) -> object:
         from edgekit.transport.ssh import SshTransport
 
         return SshTransport
+    if name == "AdbTransport":
+        from edgekit.transport.adb import AdbTransport
+
+        return AdbTransport
     raise AttributeError(name)
