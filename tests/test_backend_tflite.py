@@ -160,6 +160,63 @@ def test_varied_models_convert(tmp_path: Path, builder, precision, shapes, optio
         assert "SOFTMAX" in result.details["ops"] and result.details["flex_ops"] == []
 
 
+def test_one_conversion_serves_every_precision_of_one_calibration_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The -oiqt run of an int8 export is cached: fp32, the same int8 again and rpi4's float-I/O int8
+    reuse it (same convert.log, post-checks rerun, same details); another calibration set converts
+    again."""
+    from edgekit.backends import tflite
+
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache" / "prepared"))  # not the session's
+    runs: list[dict] = []
+    real = tflite._run_converter
+
+    def counting(work: Path, args: dict, *rest: object) -> dict:
+        runs.append(dict(args))
+        return real(work, args, *rest)
+
+    monkeypatch.setattr(tflite, "_run_converter", counting)
+    model = models.conv_net(tmp_path / "conv_net.onnx")
+    int8_job, npz = _job(model, tmp_path, "int8")
+    int8 = _export_and_compare(int8_job, npz, model, 0.95)
+    assert len(runs) == 1 and runs[0]["output_integer_quantized_tflite"] is True
+    entry = int8.details["onnx2tf_cache"]["entry"]
+    assert int8.details["onnx2tf_cache"] == {"hit": False, "entry": entry}
+    assert entry and (tmp_path / "cache" / "onnx2tf" / entry / "meta.json").is_file()
+    log_bytes = (int8_job.out_dir / "convert.log").read_bytes()
+
+    fp32_job, _ = _job(model, tmp_path, "fp32")
+    fp32 = _export_and_compare(fp32_job, npz, model, 0.99)
+    (tmp_path / "again").mkdir()
+    again_job, _ = _job(model, tmp_path / "again", "int8")  # the same calibration set, a new artifact
+    again = _export_and_compare(again_job, npz, model, 0.95)
+    rpi_job, _ = _job(model, tmp_path / "again", "int8", target=RPI)
+    rpi_job.out_dir = tmp_path / "rpi.int8"
+    rpi = _export_and_compare(rpi_job, npz, model, 0.95)
+    assert len(runs) == 1, "fp32, int8 again and rpi4 int8 must reuse the first conversion"
+    for job, result in ((fp32_job, fp32), (again_job, again), (rpi_job, rpi)):
+        assert result.details["onnx2tf_cache"] == {"hit": True, "entry": entry}
+        assert (job.out_dir / "convert.log").read_bytes() == log_bytes
+        assert sorted(p.name for p in job.out_dir.iterdir()) == ["convert.log", "model.tflite"]
+    assert fp32.details["variant"] == "float32" and fp32.inputs[0].dtype == "float32"
+    assert rpi.details["variant"] == "integer_quant" and rpi.inputs[0].dtype == "float32"
+    same = {k: v for k, v in again.details.items() if k != "onnx2tf_cache"}
+    assert same == {k: v for k, v in int8.details.items() if k != "onnx2tf_cache"}
+    assert [s.to_json() for s in again.inputs + again.outputs] == [
+        s.to_json() for s in int8.inputs + int8.outputs
+    ]
+
+    other_npz = models.calib_for(model, tmp_path / "other_calib.npz", seed=7)
+    prepared = int8_job.prepared
+    other = CalibrationSet.load(other_npz).renamed({src: new for new, src in prepared.name_map.items()})
+    other_job = ExportJob(prepared, ANDROID, "int8", tmp_path / "other.int8", other, ExportOptions())
+    result = _export_and_compare(other_job, other_npz, model, 0.95)
+    assert len(runs) == 2, "another calibration set must not reuse the conversion"
+    assert result.details["onnx2tf_cache"]["hit"] is False
+    assert result.details["onnx2tf_cache"]["entry"] != entry
+
+
 def test_dynamic_dims_need_a_shape(tmp_path: Path) -> None:
     model = models.dynamic_dims(tmp_path / "dyn.onnx")
     with pytest.raises(BadInput, match="--input-shape x:1,3,1,1"):

@@ -25,12 +25,27 @@ Files onnx2tf writes (output folder, stem = ONNX file stem):
   `*_integer_quant_with_int16_act.tflite`, `*_full_integer_quant_with_int16_act.tflite`  -oiqt (unused)
 Only the chosen file is copied into the artifact directory, as `model.tflite`.
 
+Conversion cache. One onnx2tf run is 5-10 s and one -oiqt run writes every variant, so the variants
+(not the int16-activation ones: never used, and onnx2tf 1.28 has no flag to skip making them) and the
+log of a successful run are kept in `<cache root>/../onnx2tf/<base>-<quant>` (`edgekit.ingest.cache_root`),
+written atomically (temp dir + rename). <base> hashes the prepared model's sha256, the calibration set's
+sha256 (or none), every onnx2tf argument but the quantization ones, and the toolchain versions; <quant>
+hashes the quantization arguments. A request is served by any entry of its <base> holding its file whose
+quantization arguments produce that file identically: float32/float16 come from any entry (onnx2tf makes
+them before, and independently of, quantization; the names it changes under -oiqt are only those
+starting with '/', which the prepared model never has), dynamic-range int8 needs the same quant_type, the
+integer files the same quant_type and I/O types. So fp32, fp16 and int8 of one model with one calibration
+set run onnx2tf at most twice (a float request runs without -oiqt), and a second target with the same
+quantization settings not at all. Every post-check runs on a cache hit as on a fresh conversion; the
+artifact's convert.log is the cached run's log, and the details say whether the cache served it.
+
 Note that onnx2tf's INT8 converter allows SELECT_TF_OPS, so Flex ops can silently appear: the post-check
 reads the flatbuffer (ai-edge-litert's schema) and raises for Flex ops in a full-int8 export.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -61,6 +76,12 @@ CONVERT_TIMEOUT_S = 1800
 # source layout -> artifact layout for the ranks onnx2tf turns channel-last
 LAYOUTS = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
 DISTRIBUTIONS = ("onnx2tf", "tensorflow", "tf-keras", "ai-edge-litert", "onnx-graphsurgeon")
+CACHE_FORMAT = 1
+CACHE_META = "meta.json"
+# onnx2tf arguments that change only the quantized files, and onnx2tf's defaults for them
+QUANT_DEFAULTS = {"quant_type": "per-channel", "input_quant_dtype": "int8", "output_quant_dtype": "int8"}
+QUANT_FLAGS = ("output_dynamic_range_quantized_tflite", "output_integer_quantized_tflite", *QUANT_DEFAULTS)
+FLOAT_VARIANTS = ("float32", "float16")
 
 
 class TFLiteConversionFailed(BadInput):
@@ -155,25 +176,37 @@ class TFLiteBackend(Backend):
         job.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = job.out_dir / LOG_NAME
         warnings: list[str] = list(prepared.warnings)
+        entry_path = job.out_dir / ENTRY
         work = Path(tempfile.mkdtemp(prefix="edgekit-tflite-"))
         try:
             model_path = work / "model.onnx"
             shutil.copyfile(prepared.path, model_path)
             data_note = _write_inputs_data(work, inputs, job)
             args = _convert_args(work, model_path, inputs, plan, job)
-            started = time.perf_counter()
-            network = _run_converter(work, args, log_path, prepared.source_path.name)
-            convert_s = time.perf_counter() - started
-            produced = work / "out" / f"model_{plan['variant']}.tflite"
-            if not produced.exists():
-                reason = _failure_reason(log_path) or f"onnx2tf wrote no {produced.name}"
-                kept = _keep_log(log_path, prepared.source_path.name)
-                raise TFLiteConversionFailed(
-                    f"onnx2tf did not produce the {plan['label']} model for "
-                    f"{prepared.source_path.name}: {reason} (full log: {kept})"
-                )
-            entry_path = job.out_dir / ENTRY
-            shutil.copyfile(produced, entry_path)
+            cache = ConversionCache.for_job(job, args, work, self.versions())
+            hit = cache.find(plan["variant"])
+            if hit is not None:
+                log.info("%s: onnx2tf output from the cache (%s)", prepared.source_path.name, hit.name)
+                shutil.copyfile(hit / LOG_NAME, log_path)
+                shutil.copyfile(hit / f"model_{plan['variant']}.tflite", entry_path)
+                meta = json.loads((hit / CACHE_META).read_text())
+                network, convert_s = meta["network"], float(meta["convert_seconds"])
+                cache_note = {"hit": True, "entry": hit.name}
+            else:
+                started = time.perf_counter()
+                network = _run_converter(work, args, log_path, prepared.source_path.name)
+                convert_s = time.perf_counter() - started
+                produced = work / "out" / f"model_{plan['variant']}.tflite"
+                if not produced.exists():
+                    reason = _failure_reason(log_path) or f"onnx2tf wrote no {produced.name}"
+                    kept = _keep_log(log_path, prepared.source_path.name)
+                    raise TFLiteConversionFailed(
+                        f"onnx2tf did not produce the {plan['label']} model for "
+                        f"{prepared.source_path.name}: {reason} (full log: {kept})"
+                    )
+                shutil.copyfile(produced, entry_path)
+                stored = cache.store(work / "out", log_path, network, convert_s)
+                cache_note = {"hit": False, "entry": stored.name if stored else None}
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -198,6 +231,7 @@ class TFLiteBackend(Backend):
             "io_map": io_map,
             "threads": threads,
             "delegate": "XNNPACK (LiteRT default delegate, OpResolverType.AUTO)",
+            "onnx2tf_cache": cache_note,
         }
         return ExportResult(
             entry=ENTRY,
@@ -364,6 +398,114 @@ def _convert_args(
         args["output_quant_dtype"] = io
     args.update(job.options.extra.get("onnx2tf", {}) if isinstance(job.options.extra, dict) else {})
     return args
+
+
+# ---- the conversion cache -----------------------------------------------------------------------
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _quant_settings(quant: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: quant.get(key, default) for key, default in QUANT_DEFAULTS.items()}
+
+
+def _serves(quant: Mapping[str, Any], wanted: Mapping[str, Any], variant: str) -> bool:
+    """Whether a run with quantization arguments `quant` made `variant` as a run with `wanted` would."""
+    if variant in FLOAT_VARIANTS:
+        return True
+    have, want = _quant_settings(quant), _quant_settings(wanted)
+    if variant == "dynamic_range_quant":
+        return have["quant_type"] == want["quant_type"]
+    return have == want
+
+
+class ConversionCache:
+    """onnx2tf outputs of successful runs, shared by the precisions and targets of one model and
+    calibration set (see the module docstring)."""
+
+    def __init__(self, root: Path, base: str, quant: dict[str, Any], key: dict[str, Any]) -> None:
+        self.root = root
+        self.base = base
+        self.quant = quant
+        self.key = key
+
+    @classmethod
+    def for_job(
+        cls, job: ExportJob, args: Mapping[str, Any], work: Path, versions: Mapping[str, str]
+    ) -> ConversionCache:
+        from edgekit import __version__
+        from edgekit.ingest import cache_root, file_sha256  # ingest imports onnx: not at module top
+
+        # the working directory differs per run: arguments are compared with it taken out
+        plain = json.loads(json.dumps(dict(args), default=str).replace(str(work), "<work>"))
+        quant = {k: plain.pop(k) for k in QUANT_FLAGS if k in plain}
+        key = {
+            "format": CACHE_FORMAT,
+            "edgekit": __version__,
+            "toolchain": dict(versions),
+            "model_sha256": file_sha256(job.prepared.path),
+            "calibration_sha256": job.calib.sha256() if job.calib is not None else None,
+            "args": plain,
+        }
+        return cls(cache_root().parent / "onnx2tf", _digest(key), quant, key)
+
+    @property
+    def name(self) -> str:
+        return f"{self.base}-{_digest(self.quant)}"
+
+    def find(self, variant: str) -> Path | None:
+        """An entry holding `variant` as this run would make it: this run's own entry first."""
+        if not self.root.is_dir():
+            return None
+        candidates = sorted(self.root.glob(f"{self.base}-*"), key=lambda p: p.name != self.name)
+        for entry in candidates:
+            try:
+                meta = json.loads((entry / CACHE_META).read_text())
+                complete = meta["format"] == CACHE_FORMAT and (entry / LOG_NAME).is_file()
+                served = variant in meta["variants"] and _serves(meta["quant"], self.quant, variant)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # half-removed or foreign: ignored, a fresh run replaces nothing
+            if complete and served and (entry / f"model_{variant}.tflite").is_file():
+                return entry
+        return None
+
+    def store(self, out: Path, log_path: Path, network: Mapping[str, Any], convert_s: float) -> Path | None:
+        """Keep this run's variants and log (atomically: a temp dir renamed into place). A failure
+        here costs only the next conversion, so it is logged, never raised."""
+        final = self.root / self.name
+        tmp: Path | None = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{self.name}.", dir=self.root))
+            variants = []
+            for path in sorted(out.glob("model_*.tflite")):
+                variant = path.stem.removeprefix("model_")
+                if variant.endswith("_with_int16_act"):
+                    continue  # never chosen by _plan
+                shutil.copyfile(path, tmp / path.name)
+                variants.append(variant)
+            shutil.copyfile(log_path, tmp / LOG_NAME)
+            meta = {
+                **self.key,
+                "quant": self.quant,
+                "variants": variants,
+                "network": network,
+                "convert_seconds": round(convert_s, 2),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            (tmp / CACHE_META).write_text(json.dumps(meta, indent=1, sort_keys=True))
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / CACHE_META).is_file():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process stored the same run meanwhile
+            return final
+        except OSError as exc:
+            log.warning("could not keep the onnx2tf output in the cache %s: %s", self.root, exc)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return None
 
 
 # ---- the subprocess -----------------------------------------------------------------------------
