@@ -450,9 +450,11 @@ def model_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in model_files(path))
 
 
-def cache_root() -> Path:
+def cache_root(kind: str = "prepared") -> Path:
+    """`<EDGEKIT_CACHE_DIR or ~/.cache/edgekit>/<kind>`: prepared models, onnx2tf conversions, ..."""
     root = os.environ.get(CACHE_ENV)
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "edgekit" / "prepared"
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "edgekit"
+    return base / kind
 
 
 def prepare(model_path: str | Path, options: PrepareOptions | None = None) -> PreparedModel:

@@ -168,7 +168,7 @@ def test_one_conversion_serves_every_precision_of_one_calibration_set(
     again."""
     from edgekit.backends import tflite
 
-    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache" / "prepared"))  # not the session's
+    monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))  # not the session's
     runs: list[dict] = []
     real = tflite._run_converter
 

@@ -27,7 +27,7 @@ Only the chosen file is copied into the artifact directory, as `model.tflite`.
 
 Conversion cache. One onnx2tf run is 5-10 s and one -oiqt run writes every variant, so the variants
 (not the int16-activation ones: never used, and onnx2tf 1.28 has no flag to skip making them) and the
-log of a successful run are kept in `<cache root>/../onnx2tf/<base>-<quant>` (`edgekit.ingest.cache_root`),
+log of a successful run are kept in `<cache root>/onnx2tf/<base>-<quant>` (`edgekit.ingest.cache_root`),
 written atomically (temp dir + rename). <base> hashes the prepared model's sha256, the calibration set's
 sha256 (or none), every onnx2tf argument but the quantization ones, and the toolchain versions; <quant>
 hashes the quantization arguments. A request is served by any entry of its <base> holding its file whose
@@ -447,7 +447,7 @@ class ConversionCache:
             "calibration_sha256": job.calib.sha256() if job.calib is not None else None,
             "args": plain,
         }
-        return cls(cache_root().parent / "onnx2tf", _digest(key), quant, key)
+        return cls(cache_root("onnx2tf"), _digest(key), quant, key)
 
     @property
     def name(self) -> str:
