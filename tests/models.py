@@ -99,9 +99,17 @@ class Builder:
     def conv_bn_relu(self, x: str, cin: int, cout: int, k: int = 3, stride: int = 1, group: int = 1) -> str:
         return self.op("Relu", [self.conv(x, cin, cout, k, stride, group, bn=True)])
 
-    def gemm(self, x: str, cin: int, cout: int, name: str | None = None, node: str | None = None) -> str:
+    def gemm(
+        self,
+        x: str,
+        cin: int,
+        cout: int,
+        name: str | None = None,
+        node: str | None = None,
+        bias_std: float = 0.01,
+    ) -> str:
         w = self.weight((cout, cin))
-        b = self.tensor((0.01 * self.rng.standard_normal(cout)).astype(np.float32))
+        b = self.tensor((bias_std * self.rng.standard_normal(cout) + 0.0).astype(np.float32))  # no -0.0
         return self.op("Gemm", [x, w, b], name=name, node=node, transB=1)
 
     def linear(self, x: str, cin: int, cout: int, bias: bool = True, name: str | None = None) -> str:
@@ -141,7 +149,7 @@ class Builder:
         return model
 
 
-def _cnn_body(b: Builder, x: str, cin: int = 3, classes: int = 10) -> str:
+def _cnn_body(b: Builder, x: str, cin: int = 3, classes: int = 10, head_bias_std: float = 0.01) -> str:
     y = b.conv_bn_relu(x, cin, 16)
     y = b.conv_bn_relu(y, 16, 16, group=16)  # depthwise
     y = b.conv_bn_relu(y, 16, 32, k=1)  # pointwise
@@ -149,7 +157,7 @@ def _cnn_body(b: Builder, x: str, cin: int = 3, classes: int = 10) -> str:
     y = b.conv_bn_relu(y, 32, 32, stride=2)
     y = b.op("GlobalAveragePool", [y])
     y = b.op("Flatten", [y], axis=1)
-    return b.gemm(y, 32, classes)
+    return b.gemm(y, 32, classes, bias_std=head_bias_std)
 
 
 def conv_net(
@@ -160,11 +168,12 @@ def conv_net(
     inp: str = "input",
     out: str = "logits",
     head_node: str | None = None,
+    head_bias_std: float = 0.01,
 ) -> tuple[onnx.ModelProto, int]:
     """Conv-BN-ReLU body (plain, depthwise, pointwise, strided) with GAP and a Gemm head; `batch` and
     `spatial` may be symbolic, `head_node` names the Gemm node."""
     b = Builder()
-    y = _cnn_body(b, inp)
+    y = _cnn_body(b, inp, head_bias_std=head_bias_std)
     b.nodes[-1].output[0] = out
     if head_node:
         b.nodes[-1].name = head_node
