@@ -315,6 +315,7 @@ def plain_conv_net(
     out: str = "logits",
     torch_names: bool = False,
     seed: int = 5,
+    opset: int = 13,
 ) -> tuple[onnx.ModelProto, list[np.ndarray]]:
     """Conv(3->8, 3x3, pad 1) + ReLU + Conv(8->16, 3x3, `stride`) + ReLU + GAP + Flatten + Gemm(16->10),
     biases everywhere, no BN (MACs by hand). `torch_names`: '/conv1/Conv_output_0'-style tensor names."""
@@ -331,6 +332,7 @@ def plain_conv_net(
     model = b.model(
         [helper.make_tensor_value_info(inp, TensorProto.FLOAT, [batch, 3, size, size])],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch, 10])],
+        opset=opset,
         ir_version=8,
     )
     return model, b.weights
