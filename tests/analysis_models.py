@@ -36,6 +36,16 @@ def _image_model(b: Builder, out: str, batch: int, res: int, out_shape: list[int
     ), b.weights
 
 
+def _small_model(b: Builder, inp: tuple[str, list[int]], out: tuple[str, list[int]], name: str) -> Built:
+    return b.model(
+        [helper.make_tensor_value_info(inp[0], F32, inp[1])],
+        [helper.make_tensor_value_info(out[0], F32, out[1])],
+        opset=17,
+        name=name,
+        ir_version=8,
+    ), b.weights
+
+
 # ---- realistic models (benchmark) -----------------------------------------------------------------
 def resnetish(res: int = 224, batch: int = 1, widths=(32, 64, 128, 256), classes: int = 1000) -> Built:
     """ResNet-18-like: stem 7x7/2 + maxpool, 4 stages of 2 basic blocks (Conv-BN-ReLU), GAP, FC."""
@@ -183,13 +193,7 @@ def constant_weights_model() -> Built:
     for _ in range(2):
         y = b.op("Add", [b.op("MatMul", [y, shared]), bias])
     b.op("Reshape", [b.op("MatMul", [y, w_out]), shape], name="y")
-    model = b.model(
-        [helper.make_tensor_value_info("x", F32, [1, 8])],
-        [helper.make_tensor_value_info("y", F32, [1, 4])],
-        opset=17,
-        name="consts",
-    )
-    return model, b.weights
+    return _small_model(b, ("x", [1, 8]), ("y", [1, 4]), "consts")
 
 
 def opset11_model() -> Built:
@@ -220,13 +224,7 @@ def odd_names_model() -> Built:
     w = b.weight((4, 4), scale=1.0, name="dense/kernel@0")
     y = b.op("MatMul", ["input:0", w], name="dense@out:0", node="dense/MatMul@1:0")
     b.op("Relu", [y], name="output:0", node="relu@2:0")
-    model = b.model(
-        [helper.make_tensor_value_info("input:0", F32, [1, 4])],
-        [helper.make_tensor_value_info("output:0", F32, [1, 4])],
-        opset=17,
-        name="odd",
-    )
-    return model, b.weights
+    return _small_model(b, ("input:0", [1, 4]), ("output:0", [1, 4]), "odd")
 
 
 def chain_model() -> Built:
@@ -239,10 +237,4 @@ def chain_model() -> Built:
     a = b.op("MatMul", [r, w], name="a", node="matmul")
     c = b.op("Concat", [r, a], name="c", node="concat", axis=1)
     b.op("Relu", [c], name="y", node="relu1")
-    model = b.model(
-        [helper.make_tensor_value_info("x", F32, [1, 10])],
-        [helper.make_tensor_value_info("y", F32, [1, 30])],
-        opset=17,
-        name="chain",
-    )
-    return model, b.weights
+    return _small_model(b, ("x", [1, 10]), ("y", [1, 30]), "chain")
