@@ -76,8 +76,13 @@ class Builder:
     ) -> str:
         """Conv (pad k//2), optionally with a bias and a BatchNormalization with random statistics."""
         inputs = [x, self.weight((cout, cin // group, k, k), scale=scale)]
-        if bias:
-            inputs.append(self.tensor((0.1 * self.rng.standard_normal(cout)).astype(np.float32)))
+        if bias:  # a zero bias before a BN (no random draw), else a small random one
+            values = (
+                np.zeros(cout, np.float32)
+                if bn
+                else (0.1 * self.rng.standard_normal(cout)).astype(np.float32)
+            )
+            inputs.append(self.tensor(values))
         y = self.op(
             "Conv",
             inputs,
@@ -97,7 +102,7 @@ class Builder:
         return self.op("BatchNormalization", [x, scale, bias, mean, var], epsilon=1e-5)
 
     def conv_bn_relu(self, x: str, cin: int, cout: int, k: int = 3, stride: int = 1, group: int = 1) -> str:
-        return self.op("Relu", [self.conv(x, cin, cout, k, stride, group, bn=True)])
+        return self.op("Relu", [self.conv(x, cin, cout, k, stride, group, bias=True, bn=True)])
 
     def gemm(
         self,
