@@ -28,7 +28,7 @@ from edgekit import ingest, targets  # noqa: E402
 from edgekit.backends.base import ExportJob, ExportOptions  # noqa: E402
 from edgekit.backends.ov import OpenVinoBackend, compile_ir, execution_summary  # noqa: E402
 from edgekit.calib import CalibrationSet  # noqa: E402
-from tests.ov_models import resnet_ish, save  # noqa: E402
+from tests.models import resnet_ish, save  # noqa: E402
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -19,7 +19,7 @@ from edgekit.backends.base import ExportJob, ExportOptions, ExportResult, HostRu
 from edgekit.calib import CalibrationSet
 from edgekit.errors import BadInput, MissingDependency
 from edgekit.resources import demo_paths
-from tests import ov_models
+from tests import models
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -30,6 +30,25 @@ from edgekit.backends.ov import (  # noqa: E402 - after the skips
     compile_ir,
     reverted_layers,
 )
+
+
+def _conv_net(dynamic: bool = False) -> onnx.ModelProto:
+    """The shared conv net: symbolic batch and spatial dims, or odd input/output/head-node names."""
+    if dynamic:
+        return models.conv_net(batch="N", spatial="S")[0]
+    # a zero head bias: OpenVINO drops it, so the Gemm stays one op named like its output
+    return models.conv_net(inp="image@0:x", out="logits:0", head_node="head/fc:0", head_bias_std=0.0)[0]
+
+
+def _transformer() -> onnx.ModelProto:
+    """One head with biases and a first-token classifier, output `logits`."""
+    return models.transformer_block(heads=1, mlp=2, bias=True, classes=10, out="logits", seed=1)[0]
+
+
+def _two_inputs() -> onnx.ModelProto:
+    """Float inputs `a` and `b` [1, 16], output `out`."""
+    return models.two_vector_net((16, 16), 32, classes=4, seed=3)[0]
+
 
 MIN_COSINE = {"fp32": 0.99, "fp16": 0.99, "int8": 0.95}
 
@@ -72,7 +91,7 @@ def _export(
     val_path: Path | None = None,
 ) -> tuple[ExportResult, HostRunner, Path, CalibrationSet]:
     backend = OpenVinoBackend()
-    src = ov_models.save(model, tmp_path / "model.onnx")
+    src = models.save(model, tmp_path / "model.onnx")
     prepared = ingest.prepare(
         src,
         ingest.PrepareOptions(
@@ -124,7 +143,7 @@ def _check_against_onnxruntime(runner: HostRunner, src: Path, calib: Calibration
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_conv_net_with_odd_names_all_precisions(tmp_path: Path, precision: str) -> None:
-    model = ov_models.conv_net()
+    model = _conv_net()
     result, runner, src, calib = _export(tmp_path, model, precision)
     with runner:
         _check_against_onnxruntime(runner, src, calib, precision)
@@ -159,7 +178,7 @@ def test_conv_net_with_odd_names_all_precisions(tmp_path: Path, precision: str) 
 
 
 def test_transformer_block_int8_uses_transformer_model_type(tmp_path: Path) -> None:
-    result, runner, src, calib = _export(tmp_path, ov_models.transformer_block(), "int8")
+    result, runner, src, calib = _export(tmp_path, _transformer(), "int8")
     quant = result.details["quantization"]
     assert quant["model_type"] == "transformer" and quant["preset"] == "mixed"
     with runner:
@@ -167,14 +186,14 @@ def test_transformer_block_int8_uses_transformer_model_type(tmp_path: Path) -> N
 
 
 def test_transformer_block_fp16(tmp_path: Path) -> None:
-    _, runner, src, calib = _export(tmp_path, ov_models.transformer_block(), "fp16")
+    _, runner, src, calib = _export(tmp_path, _transformer(), "fp16")
     with runner:
         _check_against_onnxruntime(runner, src, calib, "fp16")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_opset11_constant_node_weights(tmp_path: Path, precision: str) -> None:
-    model = ov_models.constant_weights_opset11()
+    model = models.constant_weights_net(opset=11)[0]
     assert any(n.op_type == "Constant" for n in model.graph.node)
     _, runner, src, calib = _export(tmp_path, model, precision)
     with runner:
@@ -182,7 +201,7 @@ def test_opset11_constant_node_weights(tmp_path: Path, precision: str) -> None:
 
 
 def test_dynamic_dims_kept_and_int8_calibrates(tmp_path: Path) -> None:
-    model = ov_models.conv_net(batch="N", spatial="S", odd_names=False)
+    model = _conv_net(dynamic=True)
     # samples of 24x24 through a model whose batch and spatial dims are symbolic
     result, runner, src, calib = _export(tmp_path, model, "int8")
     assert "input" in result.details["dynamic_inputs"]
@@ -192,7 +211,7 @@ def test_dynamic_dims_kept_and_int8_calibrates(tmp_path: Path) -> None:
 
 
 def test_dynamic_dims_fixed_by_input_shape(tmp_path: Path) -> None:
-    model = ov_models.conv_net(batch="N", spatial="S", odd_names=False)
+    model = _conv_net(dynamic=True)
     shapes = {"input": [1, 3, 32, 32]}
     result, runner, src, calib = _export(tmp_path, model, "fp32", input_shapes=shapes)
     assert "dynamic_inputs" not in result.details
@@ -207,7 +226,7 @@ def test_dynamic_dims_fixed_by_input_shape(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_two_inputs(tmp_path: Path, precision: str) -> None:
-    result, runner, src, calib = _export(tmp_path, ov_models.two_inputs(), precision)
+    result, runner, src, calib = _export(tmp_path, _two_inputs(), precision)
     assert [s.name for s in result.inputs] == ["a", "b"]
     with runner:
         with pytest.raises(BadInput, match="missing input"):
@@ -218,7 +237,7 @@ def test_two_inputs(tmp_path: Path, precision: str) -> None:
 def test_ignore_patterns_keep_layers_in_float(tmp_path: Path) -> None:
     # ONNX node names (with '/' and ':'), followed to the IR ops they became
     options = ExportOptions(ignore=["head/fc*"])  # a glob; regular expressions work too
-    result, runner, src, calib = _export(tmp_path, ov_models.conv_net(), "int8", options=options)
+    result, runner, src, calib = _export(tmp_path, _conv_net(), "int8", options=options)
     scope = result.details["quantization"]["ignored_scope"]
     assert scope["patterns"] == ["head/fc*"] and scope["nodes"] == ["logits:0"]
     import openvino as ov
@@ -233,9 +252,9 @@ def test_ignore_patterns_keep_layers_in_float(tmp_path: Path) -> None:
 
 def test_ignore_pattern_matching_nothing_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="--ignore"):
-        _export(tmp_path, ov_models.conv_net(), "int8", options=ExportOptions(ignore=["no_such_layer"]))
+        _export(tmp_path, _conv_net(), "int8", options=ExportOptions(ignore=["no_such_layer"]))
     with pytest.raises(BadInput, match="matches no node"):
-        _export(tmp_path, ov_models.conv_net(), "int8", options=ExportOptions(ignore=["(["]))
+        _export(tmp_path, _conv_net(), "int8", options=ExportOptions(ignore=["(["]))
 
 
 def test_accuracy_controlled_int8_records_reverted_layers(tmp_path: Path) -> None:
@@ -268,7 +287,7 @@ def test_accuracy_controlled_int8_records_reverted_layers(tmp_path: Path) -> Non
 
 
 def test_accuracy_control_without_labels_warns(tmp_path: Path) -> None:
-    model = ov_models.two_inputs()
+    model = _two_inputs()
     val_path = _calib(model, tmp_path / "val.npz")
     result, *_ = _export(
         tmp_path, model, "int8", options=ExportOptions(max_accuracy_drop=1.0), val_path=val_path
@@ -301,7 +320,7 @@ def test_choose_quantization() -> None:
 
 def test_int8_without_calibration_set_is_bad_input(tmp_path: Path) -> None:
     backend = OpenVinoBackend()
-    src = ov_models.save(ov_models.two_inputs(), tmp_path / "m.onnx")
+    src = models.save(_two_inputs(), tmp_path / "m.onnx")
     prepared = ingest.prepare(src, ingest.PrepareOptions(min_opset=backend.min_opset))
     job = ExportJob(prepared, targets.get("intel-cpu"), "int8", tmp_path / "out", None, ExportOptions())
     with pytest.raises(BadInput, match="--calib"):
@@ -312,7 +331,7 @@ def test_npu_target_has_no_fp32(tmp_path: Path) -> None:
     npu = targets.get("intel-npu")
     assert npu.device == "NPU" and "fp32" not in npu.precisions
     with pytest.raises(BadInput, match="intel-npu"):
-        _export(tmp_path, ov_models.two_inputs(), "fp32", target="intel-npu")
+        _export(tmp_path, _two_inputs(), "fp32", target="intel-npu")
 
 
 def test_targets_and_registry() -> None:
@@ -324,7 +343,7 @@ def test_targets_and_registry() -> None:
 
 
 def test_compile_ir_threads_and_hint(tmp_path: Path) -> None:
-    _export(tmp_path, ov_models.two_inputs(), "fp16")
+    _export(tmp_path, _two_inputs(), "fp16")
     xml = tmp_path / "artifact-fp16" / "model.xml"
     compiled = compile_ir(xml, "CPU", "fp16", threads=1, inference_precision="f32")
     assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
@@ -344,7 +363,7 @@ def test_missing_openvino_names_the_extra(tmp_path: Path, monkeypatch: pytest.Mo
         backend.require()
     assert info.value.extra == "openvino" and info.value.exit_code == 3
     assert "edgekit[openvino]" in str(info.value)
-    src = ov_models.save(ov_models.two_inputs(), tmp_path / "m.onnx")
+    src = models.save(_two_inputs(), tmp_path / "m.onnx")
     prepared = ingest.prepare(src, ingest.PrepareOptions(min_opset=backend.min_opset))
     job = ExportJob(prepared, targets.get("intel-cpu"), "fp32", tmp_path / "out", None, ExportOptions())
     with pytest.raises(MissingDependency, match="openvino"):

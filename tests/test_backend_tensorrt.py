@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -25,7 +26,7 @@ from edgekit.backends import trt as trt_backend
 from edgekit.backends.base import ExportJob, ExportOptions
 from edgekit.calib import CalibrationSet
 from edgekit.errors import BadInput, MissingDependency
-from tests.trt_models import calib_npz, conv_net
+from tests.models import plain_conv_net, sample_set, save
 
 TRT_TARGETS = {
     "jetson-nano": "TRT-8201-EntropyCalibration2",
@@ -46,20 +47,28 @@ def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "prepared-cache"))
 
 
+def _conv_net(path: Path, batch: int | str = 1) -> Path:
+    """A 16x16 conv net, PyTorch-style tensor names and an input named 'input:0'."""
+    model, _ = plain_conv_net(batch=batch, stride=1, inp="input:0", torch_names=True, seed=0)
+    return save(model, path)
+
+
 def _export(
     tmp_path: Path, target_name: str, precision: str = "int8", *, batch="1", extra=None, method="entropy"
 ):
     backend = get_backend("tensorrt")
     target = targets.get(target_name)
     batch_dim = int(batch) if str(batch).isdigit() else batch
-    model = conv_net(tmp_path / f"net_{batch}.onnx", batch=batch_dim)
+    model = _conv_net(tmp_path / f"net_{batch}.onnx", batch=batch_dim)
     prepared = ingest.prepare(
         model,
         ingest.PrepareOptions(
             min_opset=backend.min_opset, max_opset=target.opset_max, name_pattern=backend.name_pattern
         ),
     )
-    calib = CalibrationSet.load(calib_npz(tmp_path / "calib.npz"))
+    calib_path = tmp_path / "calib.npz"
+    np.savez(calib_path, **sample_set(onnx.load(str(model)), 16, seed=1, uniform=(-1.0, 1.0)))
+    calib = CalibrationSet.load(calib_path)
     calib.validate(prepared.inputs)
     out = tmp_path / f"{target_name}.{precision}.{batch}"
     out.mkdir()
@@ -223,7 +232,7 @@ def test_int8_without_calibration_set_is_refused(tmp_path):
     backend = get_backend("tensorrt")
     target = targets.get("jetson-orin-nano")
     prepared = ingest.prepare(
-        conv_net(tmp_path / "m.onnx"), ingest.PrepareOptions(max_opset=target.opset_max)
+        _conv_net(tmp_path / "m.onnx"), ingest.PrepareOptions(max_opset=target.opset_max)
     )
     with pytest.raises(BadInput, match="calibration set"):
         backend.export(ExportJob(prepared, target, "int8", tmp_path / "o", None, ExportOptions()))

@@ -21,10 +21,25 @@ from edgekit.errors import BadInput
 from edgekit.ingest import PrepareOptions, prepare
 from edgekit.targets import TargetProfile
 from edgekit.targets import get as get_target
-from tests import tflite_models as models
+from tests import models
+from tests.tflite_models import odd_names
 
 pytest.importorskip("onnx2tf")
 pytest.importorskip("ai_edge_litert")
+
+# the shared models (tests/models.py) these tests convert, by the name their files get
+BUILDERS = {
+    "conv_net": lambda: models.plain_conv_net(size=32, inp="input", seed=0)[0],  # 3-channel 4-D image
+    "opset11_constants": lambda: models.constant_weights_net(opset=11)[0],
+    "two_inputs": lambda: models.two_input_net()[0],
+    "dynamic_dims": lambda: models.dynamic_conv(seed=4)[0],
+    "transformer_block": lambda: models.transformer_block(8, 16, heads=1, mlp=2, inp="x", out="y", seed=5)[0],
+}
+
+
+def _model(tmp: Path, key: str) -> Path:
+    return models.save(BUILDERS[key](), tmp / f"{key}.onnx")
+
 
 ANDROID = TargetProfile(name="android-arm64", backend="tflite", io={"dtype": "int8"}, threads=2)
 RPI = TargetProfile(name="rpi4-arm64", backend="tflite", io={"dtype": "float"}, threads=2)
@@ -55,7 +70,9 @@ def _job(
             name_pattern=backend.name_pattern,
         ),
     )
-    npz = models.calib_for(model, tmp / f"{model.stem}_calib.npz", shapes=shapes)
+    npz = tmp / f"{model.stem}_calib.npz"
+    samples = models.sample_set(onnx.load(str(model)), 16, 0, shapes, uniform=(0.0, 1.0), keep_batch=True)
+    np.savez(npz, **samples)
     calib_set = None
     if calib:
         to_prepared = {source: new for new, source in prepared.name_map.items()}
@@ -95,7 +112,7 @@ def _export_and_compare(job: ExportJob, npz: Path, model: Path, min_cos: float) 
 def test_conv_net_fp32_fp16_int8_offline(tmp_path: Path) -> None:
     """The 1x3x32x32 image model: the case where onnx2tf downloads sample images. All three
     precisions convert with networking refused, match ONNX Runtime, and int8 is full-integer."""
-    model = models.conv_net(tmp_path / "conv_net.onnx")
+    model = _model(tmp_path, "conv_net")
     results = {}
     for precision, min_cos in (("fp32", 0.99), ("fp16", 0.99), ("int8", 0.95)):
         job, npz = _job(model, tmp_path, precision)
@@ -125,7 +142,7 @@ def test_conv_net_fp32_fp16_int8_offline(tmp_path: Path) -> None:
 def test_odd_names_two_outputs_int8_float_io(tmp_path: Path) -> None:
     """'@' / ':' / '/' names are renamed for TensorFlow and mapped back; the NCHW feature-map output
     comes back from NHWC; rpi4's float I/O picks onnx2tf's *_integer_quant file."""
-    model = models.odd_names(tmp_path / "odd_names.onnx")
+    model = models.save(odd_names(), tmp_path / "odd_names.onnx")
     job, npz = _job(model, tmp_path, "int8", target=RPI)
     result = _export_and_compare(job, npz, model, 0.95)
     assert result.details["variant"] == "integer_quant"
@@ -139,22 +156,22 @@ def test_odd_names_two_outputs_int8_float_io(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("builder", "precision", "shapes", "options"),
     [
-        (models.opset11_constants, "int8", None, {"dynamic_int8": True}),
-        (models.two_inputs, "int8", None, {}),
-        (models.dynamic_dims, "fp32", {"x": [1, 3, 16, 16]}, {}),
-        (models.transformer_block, "int8", None, {}),
+        ("opset11_constants", "int8", None, {"dynamic_int8": True}),
+        ("two_inputs", "int8", None, {}),
+        ("dynamic_dims", "fp32", {"x": [1, 3, 16, 16]}, {}),
+        ("transformer_block", "int8", None, {}),
     ],
     ids=["opset11-constants-dynamic-range", "two-inputs-int8", "dynamic-dims-fixed", "transformer-int8"],
 )
 def test_varied_models_convert(tmp_path: Path, builder, precision, shapes, options) -> None:
-    model = builder(tmp_path / f"{builder.__name__}.onnx")
+    model = _model(tmp_path, builder)
     job, npz = _job(model, tmp_path, precision, shapes=shapes, **options)
     result = _export_and_compare(job, npz, model, 0.95 if precision == "int8" else 0.99)
     assert result.details["network"]["attempts"] == []
     if options.get("dynamic_int8"):
         assert result.details["variant"] == "dynamic_range_quant"
         assert result.inputs[0].dtype == "float32"
-    if builder is models.transformer_block:
+    if builder == "transformer_block":
         # onnx2tf treats a rank-3 tensor as NCW and makes it NWC: recorded, and undone by the runner
         assert result.inputs[0].layout == "NWC" and result.inputs[0].shape == [1, 16, 8]
         assert "SOFTMAX" in result.details["ops"] and result.details["flex_ops"] == []
@@ -218,7 +235,7 @@ def test_one_conversion_serves_every_precision_of_one_calibration_set(
 
 
 def test_dynamic_dims_need_a_shape(tmp_path: Path) -> None:
-    model = models.dynamic_dims(tmp_path / "dyn.onnx")
+    model = _model(tmp_path, "dynamic_dims")
     with pytest.raises(BadInput, match="--input-shape x:1,3,1,1"):
         _job(model, tmp_path, "fp32")
 
@@ -249,7 +266,7 @@ def test_unsupported_op_fails_with_a_short_reason(tmp_path: Path) -> None:
 
 
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
-    model = models.opset11_constants(tmp_path / "m.onnx")
+    model = _model(tmp_path, "opset11_constants")
     job, _ = _job(model, tmp_path, "int8", calib=False)
     with pytest.raises(BadInput, match="needs a calibration set"):
         get_backend("tflite").export(job)
