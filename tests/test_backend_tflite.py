@@ -194,7 +194,7 @@ def test_one_conversion_serves_every_precision_of_one_calibration_set(
         return real(work, args, *rest)
 
     monkeypatch.setattr(tflite, "_run_converter", counting)
-    model = models.conv_net(tmp_path / "conv_net.onnx")
+    model = _model(tmp_path, "conv_net")
     int8_job, npz = _job(model, tmp_path, "int8")
     int8 = _export_and_compare(int8_job, npz, model, 0.95)
     assert len(runs) == 1 and runs[0]["output_integer_quantized_tflite"] is True
@@ -224,9 +224,13 @@ def test_one_conversion_serves_every_precision_of_one_calibration_set(
         s.to_json() for s in int8.inputs + int8.outputs
     ]
 
-    other_npz = models.calib_for(model, tmp_path / "other_calib.npz", seed=7)
+    other_npz = tmp_path / "other_calib.npz"
+    np.savez(
+        other_npz, **models.sample_set(onnx.load(str(model)), 16, 7, uniform=(0.0, 1.0), keep_batch=True)
+    )
     prepared = int8_job.prepared
     other = CalibrationSet.load(other_npz).renamed({src: new for new, src in prepared.name_map.items()})
+    other.validate(prepared.inputs)
     other_job = ExportJob(prepared, ANDROID, "int8", tmp_path / "other.int8", other, ExportOptions())
     result = _export_and_compare(other_job, other_npz, model, 0.95)
     assert len(runs) == 2, "another calibration set must not reuse the conversion"
