@@ -503,7 +503,7 @@ def _prepare(
             for name, dims in dynamic.items()
         )
         example = " ".join(
-            f"--input-shape {name}:{','.join(str(d) if isinstance(d, int) else '1' for d in dims)}"
+            f"--input-shape {name}:{','.join(_example_dim(axis, d) for axis, d in enumerate(dims))}"
             for name, dims in dynamic.items()
         )
         raise BadInput(
@@ -554,6 +554,13 @@ def _prepare(
         "warnings": warnings,
     }
     return model, meta
+
+
+def _example_dim(axis: int, dim: int | str | None) -> str:
+    """A fixed dim as it is, a dynamic batch as 1, other dynamic dims as a <placeholder> to fill in."""
+    if isinstance(dim, int):
+        return str(dim)
+    return "1" if axis == 0 else f"<{dim or 'size'}>"
 
 
 def _info_json(info: InputInfo) -> dict[str, Any]:
