@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 
 from edgekit import __version__
 from edgekit.calib import InputInfo
+from edgekit.digest import file_sha256
 from edgekit.errors import BadInput, suggest
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,6 @@ EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # protobuf's hard limit is 2 GiB
 
 
 # ---- loading ---------------------------------------------------------------------------------
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_model(path: str | Path, load_external_data: bool = True) -> onnx.ModelProto:
     """Load and check an ONNX file; every failure is one BadInput line."""
     path = Path(path).expanduser()

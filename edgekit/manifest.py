@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgekit.digest import file_sha256
 from edgekit.errors import BadInput
-from edgekit.ingest import file_sha256
 
 MANIFEST = "manifest.json"
 SCHEMA = 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 from edgekit.errors import BadInput
 from edgekit.inventory import Device
+from edgekit.manifest import MANIFEST, file_records, manifest_sha256, read_manifest, write_json_atomic
 from edgekit.transport import Transport, TransportError, sha256_file
 
 log = logging.getLogger(__name__)
@@ -68,20 +68,7 @@ class Artifact:
     @classmethod
     def load(cls, directory: str | Path) -> Artifact:
         directory = Path(directory)
-        path = directory / "manifest.json"
-        try:
-            raw = path.read_bytes()
-            manifest = json.loads(raw)
-        except FileNotFoundError as exc:
-            raise BadInput(
-                f"{directory}: not an artifact directory (no manifest.json); run `edgekit export`"
-            ) from exc
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"{path}: unreadable manifest: {exc}") from exc
-        for key in ("target", "backend", "entry", "inputs"):
-            if key not in manifest:
-                raise BadInput(f"{path}: manifest has no '{key}'")
-        artifact = cls(directory, manifest, hashlib.sha256(raw).hexdigest())
+        artifact = cls(directory, read_manifest(directory), manifest_sha256(directory))
         for rel, _ in artifact.files():
             if not (directory / rel).is_file():
                 raise BadInput(f"{directory}: file '{rel}' listed in manifest.json is missing")
@@ -449,7 +436,6 @@ async def device_engine(
 def record_device_build(art: Artifact, device_name: str, log_text: str, engine: Path) -> None:
     """Add the engine and the device's TensorRT facts to the artifact's manifest (atomically)."""
     from edgekit import trt_formats
-    from edgekit.manifest import MANIFEST, file_records, write_json_atomic
 
     facts = trt_formats.parse_trtexec_log(log_text)
     manifest = json.loads((art.dir / MANIFEST).read_text(encoding="utf-8"))

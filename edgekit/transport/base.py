@@ -12,7 +12,6 @@ Remote commands are ONLY ever built from an argv list, each argument quoted with
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from edgekit.digest import file_sha256 as sha256_file
 from edgekit.errors import Unreachable
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,6 @@ def quote_argv(argv: list[str]) -> str:
     if not argv:
         raise ValueError("empty argv")
     return " ".join(shlex.quote(str(arg)) for arg in argv)
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Transport(ABC):
