@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 from collections.abc import Iterable
+from types import ModuleType
 
 
 class EdgekitError(Exception):
@@ -52,3 +55,15 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     """' Did you mean X?' for the closest valid choice, or '' when nothing is close."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def require(module: str, extra: str, what: str = "") -> ModuleType:
+    """Import an optional module, or raise MissingDependency (exit 3) naming the pip extra that
+    installs it. An installed module that fails to import for another reason re-raises as is."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.split(".")[0]
+        if importlib.util.find_spec(top) is None or exc.name in (module, top):
+            raise MissingDependency(module, extra, what) from exc
+        raise

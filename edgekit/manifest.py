@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from edgekit.digest import file_sha256
 from edgekit.errors import BadInput
+from edgekit.fsio import replace_dir, write_json_atomic  # noqa: F401 - re-exported for callers
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
 MODEL_SUFFIXES = {".onnx", ".data", ".xml", ".bin", ".tflite", ".engine", ".plan"}
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same directory, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def file_records(directory: Path, entry: str) -> list[dict[str, Any]]:
@@ -78,14 +60,3 @@ def manifest_sha256(artifact_dir: Path) -> str:
 
 def timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a finished temp dir into place, replacing an older artifact of the same name."""
-    old = None
-    if final_dir.exists():
-        old = final_dir.with_name(f".old-{final_dir.name}-{os.getpid()}")
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

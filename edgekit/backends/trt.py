@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from edgekit import quant
 from edgekit import trt_formats as fmt
 from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec
 from edgekit.errors import BadInput, EdgekitError, InternalError, MissingDependency, Unreachable
+from edgekit.fsio import write_bytes_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def _make_calibrator(trt: Any, method: str, feeds: list[dict[str, np.ndarray]], 
             return cache_path.read_bytes() if cache_path.exists() else None
 
         def write_calibration_cache(self, cache: Any) -> None:
-            _atomic_write(cache_path, bytes(cache))
+            write_bytes_atomic(cache_path, bytes(cache))
 
     return Calibrator()
 
@@ -365,9 +365,9 @@ def build_engine_local(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise InternalError(f"TensorRT failed to build an engine from {onnx_path.name} (see the log above)")
-    _atomic_write(engine_path, bytes(serialized))
+    write_bytes_atomic(engine_path, bytes(serialized))
     if timing_cache_path is not None and hasattr(config, "get_timing_cache"):
-        _atomic_write(timing_cache_path, bytes(config.get_timing_cache().serialize()))
+        write_bytes_atomic(timing_cache_path, bytes(config.get_timing_cache().serialize()))
     return facts
 
 
@@ -436,14 +436,6 @@ class EngineRunner(HostRunner):
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
 def _specs(infos: list[Any], prepared: Any) -> list[TensorSpec]:
     return [
         TensorSpec(
@@ -531,7 +523,7 @@ class TensorRTBackend(Backend):
             method = job.options.calib_method
             ranges = compute_ranges(job.prepared.path, job.calib, method)
             scales = scales_from_ranges(ranges)
-            _atomic_write(out / CACHE_FILE, fmt.write_calib_cache(scales, trt_version, fmt.TRTEXEC_ALGORITHM))
+            write_text_atomic(out / CACHE_FILE, fmt.write_calib_cache(scales, trt_version, fmt.TRTEXEC_ALGORITHM))
             quantize_qdq_from_scales(out / MODEL_FILE, out / QDQ_FILE, job.calib, scales)
             entry = QDQ_FILE
             int8_mode = str(extra.get("int8_mode", "qdq" if target.int8_native else "calib"))
@@ -580,8 +572,8 @@ class TensorRTBackend(Backend):
             "profile": {"min": mins, "opt": opts, "max": maxs} if mins else None,
             "run_from": "bundle directory",
         }
-        _atomic_write(out / RECIPE_JSON, json.dumps(recipe, indent=2) + "\n")
-        _atomic_write(out / RECIPE_SH, fmt.build_script(cmd, bench))
+        write_text_atomic(out / RECIPE_JSON, json.dumps(recipe, indent=2) + "\n")
+        write_text_atomic(out / RECIPE_SH, fmt.build_script(cmd, bench))
         os.chmod(out / RECIPE_SH, 0o755)
 
         engine: str | None = None
