@@ -21,6 +21,10 @@ Job file keys (written by edgekit.runner):
                 float32, first axis = samples, rank-4 NHWC outputs transposed back to NCHW. The host
                 downloads that file and feeds it to edgekit.fidelity.compare.
   timeout_s     soft limit for trtexec subprocesses
+  repeats       independent sessions to time (default 1): each loads the artifact afresh and runs
+                `iterations`; their medians give the run-to-run spread (`repeat_p50_ms`, `run_spread_pct`)
+  keep_samples  most per-iteration latencies kept in the result (default 20000); above it a log-bucket
+                histogram (0.1% wide buckets) replaces them, exact enough for the report's percentiles
 
 Must stay Python 3.6 syntax: no f-string "=", no walrus, no dataclasses, no positional-only params,
 no subprocess capture_output=.
@@ -94,6 +98,166 @@ def latency_stats(samples_ms):
         "std": math.sqrt(var),
         "count": n,
     }
+
+
+HISTOGRAM_STEP = 1.001  # bucket i holds latencies in [STEP**i, STEP**(i+1)) ms: 0.1% wide
+SAMPLE_DECIMALS = 4  # ms: 0.1 microsecond
+
+
+def compact_samples(samples_ms, keep=20000):
+    """The per-iteration latencies in run order (rounded to 0.1 us), or a histogram when there are
+    more than `keep`: {"step": 1.001, "buckets": [[index, count], ...]} with index = floor(log_step(ms))."""
+    if len(samples_ms) <= keep:
+        return {"latency_samples_ms": [round(v, SAMPLE_DECIMALS) for v in samples_ms]}
+    counts = {}
+    log_step = math.log(HISTOGRAM_STEP)
+    for value in samples_ms:
+        index = int(math.floor(math.log(max(value, 1e-6)) / log_step))
+        counts[index] = counts.get(index, 0) + 1
+    return {"latency_histogram": {"step": HISTOGRAM_STEP, "buckets": [[k, counts[k]] for k in sorted(counts)]}}
+
+
+def block_medians(samples_ms, blocks=5):
+    """Medians of `blocks` consecutive slices of a run: drift within the run (warm-up, throttling)."""
+    n = len(samples_ms)
+    if n < blocks * 5:
+        return []
+    size = n // blocks
+    return [percentile(sorted(samples_ms[i * size : (i + 1) * size]), 50) for i in range(blocks)]
+
+
+def spread_pct(values):
+    """(max - min) / median of a few medians, in percent; None for fewer than two."""
+    if len(values) < 2:
+        return None
+    mid = percentile(sorted(values), 50)
+    return (max(values) - min(values)) / mid * 100.0 if mid > 0 else None
+
+
+def cpu_ticks():
+    """(busy, total) jiffies of the whole machine from /proc/stat, or None."""
+    text = read_text("/proc/stat", 4096)
+    if not text or not text.startswith("cpu "):
+        return None
+    try:
+        fields = [int(v) for v in text.splitlines()[0].split()[1:9]]
+    except ValueError:
+        return None
+    total = sum(fields)
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return total - idle, total
+
+
+def self_ticks():
+    """This process's CPU time (all threads: the runtime's workers too) in jiffies."""
+    times = os.times()
+    try:
+        hz = os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError, AttributeError):
+        hz = 100
+    return (times[0] + times[1]) * hz
+
+
+def temperatures_c():
+    """Thermal zones (name -> degrees C) where sysfs exposes them."""
+    out = {}
+    root = "/sys/class/thermal"
+    try:
+        zones = sorted(d for d in os.listdir(root) if d.startswith("thermal_zone"))
+    except OSError:
+        return out
+    for zone in zones:
+        temp = read_text(os.path.join(root, zone, "temp"))
+        if temp and temp.lstrip("-").isdigit():
+            kind = read_text(os.path.join(root, zone, "type")) or zone
+            key = kind if kind not in out else "%s/%s" % (kind, zone)
+            out[key] = int(temp) / 1000.0
+    return out
+
+
+def throttle_count():
+    """Thermal throttling events so far: x86 `thermal_throttle/*_count` summed over CPUs; None when
+    the kernel does not expose them."""
+    root = "/sys/devices/system/cpu"
+    total = None
+    try:
+        cpus = [d for d in os.listdir(root) if d.startswith("cpu") and d[3:].isdigit()]
+    except OSError:
+        return None
+    for cpu in cpus:
+        folder = os.path.join(root, cpu, "thermal_throttle")
+        for name in ("core_throttle_count", "package_throttle_count"):
+            value = read_text(os.path.join(folder, name))
+            if value and value.isdigit():
+                total = (total or 0) + int(value)
+    return total
+
+
+def rpi_throttled():
+    """Raspberry Pi firmware throttling flags (`vcgencmd get_throttled`), e.g. "0x50005"; or None."""
+    if not which("vcgencmd"):
+        return None
+    out = run_quiet(["vcgencmd", "get_throttled"])
+    return out.split("=", 1)[-1] if out else None
+
+
+def governors():
+    """The cpufreq governors in use (usually one for all CPUs)."""
+    root = "/sys/devices/system/cpu"
+    found = set()
+    try:
+        cpus = [d for d in os.listdir(root) if d.startswith("cpu") and d[3:].isdigit()]
+    except OSError:
+        return []
+    for cpu in cpus:
+        value = read_text(os.path.join(root, cpu, "cpufreq", "scaling_governor"))
+        if value:
+            found.add(value)
+    return sorted(found)
+
+
+def conditions_snapshot():
+    load = None
+    try:
+        load = list(os.getloadavg())
+    except (OSError, AttributeError):
+        pass
+    return {
+        "time": time.perf_counter(),
+        "ticks": cpu_ticks(),
+        "self_ticks": self_ticks(),
+        "load": load,
+        "temps": temperatures_c(),
+        "throttle": throttle_count(),
+    }
+
+
+def conditions(before, after):
+    """What may have disturbed the timed loop: other processes' share of the CPUs while it ran (from
+    /proc/stat minus this process's own CPU time), load averages, temperatures and throttling."""
+    out = {
+        "cpu_count": os.cpu_count(),
+        "governors": governors(),
+        "load_avg_before": before["load"],
+        "load_avg_after": after["load"],
+        "temperature_c_before": before["temps"] or None,
+        "temperature_c_after": after["temps"] or None,
+        "throttle_events": None,
+        "rpi_throttled": rpi_throttled(),
+        "other_cpu_pct": None,
+        "self_cpu_pct": None,
+    }
+    if before["throttle"] is not None and after["throttle"] is not None:
+        out["throttle_events"] = after["throttle"] - before["throttle"]
+    if before["ticks"] and after["ticks"]:
+        busy = after["ticks"][0] - before["ticks"][0]
+        total = after["ticks"][1] - before["ticks"][1]
+        mine = after["self_ticks"] - before["self_ticks"]
+        if total > 0:
+            # percent of the machine's whole CPU capacity (all cores) over the loop
+            out["self_cpu_pct"] = round(min(100.0, mine * 100.0 / total), 2)
+            out["other_cpu_pct"] = round(max(0.0, (busy - mine) * 100.0 / total), 2)
+    return out
 
 
 # ----------------------------------------------------------------------------- memory and environment
@@ -683,7 +847,10 @@ def bench(job, job_dir):
     for _ in range(int(job.get("warmup", 10))):
         runner.infer(feed)
     iterations = max(1, int(job.get("iterations", 100)))
+    before = conditions_snapshot()
     samples, wall = timed_loop(lambda: runner.infer(feed), iterations, float(job.get("min_duration_s", 0)))
+    runner, samples, wall, repeat_p50 = repeat_runs(job, entry, runner, feed, samples, wall)
+    after = conditions_snapshot()
     stats = latency_stats(samples)
     batch = static_shape(job["inputs"][0])[0] if job["inputs"] else 1
     result = {
@@ -699,6 +866,7 @@ def bench(job, job_dir):
         "throughput_fps": (len(samples) * batch / wall) if wall > 0 else None,
         "rss_before_load_mb": rss_before,
     }
+    result.update(sample_fields(job, samples, repeat_p50, before, after))
     if job.get("validation"):
         result["validation"] = run_validation(np, runner, job, job_dir)
         result["input_source"] = "validation"
@@ -706,6 +874,43 @@ def bench(job, job_dir):
     result["environment"] = environment({runner.runtime: str(runner.version), "numpy": np.__version__})
     runner.close()
     return result
+
+
+def repeat_runs(job, entry, runner, feed, samples, wall):
+    """`repeats` - 1 more independent sessions (fresh load, warm-up, timed loop): a new session can
+    land on other cores and memory, which a single run cannot show. Returns the last runner."""
+    repeats = max(1, int(job.get("repeats", 1) or 1))
+    repeat_p50 = [percentile(sorted(samples), 50)]
+    counts = [len(samples)]
+    iterations = max(1, int(job.get("iterations", 100)))
+    for _ in range(repeats - 1):
+        runner.close()
+        runner = RUNNERS[job["backend"]](job, entry)
+        for _ in range(int(job.get("warmup", 10))):
+            runner.infer(feed)
+        more, more_wall = timed_loop(lambda: runner.infer(feed), iterations, float(job.get("min_duration_s", 0)))
+        repeat_p50.append(percentile(sorted(more), 50))
+        counts.append(len(more))
+        samples = samples + more
+        wall += more_wall
+    return runner, samples, wall, (repeat_p50, counts)
+
+
+def sample_fields(job, samples, repeats, before, after):
+    """What the report's statistics need beyond the summary: the samples (or a histogram), the
+    drift within the run, the spread between repeated runs and the conditions the loop ran under.
+    `repeats` is (median of each session, number of samples of each session, in order)."""
+    repeat_p50, counts = repeats
+    out = compact_samples(samples, int(job.get("keep_samples", 20000)))
+    blocks = block_medians(samples)
+    out["latency_block_p50_ms"] = blocks
+    out["block_spread_pct"] = spread_pct(blocks)
+    out["repeats"] = len(repeat_p50)
+    out["repeat_p50_ms"] = repeat_p50
+    out["repeat_counts"] = counts
+    out["run_spread_pct"] = spread_pct(repeat_p50)
+    out["conditions"] = conditions(before, after)
+    return out
 
 
 def run_validation(np, runner, job, job_dir):
@@ -792,6 +997,7 @@ def bench_trtexec(job, engine, job_dir):
         "--avgRuns=1",
     ]
     t0 = time.perf_counter()
+    before = conditions_snapshot()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = proc.communicate(timeout=float(job.get("timeout_s", 600)))
@@ -810,7 +1016,7 @@ def bench_trtexec(job, engine, job_dir):
             version = line.strip()
             break
     stats = latency_stats(samples)
-    return {
+    result = {
         "status": "ok",
         "runtime": {"name": "trtexec", "version": version},
         "init_ms": None,
@@ -825,6 +1031,9 @@ def bench_trtexec(job, engine, job_dir):
         "peak_rss_mb": None,
         "environment": environment({"trtexec": version}),
     }
+    if samples:
+        result.update(sample_fields(job, samples, ([stats["p50"]], [len(samples)]), before, conditions_snapshot()))
+    return result
 
 
 # ----------------------------------------------------------------------------- probe (devices check)

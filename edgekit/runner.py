@@ -40,6 +40,18 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 ENGINES_DIR = "engines"  # <artifact>/engines/<device>/: TensorRT engines built on each device
 FATAL_KINDS = ("unreachable", "auth", "host_key")  # no point retrying this device in this run
+# agent result keys copied into the record as they are (see edgekit/agent.py sample_fields)
+STATISTICS_KEYS = (
+    "latency_samples_ms",
+    "latency_histogram",
+    "latency_block_p50_ms",
+    "block_spread_pct",
+    "repeats",
+    "repeat_p50_ms",
+    "repeat_counts",
+    "run_spread_pct",
+    "conditions",
+)
 ProgressHook = Callable[[dict[str, Any]], None]
 
 
@@ -103,6 +115,7 @@ class BenchSettings:
     timeout_s: float = 600.0
     validation: Path | None = None  # .npz: on-device fidelity (outputs come home)
     ov_device: str = "CPU"
+    repeats: int = 1  # independent sessions per run: their medians give the run-to-run spread
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +126,7 @@ class BenchSettings:
             "seed": self.seed,
             "timeout_s": self.timeout_s,
             "validation": str(self.validation) if self.validation else None,
+            "repeats": self.repeats,
         }
 
 
@@ -256,6 +270,7 @@ def base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:
             "min_duration_s": settings.min_duration_s,
             "threads": settings.threads or dev.threads,
             "seed": settings.seed,
+            "repeats": settings.repeats,
             "input_source": "validation" if settings.validation else f"random(seed={settings.seed})",
         },
         "runtime": None,
@@ -344,6 +359,7 @@ async def run_job(
             "seed": settings.seed,
             "device": settings.ov_device,
             "timeout_s": settings.timeout_s,
+            "repeats": settings.repeats,
         }
         if settings.validation:
             digest = sha256_file(settings.validation)
@@ -373,6 +389,9 @@ async def run_job(
         else:
             for key in ("latency_ms", "throughput_fps", "init_ms", "first_inference_ms", "peak_rss_mb"):
                 record[key] = result.get(key)
+            for key in STATISTICS_KEYS:  # what `edgekit report` needs for its statistics
+                if key in result:
+                    record[key] = result[key]
             record["settings"]["iterations"] = result.get("iterations")
             record["settings"]["input_source"] = result.get("input_source")
             if result.get("validation"):
