@@ -835,3 +835,67 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(4)
+
+
+# ---- report (issue 11) -------------------------------------------------------------------------
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--baseline",
+    multiple=True,
+    type=click.Path(),
+    help="Older results (results.jsonl, a release or artifact dir) to judge regressions against.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "outputs",
+    multiple=True,
+    type=click.Path(),
+    help="Write the report here; the suffix picks the format (.html, .md, .json, .txt). Repeatable.",
+)
+@click.option(
+    "--max-slowdown",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Percent: the smallest median slowdown counted, when its whole confidence interval clears it.",
+)
+@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
+@click.option("--max-accuracy-loss", default=0.5, show_default=True, type=click.FloatRange(0), help="Points.")
+@click.option("--max-cosine-loss", default=0.002, show_default=True, type=click.FloatRange(0))
+@click.option("--width", default=80, show_default=True, type=click.IntRange(60), help="Text table width.")
+@common
+def report(
+    results: tuple[str, ...],
+    baseline: tuple[str, ...],
+    outputs: tuple[str, ...],
+    max_slowdown: float,
+    confidence: float,
+    max_accuracy_loss: float,
+    max_cosine_loss: float,
+    width: int,
+) -> None:
+    """Tables, plots and regression verdicts from RESULTS (results.jsonl files, release or artifact
+    directories). Exit 1 when --baseline is given and something regressed."""
+    from edgekit.report import Thresholds, build_report, render_text, write_report
+    from edgekit.report.write import check_path
+
+    for out in outputs:
+        check_path(out)  # a bad suffix fails before any work
+    limits = Thresholds(max_slowdown, confidence, max_accuracy_loss, max_cosine_loss)
+    built = build_report(list(results), list(baseline) if baseline else None, limits)
+    written = [str(write_report(built, out)) for out in outputs]
+    if STATE["json"]:
+        emit_json(built.to_json())
+    else:
+        click.echo(render_text(built, width), nl=False)
+        for path in written:
+            click.echo(f"wrote {path}", err=True)
+    if built.regressions:
+        raise GateFailed(
+            f"{len(built.regressions)} regression(s) against the baseline: "
+            + "; ".join(c.label for c in built.regressions[:3])
+            + (" ..." if len(built.regressions) > 3 else "")
+        )
+

@@ -74,7 +74,7 @@ def latency_distribution(rows: Sequence[Row], title: str, salt: str) -> str | No
     low = min(float(d.min()) for d in data)
     high = max(float(d.max()) for d in data)
     if low > 0 and high / low > 20:
-        ax.set_xscale("log")
+        _log_axis(ax.xaxis)
     ax.set_xlabel("latency per inference (ms); box p25-p75, whiskers p1-p99")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
@@ -112,6 +112,7 @@ def tradeoff(rows: Sequence[Row], title: str, salt: str) -> str | None:
             [row.p50],
             [q],
             s=area,
+            marker="X" if row.state == "verify_failed" else "o",
             color=PALETTE.get(row.backend, OTHER),
             alpha=0.7,
             edgecolors="black" if on_front else "none",
@@ -129,15 +130,25 @@ def tradeoff(rows: Sequence[Row], title: str, salt: str) -> str | None:
     ax.plot([p[0] for p in staircase], [p[1] for p in staircase], "--", color="black", alpha=0.5, zorder=2)
     lat = [r.p50 for r, _ in points]
     if min(lat) > 0 and max(lat) / min(lat) > 20:
-        ax.set_xscale("log")
+        _log_axis(ax.xaxis)
     ax.set_xlabel("p50 latency (ms)")
     ax.set_ylabel(label)
-    ax.set_title(title + " (ringed: Pareto front; area: size)", fontsize=10)
+    ax.set_title(title + " (ringed: Pareto front; area: size; X: failed verification)", fontsize=9)
     ax.grid(alpha=0.3)
     handles = _legend(ax, {r.backend for r, _ in points})
     if handles:
         ax.legend(handles=handles, fontsize=7, loc="best")
     return _svg(fig, salt)
+
+
+def _log_axis(axis: Any) -> None:
+    """A log scale labelled with plain numbers (0.02, 0.1, 5) on its decades only."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_xscale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _front_2d(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

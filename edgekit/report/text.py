@@ -151,7 +151,7 @@ def reasons(rows: Sequence[Row], width: int = 80) -> list[str]:
 def render_text(report: Report, width: int = 80) -> str:
     lines: list[str] = []
     for table in report.tables:
-        title = f"== {table.model}: {len(table.rows)} row(s) "
+        title = _clip(f"== {table.model}: {len(table.rows)} row(s) ", width - 2) + " "
         lines.append(title + "=" * max(0, width - len(title)))
         lines += text_table(table.rows, width=width)
         why = reasons(table.rows, width)
@@ -160,7 +160,7 @@ def render_text(report: Report, width: int = 80) -> str:
         lines.append("")
     if report.comparisons is not None:
         lines += comparison_text(report, width)
-    lines.append(summary_line(report))
+    lines += textwrap.wrap(summary_line(report), width, subsequent_indent="  ")
     return "\n".join(lines) + "\n"
 
 
