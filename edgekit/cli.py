@@ -899,3 +899,75 @@ def report(
             + (" ..." if len(built.regressions) > 3 else "")
         )
 
+
+# ---- release (issue 11) ------------------------------------------------------------------------
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    default="edgekit.toml",
+    show_default=True,
+    type=click.Path(),
+    help="The release recipe ([release], [[model]], [[target]], [gates], [bench], [baseline]).",
+)
+@click.option(
+    "--allow-failures", is_flag=True, help="Release what passes its gates; mark and leave out the rest."
+)
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", metavar="HOST:PORT", help="The Ray cluster to build on (with --executor ray).")
+@click.option(
+    "--no-cache", is_flag=True, help="Build everything afresh (the cache is neither read nor written)."
+)
+@click.option("--rebench", is_flag=True, help="Measure again instead of reusing cached benchmarks.")
+@click.option(
+    "--check-reproducible",
+    is_flag=True,
+    help="Build every artifact twice and record which files differ and why.",
+)
+@common
+def release(
+    config_path: str,
+    allow_failures: bool,
+    executor: str,
+    address: str | None,
+    no_cache: bool,
+    rebench: bool,
+    check_reproducible: bool,
+) -> None:
+    """Build, verify, benchmark and package a release into dist/<name>-<version>/ (artifacts,
+    release.json, SHA256SUMS, report.html/md/json and a .tar.gz). Exit 1 when a gate fails."""
+    from edgekit.release import run_release
+
+    def progress(message: str) -> None:
+        if not STATE["json"] or STATE["debug"]:
+            click.echo(message, err=True)
+
+    outcome = run_release(
+        config_path,
+        allow_failures=allow_failures,
+        executor=executor,
+        address=address,
+        use_cache=not no_cache,
+        rebench=rebench,
+        check_reproducible=check_reproducible or None,
+        progress=progress,
+    )
+    if STATE["json"]:
+        emit_json(
+            {
+                "path": str(outcome.path) if outcome.path else None,
+                "passed": outcome.passed,
+                "failures": outcome.failures,
+                "seconds": outcome.seconds,
+                "release": outcome.release,
+            }
+        )
+    elif outcome.report is not None:
+        from edgekit.report import render_text
+
+        click.echo(render_text(outcome.report), nl=False)
+    if outcome.failures:
+        summary = "; ".join(outcome.failures[:5]) + (" ..." if len(outcome.failures) > 5 else "")
+        if outcome.path is None:
+            raise GateFailed(f"release not built, {len(outcome.failures)} gate failure(s): {summary}")
+        click.echo(f"released with --allow-failures; left out: {summary}", err=True)

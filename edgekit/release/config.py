@@ -1,0 +1,510 @@
+"""edgekit.toml: the release recipe. Every mistake is one line naming file:line, found before any
+work starts (exit 2): unknown keys and tables (with the closest valid name), wrong types, missing
+files, unknown targets, precisions and devices."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import BadInput, suggest
+from edgekit.tomlio import tomllib
+
+DEFAULT_CONFIG = "edgekit.toml"
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+# table -> key -> accepted types (a tuple), for the checks and the suggestions
+SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "release": {
+        "name": (str,),
+        "version": (str,),
+        "out": (str,),
+        "targets_dir": (str, list),
+        "jobs": (int,),
+        "check_reproducible": (bool,),
+    },
+    "model": {
+        "path": (str,),
+        "calib": (str,),
+        "val": (str,),
+        "input_shape": (list,),
+        "calib_samples": (int,),
+        "val_samples": (int,),
+        "simplify": (bool,),
+    },
+    "target": {"name": (str,), "precisions": (list, str), "options": (dict,)},
+    "gates": {
+        "min_cosine": (int, float),
+        "max_accuracy_drop": (int, float),
+        "min_snr_db": (int, float),
+        "min_top1_agreement": (int, float),
+    },
+    "bench": {
+        "devices": (list,),
+        "devices_file": (str,),
+        "iterations": (int,),
+        "warmup": (int,),
+        "repeats": (int,),
+        "threads": (int,),
+        "min_duration_s": (int, float),
+        "timeout_s": (int, float),
+        "max_p50_ms": (dict,),
+        "max_p90_ms": (dict,),
+        "max_p99_ms": (dict,),
+    },
+    "baseline": {
+        "path": (str,),
+        "max_slowdown": (int, float),
+        "confidence": (float,),
+        "max_accuracy_loss": (int, float),
+        "max_cosine_loss": (int, float),
+    },
+}
+ARRAY_TABLES = ("model", "target")
+# ExportOptions fields a [[target]] options table may set; other keys are backend options (--option)
+EXPORT_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "calib_method": (str,),
+    "dynamic_int8": (bool,),
+    "io_dtype": (str,),
+    "ignore": (list,),
+    "threads": (int,),
+}
+TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
+
+
+class Lines:
+    """Line numbers of table headers and keys in a TOML text (for file:line in messages)."""
+
+    def __init__(self, text: str) -> None:
+        self.at: dict[tuple[Any, ...], int] = {}
+        counts: dict[str, int] = {}
+        current: tuple[Any, ...] = ()
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            array = re.match(r"^\[\[\s*([A-Za-z0-9_.\"-]+)\s*\]\]", line)
+            table = re.match(r"^\[\s*([A-Za-z0-9_.\"-]+)\s*\]", line)
+            if array:
+                name = array.group(1).strip('"')
+                counts[name] = counts.get(name, 0) + 1
+                current = (name, counts[name] - 1)
+                self.at.setdefault(current, number)
+            elif table:
+                parts = table.group(1).split(".")
+                head = parts[0].strip('"')
+                if head in counts and len(parts) > 1:  # [target.options] extends the last [[target]]
+                    current = (head, counts[head] - 1, *(p.strip('"') for p in parts[1:]))
+                else:
+                    current = tuple(p.strip('"') for p in parts)
+                self.at.setdefault(current, number)
+            else:
+                key = re.match(r'^([A-Za-z0-9_-]+|"[^"]*")\s*[.=]', line)
+                if key:
+                    self.at.setdefault((*current, key.group(1).strip('"')), number)
+
+    def line(self, *path: Any) -> int | None:
+        while path:
+            if path in self.at:
+                return self.at[path]
+            path = path[:-1]
+        return None
+
+
+@dataclass
+class ModelSpec:
+    path: Path
+    calib: Path | None = None
+    val: Path | None = None
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    calib_samples: int | None = None
+    val_samples: int | None = None
+    simplify: bool = True
+    index: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class TargetSpec:
+    name: str
+    precisions: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+    index: int = 0
+
+
+@dataclass
+class BenchSpec:
+    devices: list[str] = field(default_factory=list)
+    devices_file: Path | None = None
+    iterations: int = 200
+    warmup: int = 20
+    repeats: int = 1
+    threads: int | None = None
+    min_duration_s: float = 0.0
+    timeout_s: float = 600.0
+    limits: dict[str, dict[str, float]] = field(default_factory=dict)  # "max_p90_ms" -> device -> ms
+
+
+@dataclass
+class BaselineSpec:
+    path: Path
+    max_slowdown: float = 10.0
+    confidence: float = 0.95
+    max_accuracy_loss: float = 0.5
+    max_cosine_loss: float = 0.002
+
+
+@dataclass
+class ReleaseConfig:
+    path: Path
+    name: str
+    version: str
+    out: Path
+    models: list[ModelSpec]
+    targets: list[TargetSpec]
+    gates: dict[str, float] = field(default_factory=dict)
+    bench: BenchSpec | None = None
+    baseline: BaselineSpec | None = None
+    targets_dirs: list[Path] = field(default_factory=list)
+    jobs: int = 2
+    check_reproducible: bool = False
+    profiles: dict[str, Any] = field(default_factory=dict)  # target name -> TargetProfile
+    devices: dict[str, Any] = field(default_factory=dict)  # device name -> inventory Device
+
+    @property
+    def release_name(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+class _Reader:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.root = path.parent
+        self.lines = Lines(text)
+
+    def fail(self, message: str, *where: Any) -> BadInput:
+        line = self.lines.line(*where) if where else None
+        return BadInput(f"{self.path}:{line or 1}: {message}")
+
+    def check_table(self, table: Mapping[str, Any], kind: str, where: tuple[Any, ...], label: str) -> None:
+        schema = SCHEMA[kind]
+        for key, value in table.items():
+            if key not in schema:
+                raise self.fail(
+                    f"{label}: unknown key '{key}'.{suggest(key, schema)} Valid: {', '.join(schema)}",
+                    *where,
+                    key,
+                )
+            types = schema[key]
+            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+            if not ok:
+                want = " or ".join(TYPE_NAMES.get(t, t.__name__) for t in types)
+                raise self.fail(f"{label}: {key} must be {want}, got {value!r}", *where, key)
+
+    def file(self, value: str, what: str, *where: Any) -> Path:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else self.root / path
+        if not path.exists():
+            raise self.fail(f"{what} '{value}' not found ({path})", *where)
+        return path
+
+
+def load_config(path: str | Path | None = None) -> ReleaseConfig:
+    """Parse and check edgekit.toml, resolving paths against its folder; BadInput with file:line."""
+    cfg_path = Path(path or DEFAULT_CONFIG).expanduser().absolute()
+    if not cfg_path.is_file():
+        raise BadInput(f"release config not found: {cfg_path} (write one, see `edgekit release --help`)")
+    text = cfg_path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = match.group(1) if match else "1"
+        raise BadInput(f"{cfg_path}:{line}: malformed TOML: {str(exc).split(' (at line')[0]}") from exc
+    reader = _Reader(cfg_path, text)
+    for key, value in data.items():
+        if key not in SCHEMA:
+            raise reader.fail(f"unknown table [{key}].{suggest(key, SCHEMA)} Valid: {', '.join(SCHEMA)}", key)
+        expected = list if key in ARRAY_TABLES else dict
+        if not isinstance(value, expected):
+            form = f"[[{key}]] (an array of tables)" if key in ARRAY_TABLES else f"[{key}] (a table)"
+            raise reader.fail(f"'{key}' must be written as {form}", key)
+    release = data.get("release")
+    if not release:
+        raise reader.fail('missing [release] table with name = "..." and version = "..."')
+    reader.check_table(release, "release", ("release",), "[release]")
+    for key in ("name", "version"):
+        if key not in release:
+            raise reader.fail(f'[release] needs {key} = "..."', "release")
+        if not SAFE_NAME.match(release[key]):
+            raise reader.fail(
+                f"[release] {key} '{release[key]}' must be letters, digits and . _ + - (it names the dist folder)",
+                "release",
+                key,
+            )
+    cfg = ReleaseConfig(
+        path=cfg_path,
+        name=release["name"],
+        version=release["version"],
+        out=reader.root / Path(release.get("out", "dist")).expanduser(),
+        models=[],
+        targets=[],
+        jobs=release.get("jobs", min(4, os.cpu_count() or 1)),
+        check_reproducible=release.get("check_reproducible", False),
+    )
+    if cfg.jobs < 1:
+        raise reader.fail(f"[release] jobs must be at least 1, got {cfg.jobs}", "release", "jobs")
+    dirs = release.get("targets_dir", [])
+    for value in [dirs] if isinstance(dirs, str) else dirs:
+        cfg.targets_dirs.append(reader.file(str(value), "targets_dir", "release", "targets_dir"))
+    _models(reader, data, cfg)
+    _targets(reader, data, cfg)
+    _gates(reader, data, cfg)
+    _bench(reader, data, cfg)
+    _baseline(reader, data, cfg)
+    return cfg
+
+
+def _models(reader: _Reader, data: Mapping[str, Any], cfg: ReleaseConfig) -> None:
+    from edgekit.ingest import parse_input_shapes
+
+    models = data.get("model") or []
+    if not models:
+        raise reader.fail('no [[model]] table: add one with path = "model.onnx"')
+    for i, spec in enumerate(models):
+        where = ("model", i)
+        reader.check_table(spec, "model", where, "[[model]]")
+        if "path" not in spec:
+            raise reader.fail('[[model]] needs path = "model.onnx"', *where)
+        model = ModelSpec(
+            path=reader.file(spec["path"], "[[model]] path", *where, "path"),
+            calib=reader.file(spec["calib"], "[[model]] calib", *where, "calib") if "calib" in spec else None,
+            val=reader.file(spec["val"], "[[model]] val", *where, "val") if "val" in spec else None,
+            calib_samples=spec.get("calib_samples"),
+            val_samples=spec.get("val_samples"),
+            simplify=spec.get("simplify", True),
+            index=i,
+        )
+        shapes = spec.get("input_shape", [])
+        if not all(isinstance(s, str) for s in shapes):
+            raise reader.fail(
+                '[[model]] input_shape must be strings like "x:1,3,224,224"', *where, "input_shape"
+            )
+        try:
+            model.input_shapes = parse_input_shapes(shapes)
+        except BadInput as exc:
+            raise reader.fail(f"[[model]] input_shape: {exc}", *where, "input_shape") from exc
+        _check_model_inputs(reader, model, where)
+        if any(m.path == model.path for m in cfg.models):
+            raise reader.fail(f"[[model]] {model.path.name} is listed twice", *where, "path")
+        if any(m.name == model.name for m in cfg.models):
+            raise reader.fail(
+                f"two [[model]] files are named {model.name}: artifact names would clash", *where
+            )
+        cfg.models.append(model)
+
+
+def _check_model_inputs(reader: _Reader, model: ModelSpec, where: tuple[Any, ...]) -> None:
+    """The model loads, input_shape names its inputs with their rank, and the calibration and
+    validation sets fit those inputs: all before any work."""
+    import onnx
+
+    from edgekit import ingest
+    from edgekit.calib import CalibrationSet
+
+    try:
+        proto = onnx.load(str(model.path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - whatever onnx says, the file is not a model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise reader.fail(
+            f"[[model]] {model.path.name} is not a readable ONNX model: {first}", *where, "path"
+        ) from exc
+    try:
+        ingest.fix_input_shapes(proto, model.input_shapes)
+    except BadInput as exc:
+        raise reader.fail(
+            f"[[model]] input_shape: {str(exc).replace('--input-shape ', '')}", *where, "input_shape"
+        ) from exc
+    inputs, _ = ingest.io_info(proto)
+    for key, path, samples in (
+        ("calib", model.calib, model.calib_samples),
+        ("val", model.val, model.val_samples),
+    ):
+        if path is None:
+            continue
+        try:
+            CalibrationSet.load(path, samples).validate(
+                inputs, "calibration set" if key == "calib" else "validation set"
+            )
+        except BadInput as exc:
+            raise reader.fail(f"[[model]] {key}: {exc}", *where, key) from exc
+
+
+def _targets(reader: _Reader, data: Mapping[str, Any], cfg: ReleaseConfig) -> None:
+    from edgekit import targets as target_profiles
+
+    try:
+        profiles = target_profiles.load_all(cfg.targets_dirs)
+    except BadInput as exc:
+        raise reader.fail(str(exc), "release", "targets_dir") from exc
+    entries = data.get("target") or []
+    if not entries:
+        raise reader.fail('no [[target]] table: add one with name = "x86-cpu" (see `edgekit targets`)')
+    for i, spec in enumerate(entries):
+        where = ("target", i)
+        reader.check_table(spec, "target", where, "[[target]]")
+        name = spec.get("name")
+        if not name:
+            raise reader.fail('[[target]] needs name = "..." (see `edgekit targets`)', *where)
+        if name not in profiles:
+            raise reader.fail(
+                f"unknown target '{name}'.{suggest(name, profiles)} Valid: {', '.join(sorted(profiles))}",
+                *where,
+                "name",
+            )
+        profile = profiles[name]
+        precisions = spec.get("precisions", list(profile.precisions))
+        if isinstance(precisions, str):
+            if precisions == "all":
+                precisions = list(profile.precisions)
+            else:
+                raise reader.fail(
+                    f'[[target]] {name}: precisions = \'{precisions}\': give a list like ["fp32", "int8"] or "all"',
+                    *where,
+                    "precisions",
+                )
+        for precision in precisions:
+            if precision not in profile.precisions:
+                raise reader.fail(
+                    f"[[target]] {name} does not offer '{precision}'.{suggest(str(precision), profile.precisions)} "
+                    f"It offers {', '.join(profile.precisions)}",
+                    *where,
+                    "precisions",
+                )
+        if len(set(precisions)) != len(precisions):
+            raise reader.fail(f"[[target]] {name}: a precision is listed twice", *where, "precisions")
+        options = dict(spec.get("options", {}))
+        for key, value in options.items():
+            types = EXPORT_OPTION_TYPES.get(key)
+            if types is not None and (
+                not isinstance(value, types) or isinstance(value, bool) != (bool in types)
+            ):
+                want = " or ".join(TYPE_NAMES.get(t, t.__name__) for t in types)
+                raise reader.fail(
+                    f"[[target]] {name} options.{key} must be {want}, got {value!r}", *where, "options", key
+                )
+            if types is None and not isinstance(value, str | int | float | bool):
+                raise reader.fail(
+                    f"[[target]] {name} options.{key}: backend options are plain values",
+                    *where,
+                    "options",
+                    key,
+                )
+        if any(t.name == name for t in cfg.targets):
+            raise reader.fail(f"[[target]] {name} is listed twice", *where, "name")
+        if "int8" in precisions and not options.get("dynamic_int8"):
+            for model in cfg.models:
+                if model.calib is None:
+                    raise reader.fail(
+                        f'[[target]] {name} builds int8, which needs a calibration set: add calib = "..." to '
+                        f"the [[model]] {model.name} (or options.dynamic_int8 = true)",
+                        "model",
+                        model.index,
+                    )
+        cfg.targets.append(TargetSpec(name, list(precisions), options, i))
+        cfg.profiles[name] = profile
+
+
+def _gates(reader: _Reader, data: Mapping[str, Any], cfg: ReleaseConfig) -> None:
+    gates = data.get("gates", {})
+    reader.check_table(gates, "gates", ("gates",), "[gates]")
+    cfg.gates = {k: float(v) for k, v in gates.items()}
+
+
+def _bench(reader: _Reader, data: Mapping[str, Any], cfg: ReleaseConfig) -> None:
+    bench = data.get("bench")
+    if bench is None:
+        return
+    where = ("bench",)
+    reader.check_table(bench, "bench", where, "[bench]")
+    spec = BenchSpec(
+        devices=list(bench.get("devices", [])),
+        iterations=bench.get("iterations", 200),
+        warmup=bench.get("warmup", 20),
+        repeats=bench.get("repeats", 1),
+        threads=bench.get("threads"),
+        min_duration_s=float(bench.get("min_duration_s", 0.0)),
+        timeout_s=float(bench.get("timeout_s", 600.0)),
+    )
+    for key in ("iterations", "repeats"):
+        if getattr(spec, key) < 1:
+            raise reader.fail(f"[bench] {key} must be at least 1", *where, key)
+    if not spec.devices:
+        raise reader.fail(
+            '[bench] devices is empty: list devices (e.g. ["local"]) or drop [bench]', *where, "devices"
+        )
+    if not all(isinstance(d, str) for d in spec.devices):
+        raise reader.fail("[bench] devices must be device names (strings)", *where, "devices")
+    from edgekit.inventory import load_devices
+
+    if "devices_file" in bench:
+        spec.devices_file = reader.file(bench["devices_file"], "[bench] devices_file", *where, "devices_file")
+    elif (reader.root / "devices.toml").is_file():
+        spec.devices_file = reader.root / "devices.toml"
+    try:
+        inventory = load_devices(spec.devices_file)
+    except BadInput as exc:
+        raise reader.fail(str(exc), *where, "devices_file") from exc
+    for name in spec.devices:
+        if name not in inventory:
+            origin = spec.devices_file or "the built-in inventory (only 'local'; set devices_file)"
+            raise reader.fail(
+                f"[bench] unknown device '{name}'.{suggest(name, inventory)} Devices in {origin}: "
+                f"{', '.join(sorted(inventory))}",
+                *where,
+                "devices",
+            )
+        cfg.devices[name] = inventory[name]
+    for key in ("max_p50_ms", "max_p90_ms", "max_p99_ms"):
+        table = bench.get(key, {})
+        for device, value in table.items():
+            if device not in spec.devices:
+                raise reader.fail(
+                    f"[bench] {key}: device '{device}' is not in [bench] devices.{suggest(device, spec.devices)}",
+                    *where,
+                    key,
+                )
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise reader.fail(
+                    f"[bench] {key}.{device} must be a positive number of ms, got {value!r}", *where, key
+                )
+        if table:
+            spec.limits[key] = {d: float(v) for d, v in table.items()}
+    cfg.bench = spec
+
+
+def _baseline(reader: _Reader, data: Mapping[str, Any], cfg: ReleaseConfig) -> None:
+    table = data.get("baseline")
+    if table is None:
+        return
+    reader.check_table(table, "baseline", ("baseline",), "[baseline]")
+    if "path" not in table:
+        raise reader.fail('[baseline] needs path = "..." (an older release dir or results.jsonl)', "baseline")
+    if cfg.bench is None:
+        raise reader.fail("[baseline] compares benchmarks: add a [bench] table", "baseline")
+    cfg.baseline = BaselineSpec(
+        path=reader.file(table["path"], "[baseline] path", "baseline", "path"),
+        **{k: float(v) for k, v in table.items() if k != "path"},
+    )
