@@ -151,9 +151,9 @@ def _ray_task(
     work = Path(tempfile.mkdtemp(prefix="edgekit-ray-"))
     try:
         paths: dict[str, str] = {}
-        for index, (original, blob) in enumerate(zip(names, blobs, strict=True)):
+        for index, (original, shipped) in enumerate(zip(names, blobs, strict=True)):
             folder = work / "inputs" / str(index)
-            _unpack(blob, folder)
+            _unpack(shipped, folder)
             paths[original] = str(folder / Path(original).name)
         task = Task(**task_json)
         for attr in ("model", "calib", "val", "artifact_dir"):

@@ -176,16 +176,13 @@ def _apply_latency(row: Row, ok: list[dict[str, Any]]) -> None:
     fps = [r["throughput_fps"] for r in ok if r.get("throughput_fps")]
     row.fps = float(np.median(fps)) if fps else None
     # run-to-run: medians of separate records, or of the agent's repeated sessions
-    medians = [
-        float((r.get("latency_ms") or {}).get("p50")) for r in ok if (r.get("latency_ms") or {}).get("p50")
-    ]
-    repeats = [m for r in ok for m in (r.get("repeat_p50_ms") or [])]
+    medians = [float(p50) for r in ok if (p50 := (r.get("latency_ms") or {}).get("p50"))]
+    repeats = [float(m) for r in ok for m in (r.get("repeat_p50_ms") or [])]
     row.run_spread_pct = stats.spread_pct(repeats if len(repeats) > len(medians) else medians)
-    blocks = [r.get("block_spread_pct") for r in ok if r.get("block_spread_pct") is not None]
+    blocks = [float(b) for r in ok if (b := r.get("block_spread_pct")) is not None]
     row.block_spread_pct = max(blocks) if blocks else None
     row.conditions = run_conditions(latest)
-    others = [(r.get("conditions") or {}).get("other_cpu_pct") for r in ok]
-    others = [o for o in others if o is not None]
+    others = [float(o) for r in ok if (o := (r.get("conditions") or {}).get("other_cpu_pct")) is not None]
     row.other_cpu_pct = max(others) if others else None
 
 

@@ -56,7 +56,7 @@ def latency_distribution(rows: Sequence[Row], title: str, salt: str) -> str | No
         return None
     fig = _figure(7.0, 1.2 + 0.38 * len(rows))
     ax = fig.add_subplot()
-    data = [r.latency_samples for r in rows]
+    data = [r.latency_samples for r in rows if r.latency_samples is not None]
     parts = ax.boxplot(
         data,
         orientation="horizontal",
@@ -94,8 +94,8 @@ def tradeoff(rows: Sequence[Row], title: str, salt: str) -> str | None:
     front of (lower latency, smaller size, higher accuracy), and the dashed line is the front of
     latency and accuracy alone."""
     label, quality = _quality(rows)
-    points = [
-        (r, q)
+    points: list[tuple[Row, float, float, float]] = [  # row, p50, size, quality
+        (r, r.p50, r.size_mb, q)
         for r, q in zip(rows, quality, strict=True)
         if r.p50 and q is not None and r.size_mb is not None
     ]
@@ -103,13 +103,12 @@ def tradeoff(rows: Sequence[Row], title: str, salt: str) -> str | None:
         return None
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()
-    front = pareto_front([(r.p50, r.size_mb, q) for r, q in points], [False, False, True])
-    sizes = [r.size_mb or 0.0 for r, _ in points]
-    biggest = max(sizes) or 1.0
-    for (row, q), on_front, size in zip(points, front, sizes, strict=True):
+    front = pareto_front([(p50, size, q) for _, p50, size, q in points], [False, False, True])
+    biggest = max(size for _, _, size, _ in points) or 1.0
+    for (row, p50, size, q), on_front in zip(points, front, strict=True):
         area = 40 + 600 * math.sqrt(size / biggest)
         ax.scatter(
-            [row.p50],
+            [p50],
             [q],
             s=area,
             marker="X" if row.state == "verify_failed" else "o",
@@ -121,21 +120,21 @@ def tradeoff(rows: Sequence[Row], title: str, salt: str) -> str | None:
         )
         ax.annotate(
             f"{row.target} {row.precision}",
-            (row.p50, q),
+            (p50, q),
             fontsize=7,
             xytext=(6, 4),
             textcoords="offset points",
         )
-    staircase = _front_2d([(r.p50, q) for r, q in points])
+    staircase = _front_2d([(p50, q) for _, p50, _, q in points])
     ax.plot([p[0] for p in staircase], [p[1] for p in staircase], "--", color="black", alpha=0.5, zorder=2)
-    lat = [r.p50 for r, _ in points]
+    lat = [p50 for _, p50, _, _ in points]
     if min(lat) > 0 and max(lat) / min(lat) > 20:
         _log_axis(ax.xaxis)
     ax.set_xlabel("p50 latency (ms)")
     ax.set_ylabel(label)
     ax.set_title(title + " (ringed: Pareto front; area: size; X: failed verification)", fontsize=9)
     ax.grid(alpha=0.3)
-    handles = _legend(ax, {r.backend for r, _ in points})
+    handles = _legend(ax, {r.backend for r, _, _, _ in points})
     if handles:
         ax.legend(handles=handles, fontsize=7, loc="best")
     return _svg(fig, salt)
