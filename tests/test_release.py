@@ -53,6 +53,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "runs": runs}
 
 
+@pytest.mark.slow
 def test_dist_holds_artifacts_report_sums_and_tarball(released):
     root = released["root"] / "first"
     assert sorted(p.name for p in (root / "artifacts").iterdir()) == sorted(ARTIFACTS)
@@ -84,6 +85,7 @@ def test_dist_holds_artifacts_report_sums_and_tarball(released):
     assert (inner / "artifacts" / "digits.x86-cpu.int8" / "manifest.json").is_file()
 
 
+@pytest.mark.slow
 def test_release_json_records_files_toolchain_fidelity_bench_and_gates(released):
     data = released["runs"][0]
     root = released["root"] / "first"
@@ -107,6 +109,7 @@ def test_release_json_records_files_toolchain_fidelity_bench_and_gates(released)
     assert len(records) == len(ARTIFACTS) and all(r["latency_samples_ms"] for r in records)
 
 
+@pytest.mark.slow
 def test_an_unchanged_release_rebuilds_nothing(released):
     first, second = released["runs"][0], released["runs"][1]
     assert set(_cache(first).values()) == {"miss"}
@@ -119,6 +122,7 @@ def test_an_unchanged_release_rebuilds_nothing(released):
     assert [a["files"] for a in first["artifacts"]] == [a["files"] for a in second["artifacts"]]
 
 
+@pytest.mark.slow
 def test_a_new_calibration_set_rebuilds_only_int8(released):
     third = released["runs"][2]
     assert _cache(third) == {name: ("miss" if name.endswith("int8") else "hit") for name in ARTIFACTS}
@@ -145,6 +149,13 @@ def test_a_failed_gate_releases_nothing_and_allow_failures_marks_it(tmp_path, ru
     assert "strict-cpu" in report and "failed verification" in report
     gates = {g["gate"] for a in data["artifacts"] for g in a["gates"]}
     assert "max_p90_ms@local" in gates
+    # the release re-reported: one row per artifact, the excluded one with its state and reason
+    from edgekit.report import build_report
+
+    rows = {r.target: r for r in build_report([tmp_path / "dist" / "digits-1.0.0"]).rows}
+    assert sorted(rows) == ["strict-cpu", "x86-cpu"]
+    assert rows["x86-cpu"].state == "ok" and rows["x86-cpu"].p50 is not None
+    assert rows["strict-cpu"].state == "verify_failed" and "cosine" in rows["strict-cpu"].reason
 
 
 def test_a_latency_limit_fails_the_release(tmp_path, run_cli):

@@ -24,6 +24,7 @@ from edgekit.release.cache import Store
 from edgekit.release.config import ReleaseConfig, load_config
 from edgekit.release.executors import make_executor
 from edgekit.release.plan import Item, ModelInfo, model_info, plan, profile_dir
+from edgekit.report.load import excluded_note
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -271,6 +272,10 @@ def _release(
         report = build_report(inputs, baseline, thresholds, title=f"{cfg.name} {cfg.version}")
         gates = gate_items(cfg, items, records, report)
         failed = {name for name, checks in gates.items() if not all(c["passed"] for c in checks)}
+        staged = {
+            b.dir.name: {"sha256": b.sha256, "manifest": b.manifest} for b in builds if b.dir is not None
+        }
+        mark_excluded(report, items, gates, failed)
         failures = [
             f"{name}: {c['gate']}: {c['detail']}"
             for name, checks in gates.items()
@@ -312,6 +317,7 @@ def _release(
             reproducibility,
             seconds,
             executor.describe(),
+            staged,
         )
         dist.finish(stage, cfg.release_name, data)
         final = cfg.out / cfg.release_name
@@ -323,6 +329,22 @@ def _release(
         return ReleaseOutcome(cfg, final, data, failures, report, seconds)
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
+
+
+def mark_excluded(
+    report: Any, items: list[Item], gates: dict[str, list[dict[str, Any]]], failed: set[str]
+) -> None:
+    """Say on the report's rows which artifacts a release gate leaves out, and why."""
+    names = {(i.model.spec.name, i.target.name, i.precision): i.name for i in items}
+    for row in report.rows:
+        name = names.get(row.key[:3])
+        if name in failed and row.state not in ("failed", "verify_failed"):
+            row.reason = excluded_note(gates[name])
+            row.stage = "gate"
+        elif name in failed:
+            row.reason = (
+                f"{row.reason}; {excluded_note(gates[name])}" if row.reason else excluded_note(gates[name])
+            )
 
 
 def _manifest_sha(directory: Path | None) -> str | None:

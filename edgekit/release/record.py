@@ -77,7 +77,10 @@ def release_json(
     reproducibility: dict[str, Any] | None,
     seconds: dict[str, float],
     executor: str = "local",
+    staged: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`staged`: each staged artifact's manifest sha256 and manifest (excluded ones included, so that
+    `edgekit report` on the release still matches their benchmark records and shows their sizes)."""
     from edgekit.backends import get_backend
 
     backends = sorted({item.backend for item in items})
@@ -85,6 +88,7 @@ def release_json(
     for item in items:
         directory = artifact_dirs.get(item.name)
         status = item.status if item.name not in failed else ("excluded" if item.status == "ok" else "failed")
+        manifest = ((staged or {}).get(item.name) or {}).get("manifest") or {}
         artifacts.append(
             {
                 "name": item.name,
@@ -96,9 +100,12 @@ def release_json(
                 "stage": item.stage,
                 "error": item.error,
                 "dir": directory.relative_to(stage).as_posix() if directory else None,
-                "manifest_sha256": file_sha256(directory / "manifest.json") if directory else None,
+                "manifest_sha256": ((staged or {}).get(item.name) or {}).get("sha256"),
                 "files": dist.file_list(directory) if directory else [],
+                "size": manifest.get("size"),
+                "effective_precision": manifest.get("effective_precision"),
                 "fidelity": _fidelity_summary(item.fidelity),
+                "fidelity_report": item.fidelity,
                 "bench": _bench_summary(records, item.name),
                 "gates": gates.get(item.name, []),
                 "cache": {

@@ -91,7 +91,7 @@ def _table(rows: list[Row]) -> str:
             if c.header not in ("target", "prec")
         ]
         body.append(f'<tr class="{row.state}">' + "".join(cells) + "</tr>")
-        if row.reason and row.state != "ok":
+        if row.reason:
             stage = f" ({row.stage})" if row.stage else ""
             body.append(
                 f'<tr class="reason {row.state}"><td colspan="{span}"><span class="why">'

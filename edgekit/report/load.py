@@ -38,6 +38,7 @@ class Build:
     dir: Path | None = None
     sha256: str | None = None  # of manifest.json
     manifest: dict[str, Any] | None = None
+    note: str | None = None  # e.g. why a release left it out
 
 
 @dataclass
@@ -108,23 +109,37 @@ def load_release(root: Path) -> Inputs:
         raise BadInput(f"{root / RELEASE}: unreadable ({exc})") from exc
     out = Inputs(sources=[str(root)])
     by_sha: dict[str, Path] = {}
+    model_sha = {m.get("name"): m.get("sha256") for m in release.get("models", [])}
     for entry in release.get("artifacts", []):
         directory = root / entry["dir"] if entry.get("dir") else None
+        manifest = read_manifest_file(directory) if directory else None
+        if manifest is None and entry.get("status") == "excluded":
+            # left out of the release by a gate: what release.json kept of its manifest
+            manifest = {
+                "name": entry.get("name"),
+                "backend": entry.get("backend"),
+                "size": entry.get("size") or {},
+                "effective_precision": entry.get("effective_precision"),
+                "fidelity": entry.get("fidelity_report"),
+                "source": {"name": entry.get("model"), "sha256": model_sha.get(entry.get("model"))},
+            }
         build = Build(
             model=entry.get("model", ""),
             target=entry.get("target", ""),
             precision=entry.get("precision", ""),
             backend=entry.get("backend", ""),
-            status=entry.get("status", "ok"),
-            stage=entry.get("stage", ""),
+            status="failed" if entry.get("status") == "failed" else "ok",
+            stage=entry.get("stage") or "",
             error=entry.get("error"),
             dir=directory,
             sha256=entry.get("manifest_sha256"),
-            manifest=read_manifest_file(directory) if directory else None,
+            manifest=manifest,
         )
+        if entry.get("status") == "excluded":
+            build.note = excluded_note(entry.get("gates", []))
         out.builds.append(build)
-        if build.sha256 and directory:
-            by_sha[build.sha256] = directory
+        if build.sha256:
+            by_sha[build.sha256] = directory or root
     for facts in release.get("models", []):
         if facts.get("sha256"):
             out.model_facts[facts["sha256"]] = facts
@@ -133,8 +148,21 @@ def load_release(root: Path) -> Inputs:
             sha = record["artifact"].get("sha256")
             if sha in by_sha:  # the bench ran on the build's staging copy: point at the dist copy
                 record["artifact"]["dir"] = str(by_sha[sha])
+            else:
+                record["artifact"]["dir"] = str(root / record["artifact"].get("dir", ""))
             out.records.append(record)
     return out
+
+
+def excluded_note(checks: list[dict[str, Any]]) -> str:
+    """'left out of the release (failed: fidelity; max_p90_ms@local: p90 61 ms > 50 ms)': the
+    fidelity and export details are the row's own reason already."""
+    failed = [
+        c["gate"] if c["gate"] in ("export", "fidelity") else f"{c['gate']}: {c['detail']}"
+        for c in checks
+        if not c["passed"]
+    ]
+    return f"left out of the release (failed: {'; '.join(failed)})"
 
 
 def load_path(path: Path) -> Inputs:

@@ -124,12 +124,24 @@ def _apply_fidelity(row: Row, data: Mapping[str, Any] | None, where: str | None)
     row.accuracy_reference = data.get("accuracy_reference")
     row.accuracy_drop = data.get("accuracy_drop")
     row.fidelity_where = where
-    if data.get("passed") is False and row.state in ("ok", "unverified"):
-        row.state = "verify_failed"
-        row.stage = "verify"
-        row.reason = "; ".join(data.get("failures") or []) or "fidelity gate failed"
+    if data.get("passed") is False:
+        why = "; ".join(data.get("failures") or []) or "fidelity gate failed"
+        if row.state in ("ok", "unverified", "skipped"):  # failing verification outranks not being timed
+            row.state, row.stage = "verify_failed", "verify"
+            _add_reason(row, why, first=True)
+        else:
+            _add_reason(row, f"verification: {why}")
     elif data.get("passed") is not None and row.state == "unverified":
         row.state = "ok"
+
+
+def _add_reason(row: Row, text: str | None, first: bool = False) -> None:
+    if not text:
+        return
+    if not row.reason:
+        row.reason = text
+    else:
+        row.reason = f"{text}; {row.reason}" if first else f"{row.reason}; {text}"
 
 
 def _apply_manifest(row: Row, manifest: Mapping[str, Any] | None, facts: Mapping[str, Any] | None) -> None:
@@ -231,6 +243,8 @@ class RowBuilder:
         build = self.by_sha.get(art.get("sha256"))
         if build is not None and build.manifest is not None:
             return build.manifest
+        if build is not None:
+            return None
         if art.get("dir"):
             return read_manifest_file(Path(art["dir"]))
         return None
@@ -247,6 +261,9 @@ class RowBuilder:
         _apply_manifest(row, build.manifest, self.facts(build.manifest))
         if row.state == "unverified":
             _apply_fidelity(row, *_fidelity(None, build.manifest))
+        if build.note:
+            _add_reason(row, build.note)
+            row.stage = row.stage or "gate"
         return row
 
     def from_records(self, records: list[dict[str, Any]]) -> Row:
@@ -266,15 +283,19 @@ class RowBuilder:
         )
         _apply_manifest(row, manifest, self.facts(manifest))
         ok = [r for r in records if r.get("status") == "ok"]
+        build = self.by_sha.get(art.get("sha256"))
         if ok:
             _apply_latency(row, ok)
             _apply_fidelity(row, *_fidelity(_latest(ok), manifest))
         else:
             row.state = "skipped" if latest.get("status") == "skipped" else "failed"
             row.stage = "bench"
-            row.reason = latest.get("error") or latest.get("status")
+            reason = latest.get("error") or latest.get("status")
+            row.reason = f"not benchmarked: {reason}" if row.state == "skipped" else reason
             row.timestamp = latest.get("timestamp")
             _apply_fidelity(row, *_fidelity(None, manifest))
+        if build is not None and build.note:
+            _add_reason(row, build.note)
         return row
 
 

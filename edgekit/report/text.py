@@ -142,7 +142,7 @@ def text_table(rows: Sequence[Row], columns: Sequence[Column] = COLUMNS, width: 
 def reasons(rows: Sequence[Row], width: int = 80) -> list[str]:
     out = []
     for row in rows:
-        if row.reason and row.state != "ok":
+        if row.reason:
             head = f"{TEXT_STATES[row.state]} {row.label}" + (f" ({row.stage})" if row.stage else "") + ": "
             out += textwrap.wrap(head + row.reason, width, initial_indent="  ", subsequent_indent="      ")
     return out
@@ -212,7 +212,7 @@ def markdown(report: Report) -> str:
         for row in table.rows:
             values = [MD_STATES[row.state], *(_md_escape(c.cell(row)) for c in cols)]
             lines.append("| " + " | ".join(values) + " |")
-        failures = [r for r in table.rows if r.reason and r.state != "ok"]
+        failures = [r for r in table.rows if r.reason]
         if failures:
             lines.append("")
             for row in failures:
