@@ -81,7 +81,12 @@ def test_html_report_renders_in_chromium(tmp_path, browser):
         ),
     ]
     bench(arts, tmp_path / "results.jsonl", tmp_path / "work")
-    report = build_report([tmp_path / "results.jsonl"], title="edgekit report (browser test)")
+    bench(arts[:1], tmp_path / "baseline.jsonl", tmp_path / "work")
+    report = build_report(
+        [tmp_path / "results.jsonl"],
+        baseline=[tmp_path / "baseline.jsonl"],
+        title="edgekit report (browser test)",
+    )
     page = write_report(report, artifacts_dir() / "report-chromium.html")
 
     browser.get(page.as_uri())
@@ -90,6 +95,8 @@ def test_html_report_renders_in_chromium(tmp_path, browser):
     rows = browser.find_elements("css selector", "table.results tbody tr:not(.reason)")
     assert len(rows) == len(report.rows)
     assert "failed verification" in browser.find_element("tag name", "body").text
+    comparisons = browser.find_elements("css selector", "#baseline li")
+    assert len(comparisons) == len(report.comparisons) and comparisons[0].is_displayed()
     images = browser.find_elements("css selector", "figure img")
     assert len(images) >= 2
     for image in images:
