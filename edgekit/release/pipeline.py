@@ -300,7 +300,9 @@ def _release(
         if check_reproducible if check_reproducible is not None else cfg.check_reproducible:
             from edgekit.release.repro import check
 
+            t0 = time.perf_counter()
             reproducibility = check(items, artifact_dirs, store, executor, scratch, progress)
+            seconds["reproducibility_s"] = time.perf_counter() - t0
         from edgekit.release.record import release_json
 
         seconds["total_s"] = time.perf_counter() - started
