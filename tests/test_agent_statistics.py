@@ -128,10 +128,11 @@ def test_records_of_the_local_transport_carry_the_samples(tmp_path):
     devices = load_devices(None)
     devices["local"].workdir = str(tmp_path / "work")
     jobs, _ = runner.plan(runner.load_artifacts([art]), devices, ["local"])
-    settings = runner.BenchSettings(iterations=30, warmup=2, threads=1, repeats=2)
+    settings = runner.BenchSettings(iterations=30, warmup=2, threads=1, repeats=2, min_duration_s=0.2)
     record = asyncio.run(runner.run_bench(jobs, settings, tmp_path / "results.jsonl"))[0]
     assert record["status"] == "ok", record
     stored = runner.read_results(tmp_path / "results.jsonl")[0]
-    assert len(stored["latency_samples_ms"]) == 60 and stored["repeat_counts"] == [30, 30]
+    counts = stored["repeat_counts"]
+    assert len(counts) == 2 and min(counts) >= 30 and len(stored["latency_samples_ms"]) == sum(counts)
     assert stored["settings"]["repeats"] == 2
-    assert math.isfinite(stored["conditions"]["other_cpu_pct"])
+    assert math.isfinite(stored["conditions"]["other_cpu_pct"])  # 0.4 s of loops: measurable in jiffies

@@ -30,20 +30,23 @@ EXECUTORS = ("local", "ray")
 Outcome = tuple[Task, Path, dict[str, Any]]  # task, its work folder (holds artifact/), result
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this worker when the release process dies, however it dies."""
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this worker when the release process dies, however it dies (the kernel's
+    parent-death signal; the parent's main thread started us). If the parent is already gone, exit."""
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    if os.getppid() != parent:
+        os._exit(70)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
-def _local_task(task: Task, work: str, conn: Any) -> None:
+def _local_task(task: Task, work: str, conn: Any, parent: int) -> None:
     """A pool process: build one task, send the result up the pipe, exit."""
-    _die_with_parent()
+    _die_with_parent(parent)
     try:
         result = run_task_logged(task, Path(work))
     except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent gets an answer
@@ -84,7 +87,9 @@ class LocalExecutor:
             task, work = queues[index].pop(0)
             parent, child = context.Pipe(duplex=False)
             proc = context.Process(
-                target=_local_task, args=(task, str(work), child), name=f"edgekit-build-{task.name}"
+                target=_local_task,
+                args=(task, str(work), child, os.getpid()),
+                name=f"edgekit-build-{task.name}",
             )
             proc.start()
             child.close()
