@@ -20,10 +20,11 @@ import onnxruntime as ort
 import pytest
 
 from edgekit import ingest, targets
-from edgekit import trt_formats as fmt
 from edgekit.backends import get_backend
-from edgekit.backends import trt as trt_backend
 from edgekit.backends.base import ExportJob, ExportOptions
+from edgekit.backends.ort import OrtRunner
+from edgekit.backends.trt import calibration, cuda
+from edgekit.backends.trt import formats as fmt
 from edgekit.calib import CalibrationSet
 from edgekit.errors import BadInput, MissingDependency
 from tests.models import plain_conv_net, sample_set, save
@@ -37,7 +38,7 @@ TRT_TARGETS = {
 DATA = Path(__file__).parent / "data"
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 needs_engine = pytest.mark.skipif(
-    not (HAVE_TRT and trt_backend.gpu_present()),
+    not (HAVE_TRT and cuda.gpu_present()),
     reason="engine builds need the `tensorrt` package and an NVIDIA GPU (pip install 'edgekit[tensorrt]')",
 )
 
@@ -150,7 +151,7 @@ def test_int8_export_header_and_same_scales(tmp_path, target_name):
     cache = fmt.parse_calib_cache((out / "calib.cache").read_text())
     assert (out / "calib.cache").read_text().splitlines()[0] == TRT_TARGETS[target_name]
     assert result.details["trt_version_target"] == targets.get(target_name).runtime["tensorrt"]
-    qdq = trt_backend.qdq_activation_scales(out / "model.qdq.onnx")
+    qdq = calibration.qdq_activation_scales(out / "model.qdq.onnx")
     assert qdq, "the Q/DQ model quantizes no activation"
     for name, scale in qdq.items():  # the Q/DQ ONNX carries exactly the cache's scales
         assert struct.pack(">f", scale) == struct.pack(">f", cache.scales[name]), name
@@ -173,7 +174,7 @@ def test_qdq_onnx_matches_fp32(tmp_path, target_name, batch, method):
     backend = get_backend("tensorrt")
     reference = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     with backend.open_runner(out, _manifest(result, target_name, "int8")) as runner:
-        assert isinstance(runner, trt_backend.OrtRunner)
+        assert isinstance(runner, OrtRunner)
         batches = (
             [calib.arrays["input:0"][:4]] if batch == "N" else [x[None] for x in calib.arrays["input:0"]]
         )
@@ -311,10 +312,18 @@ def test_required_local_build_without_tensorrt_exits_3(tmp_path):
     assert info.value.exit_code == 3 and "edgekit[tensorrt]" in str(info.value)
 
 
-def test_backend_import_stays_light():
+@pytest.mark.parametrize(
+    ("module", "heavy"),
+    [
+        ("edgekit.backends.trt.backend", ("tensorrt", "pycuda", "cuda")),
+        ("edgekit.backends.trt.formats", ("tensorrt", "pycuda", "cuda", "onnx", "onnxruntime")),
+        ("edgekit.backends.trt", ("tensorrt", "pycuda", "cuda", "onnx", "onnxruntime")),
+    ],
+)
+def test_backend_import_stays_light(module, heavy):
     code = (
-        "import sys, edgekit.backends.trt, edgekit.trt_formats; "
-        "bad = [m for m in ('tensorrt', 'pycuda', 'cuda') if m in sys.modules]; "
+        f"import sys, {module}; "
+        f"bad = [m for m in {heavy!r} if m in sys.modules]; "
         "print(bad); sys.exit(bool(bad))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -399,16 +408,18 @@ def _export_times_text(latencies: list[float], warmup: int) -> str:
 
 
 def test_parse_export_times_percentiles():
+    """A trace is summarised with the agent's statistics, like every other latency record."""
+    from edgekit.agent import latency_stats
+
     latencies = [float(v) for v in range(1, 101)]  # 1..100 ms
     text = _export_times_text([500.0, 400.0] + latencies, warmup=2)
     everything = fmt.parse_export_times(text)
     assert everything["queries"] == 102
     stats = fmt.parse_export_times(text, warmup_ms=900.0)["latency_ms"]  # warm-up: compute starts < 900 ms
-    assert stats["count"] == 100
-    assert stats["min"] == 1.0 and stats["max"] == 100.0 and stats["mean"] == pytest.approx(50.5)
-    assert stats["p50"] == pytest.approx(50.5)  # even count: mean of the middle two, as trtexec does
-    # trtexec's nearest rank in float32: (1 - 0.99f) * 100 < 1, so its p99 of 100 samples is the max
-    assert (stats["p90"], stats["p95"], stats["p99"]) == (90.0, 95.0, 100.0)
+    assert stats == latency_stats(latencies)
+    assert stats["count"] == 100 and stats["min"] == 1.0 and stats["max"] == 100.0
+    for q in (50, 90, 95, 99):
+        assert stats[f"p{q}"] == pytest.approx(np.percentile(latencies, q))
     assert stats["std"] == pytest.approx(float(np.std(latencies)))
     compute = fmt.parse_export_times(text, warmup_ms=900.0)["gpu_compute_ms"]
     assert compute["min"] == pytest.approx(0.93)
@@ -437,7 +448,9 @@ def test_local_engine_build_and_verify(tmp_path, int8_mode):
     assert (out / "timing.cache").exists()
     reference = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     with get_backend("tensorrt").open_runner(out, _manifest(result, "x86-gpu", "int8")) as runner:
-        assert isinstance(runner, trt_backend.EngineRunner)
+        from edgekit.backends.trt.engine import EngineRunner
+
+        assert isinstance(runner, EngineRunner)
         x = calib.arrays["input:0"][:1]
         got = runner.infer({"input:0": x})["logits"]
     assert _cosine(got, reference.run(["logits"], {"input:0": x})[0]) > 0.98
