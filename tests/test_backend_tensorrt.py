@@ -55,7 +55,14 @@ def _conv_net(path: Path, batch: int | str = 1) -> Path:
 
 
 def _export(
-    tmp_path: Path, target_name: str, precision: str = "int8", *, batch="1", extra=None, method="entropy"
+    tmp_path: Path,
+    target_name: str,
+    precision: str = "int8",
+    *,
+    batch="1",
+    extra=None,
+    method="entropy",
+    ignore=(),
 ):
     backend = get_backend("tensorrt")
     target = targets.get(target_name)
@@ -73,7 +80,7 @@ def _export(
     calib.validate(prepared.inputs)
     out = tmp_path / f"{target_name}.{precision}.{batch}"
     out.mkdir()
-    options = ExportOptions(calib_method=method, extra=dict(extra or {}))
+    options = ExportOptions(calib_method=method, extra=dict(extra or {}), ignore=list(ignore))
     result = backend.export(ExportJob(prepared, target, precision, out, calib, options))
     return result, out, calib, model
 
@@ -211,6 +218,44 @@ def test_jetson_nano_int8_builds_fp16_with_one_warning(tmp_path):
     assert result.details["int8_native"] is False
     assert result.details["engine"] is None
     assert os.access(out / "build.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("target_name", ["jetson-orin-nano", "x86-gpu"])
+def test_demo_int8_qdq_meets_the_target_gate(tmp_path, target_name):
+    """The demo's TensorRT INT8 bundle (its Q/DQ ONNX, through onnxruntime) passes the target's default
+    fidelity gate on the labelled validation set, with Q/DQ only where TensorRT runs INT8."""
+    from edgekit.fidelity import compare
+    from edgekit.resources import demo_paths
+
+    paths = demo_paths()
+    backend, target = get_backend("tensorrt"), targets.get(target_name)
+    prepared = ingest.prepare(paths["model"], ingest.PrepareOptions(min_opset=13, max_opset=target.opset_max))
+    calib, val = CalibrationSet.load(paths["calib"]), CalibrationSet.load(paths["val"])
+    calib.validate(prepared.inputs)
+    val.validate(prepared.inputs, "validation set")
+    out = tmp_path / "bundle"
+    out.mkdir()
+    result = backend.export(ExportJob(prepared, target, "int8", out, calib, ExportOptions()))
+    qdq = result.details["calibration"]["qdq"]
+    assert qdq["placement"] == "tensorrt" and qdq["int8_nodes"] > 0 and qdq["per_channel_weights"]
+    reference = ort.InferenceSession(str(prepared.path), providers=["CPUExecutionProvider"])
+    name = prepared.inputs[0].name
+    with backend.open_runner(out, _manifest(result, target_name, "int8")) as runner:
+        got = np.concatenate([runner.infer({name: f[name]})["logits"] for f in val.feeds(1)])
+    want = np.concatenate([reference.run(None, {name: f[name]})[0] for f in val.feeds(1)])
+    report = compare({"logits": want}, {"logits": got}, val.labels, target.fidelity)
+    assert report.passed, report.failures
+
+
+def test_ignore_patterns_keep_nodes_in_float(tmp_path):
+    result, out, _, _ = _export(tmp_path, "jetson-orin-nano", extra={}, ignore=["/conv2/*"])
+    float_nodes = result.details["calibration"]["qdq"]["float_nodes"]
+    (name,) = [n for n in float_nodes if n.startswith("/conv2/")]
+    assert float_nodes[name] == "excluded by request"
+    model = onnx.load(str(out / "model.qdq.onnx"))
+    conv = next(n for n in model.graph.node if n.name == name)
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert all(producers.get(t) != "DequantizeLinear" for t in conv.input)
 
 
 def test_native_int8_targets_build_from_qdq(tmp_path):

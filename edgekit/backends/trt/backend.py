@@ -3,7 +3,8 @@
 TensorRT engines are tied to the GPU and TensorRT version that built them, so for Jetson targets the
 artifact is a *bundle* built on the device: the ONNX the engine is built from (opset lowered to the
 target's maximum by ingest), for INT8 a calibration cache with the target's version header and an
-explicit-quantization Q/DQ ONNX made from the same scales, and `build.json` / `build.sh` with the trtexec command line. The Q/DQ ONNX is what the
+explicit-quantization Q/DQ ONNX made from the same scales (Q/DQ only where TensorRT runs INT8, see
+`placement`), and `build.json` / `build.sh` with the trtexec command line. The Q/DQ ONNX is what the
 host verifies (onnxruntime, CPU); `on_device_entry` builds the engine on each device.
 
 How INT8 is built (by feature, not by version string):
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec
+from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec, name_matches
 from edgekit.backends.trt import calibration
 from edgekit.backends.trt import formats as fmt
 from edgekit.backends.trt.cuda import gpu_present
@@ -80,6 +81,18 @@ def _specs(infos: list[Any], prepared: Any) -> list[TensorSpec]:
 
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _excluded_nodes(job: ExportJob) -> list[str]:
+    """Node names matching `--ignore` patterns: kept in float in the Q/DQ ONNX."""
+    if not job.options.ignore:
+        return []
+    model = job.prepared.load()
+    return [
+        n.name
+        for n in model.graph.node
+        if n.name and any(name_matches(n.name, p) for p in job.options.ignore)
+    ]
 
 
 class TensorRTBackend(Backend):
@@ -182,7 +195,13 @@ class TensorRTBackend(Backend):
         method = job.options.calib_method
         scales = calibration.calibrate(job.prepared.path, job.calib, method)
         write_text_atomic(out / CACHE_FILE, fmt.write_calib_cache(scales, trt_version, fmt.TRTEXEC_ALGORITHM))
-        calibration.quantize_qdq_from_scales(out / MODEL_FILE, out / QDQ_FILE, job.calib, scales)
+        qdq = calibration.quantize_for_tensorrt(
+            out / MODEL_FILE,
+            out / QDQ_FILE,
+            scales,
+            exclude=_excluded_nodes(job),
+            per_channel=bool(target.quantization.get("per_channel", True)),
+        )
         result = _Int8(
             mode,
             {
@@ -190,6 +209,7 @@ class TensorRTBackend(Backend):
                 "cache_algorithm": fmt.TRTEXEC_ALGORITHM,
                 "tensors": len(scales),
                 "int8_mode": mode,
+                "qdq": qdq.to_json(),
             },
         )
         if not target.int8_native:

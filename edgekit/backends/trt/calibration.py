@@ -1,9 +1,15 @@
 """Host-side INT8 calibration for TensorRT: activation ranges (onnxruntime, CPU), TensorRT's symmetric
-scales, the calibration cache and the explicit-quantization (Q/DQ) ONNX built from the same scales."""
+scales, the calibration cache and the explicit-quantization (Q/DQ) ONNX built from the same scales.
+
+The entry point for a recipe search is `quantize_for_tensorrt(model, out, scales, exclude=...)`: the
+scales come from one calibration pass (`calibrate(model, calib, method)`), a candidate recipe is
+(method, per-channel or not, the nodes kept in float), and each candidate costs one Q/DQ insertion.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +17,8 @@ import numpy as np
 
 from edgekit import quant
 from edgekit.backends.trt import formats as fmt
-from edgekit.errors import BadInput
+from edgekit.backends.trt import placement, qdq
+from edgekit.errors import BadInput, InternalError
 
 METHODS = ("entropy", "minmax", "percentile")
 
@@ -40,37 +47,69 @@ def calibrate(model_path: Path, calib: Any, method: str = "entropy") -> dict[str
     return scales_from_ranges(compute_ranges(model_path, calib, method))
 
 
-def quantize_qdq_from_scales(
-    model_path: Path, out_path: Path, calib: Any, scales: Mapping[str, float]
-) -> None:
-    """Q/DQ ONNX with symmetric INT8 activations and per-channel symmetric INT8 weights, whose activation
-    scales are exactly `scales` (onnxruntime's TensorQuantOverrides, zero point 0)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+@dataclass
+class QdqResult:
+    """What `quantize_for_tensorrt` placed, for the manifest (and the recipe search's records)."""
 
-    model = onnx.load(str(model_path), load_external_data=False)
-    weights = {init.name for init in model.graph.initializer}
-    overrides = {
-        name: [{"scale": np.array(scale, dtype=np.float32), "zero_point": np.array(0, dtype=np.int8)}]
-        for name, scale in scales.items()
-        if name not in weights
-    }
-    with quant.quiet():
-        quantize_static(
-            str(model_path),
-            str(out_path),
-            quant.ort_reader(calib, limit=1),  # ranges come from the overrides; one sample satisfies the API
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={
-                "ActivationSymmetric": True,
-                "WeightSymmetric": True,
-                "TensorQuantOverrides": overrides,
-            },
+    path: Path
+    plan: placement.Plan
+    qdq_nodes: int
+    per_channel: bool
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "placement": "tensorrt",
+            "qdq_nodes": self.qdq_nodes,
+            "int8_nodes": len(self.plan.int8_nodes),
+            "residual_adds": len(self.plan.residual_adds),
+            "float_nodes": dict(self.plan.excluded),
+            "per_channel_weights": self.per_channel,
+            "notes": list(self.notes),
+        }
+
+
+def quantize_for_tensorrt(
+    model_path: Path,
+    out_path: Path,
+    scales: Mapping[str, float],
+    *,
+    exclude: Iterable[str] = (),
+    per_channel: bool = True,
+) -> QdqResult:
+    """Write the Q/DQ ONNX TensorRT builds an explicitly quantized engine from: Q/DQ only where TensorRT
+    runs INT8 (see `placement`), activation scales exactly `scales` (symmetric, zero point 0), weights
+    INT8 symmetric (per output channel unless `per_channel=False`). `exclude`: node names kept in float.
+    The result is checked by onnx.checker and an onnxruntime session before it is returned."""
+    import onnx
+
+    from edgekit.backends.ort import save_onnx
+
+    model = onnx.load(str(model_path))
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        raise BadInput(
+            f"{Path(model_path).name} already holds Q/DQ nodes (a quantization-aware model?): export it "
+            "with --fp16 and TensorRT builds INT8 from its own Q/DQ nodes"
         )
+    plan = placement.plan_placement(model, exclude)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    notes: list[str] = []
+    if per_channel and opset < 13:
+        per_channel = False
+        notes.append(f"opset {opset} < 13 has no per-channel DequantizeLinear: per-tensor weights")
+    result = qdq.insert_qdq(model, plan, scales, per_channel=per_channel)
+    if result.missing_scales:
+        notes.append(
+            f"{len(result.missing_scales)} tensor(s) had no calibrated range and stay float: "
+            + ", ".join(result.missing_scales[:5])
+        )
+    out_path = Path(out_path)
+    save_onnx(result.model, out_path)
+    try:
+        quant.validate_model(out_path)
+    except Exception as exc:  # noqa: BLE001 - a placement bug must not ship a broken bundle
+        raise InternalError(f"the TensorRT Q/DQ model is invalid: {str(exc).splitlines()[0][:300]}") from exc
+    return QdqResult(out_path, plan, result.qdq_nodes, per_channel, notes)
 
 
 def qdq_activation_scales(model_path: Path) -> dict[str, float]:
