@@ -258,6 +258,24 @@ def test_ignore_patterns_keep_nodes_in_float(tmp_path):
     assert all(producers.get(t) != "DequantizeLinear" for t in conv.input)
 
 
+def test_int8_without_any_int8_layer_says_so(tmp_path):
+    """Every weighted layer GEMV-shaped (batch-1 MatMuls): TensorRT would build a float engine."""
+    from tests.models import two_vector_net
+
+    model, _ = two_vector_net()
+    path = save(model, tmp_path / "vec.onnx")
+    prepared = ingest.prepare(path, ingest.PrepareOptions(min_opset=13, max_opset=17))
+    np.savez(tmp_path / "c.npz", **sample_set(model, 8, seed=1))
+    calib = CalibrationSet.load(tmp_path / "c.npz")
+    calib.validate(prepared.inputs)
+    out = tmp_path / "o"
+    out.mkdir()
+    target = targets.get("jetson-orin-nano")
+    result = get_backend("tensorrt").export(ExportJob(prepared, target, "int8", out, calib, ExportOptions()))
+    assert any("no layer of this model in INT8" in w and "--fp16" in w for w in result.warnings)
+    assert result.details["calibration"]["qdq"]["int8_nodes"] == 0
+
+
 def test_native_int8_targets_build_from_qdq(tmp_path):
     result, _, _, _ = _export(tmp_path, "jetson-orin-nano")
     argv = result.details["build"]["argv"]

@@ -332,3 +332,19 @@ def test_zoo_resnet50_residual_placement(tmp_path):
     sums = [n for n in source.graph.node if n.op_type in ("Add", "Sum")]
     assert len(plan.residual_adds) == len(sums) == 16
     assert all(n.name in plan.int8_nodes for n in source.graph.node if n.op_type == "Conv")
+
+
+def test_non_float32_layers_stay_float():
+    """Q/DQ at these opsets takes float32: an fp16 layer (a half-converted model) is left alone."""
+    w = numpy_helper.from_array(np.ones((16, 16, 1, 1), np.float16), "w16")
+    node = helper.make_node("Conv", ["x", "w16"], ["y"], name="half")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 16, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 16, 8, 8])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    plan = placement.plan_placement(model)
+    assert plan.int8_nodes == [] and "not float32" in plan.excluded["half"]

@@ -212,6 +212,11 @@ class TensorRTBackend(Backend):
                 "qdq": qdq.to_json(),
             },
         )
+        if not qdq.plan.int8_nodes:
+            result.warnings.append(
+                "TensorRT would run no layer of this model in INT8 (every weighted layer is too small or "
+                "GEMV-shaped for INT8 kernels, or excluded): the INT8 engine is a float engine; use --fp16"
+            )
         if not target.int8_native:
             result.effective = "fp16"
             result.warnings.append(

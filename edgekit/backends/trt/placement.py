@@ -102,6 +102,11 @@ class Graph:
         self.graph_inputs = {i.name for i in graph.input} - set(self.constants)
         self.depth = self._depths()
         self.shapes = _shapes(model)
+        self.dtypes = {
+            vi.name: vi.type.tensor_type.elem_type
+            for vi in list(graph.input) + list(graph.value_info) + list(graph.output)
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type
+        }
 
     def _depths(self) -> list[int]:
         """Longest path (in nodes) from a graph input to each node; nodes are in topological order."""
@@ -123,8 +128,11 @@ class Graph:
     def parent(self, tensor: str) -> int | None:
         return self.producer.get(tensor)
 
-    def single_use(self, tensor: str) -> bool:
-        return len(self.consumers.get(tensor, [])) == 1 and tensor not in self.outputs
+    def is_float32(self, tensor: str) -> bool:
+        """False only when the tensor is known to hold another type (fp16 models, integer inputs)."""
+        if tensor in self.constants:
+            return self.constants[tensor].data_type == TensorProto.FLOAT
+        return self.dtypes.get(tensor, TensorProto.FLOAT) == TensorProto.FLOAT
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
@@ -269,10 +277,8 @@ def plan_placement(model: onnx.ModelProto, exclude: Iterable[str] = ()) -> Plan:
             reason = "constant inputs only"
         if reason is None and any(g.is_const(n) and g.constants.get(n) is None for n in node.input[:2]):
             reason = "weight is computed by a Constant op edgekit cannot read"
-        if reason is None and any(
-            n in g.constants and g.constants[n].data_type != TensorProto.FLOAT for n in node.input[:2]
-        ):
-            reason = "weight is not float32"
+        if reason is None and not all(g.is_float32(n) for n in node.input[:2]):
+            reason = "inputs are not float32 (Q/DQ here takes float32 tensors)"
         if reason is not None:
             plan.excluded[name] = reason
             continue
@@ -299,12 +305,14 @@ def plan_placement(model: onnx.ModelProto, exclude: Iterable[str] = ()) -> Plan:
             continue
         fused_a = fb is None or (fa is not None and g.depth[fa] >= g.depth[fb])
         residual = 1 if fused_a else 0
+        if not g.is_float32(node.input[residual]):
+            continue
         plan.residual_adds.append(g.names[i])
         plan.inputs.append(QdqInput(g.names[i], residual, node.input[residual], "activation"))
 
     quantized_inputs = {q.tensor for q in plan.inputs if q.kind == "activation"}
     for i, node in enumerate(g.nodes):  # pooling next to INT8 work runs in INT8 too
-        if node.op_type not in POOLING_OPS or g.names[i] in excluded or not node.input:
+        if node.op_type not in POOLING_OPS or g.names[i] in excluded or not g.is_float32(node.input[0]):
             continue
         parent = g.parent(node.input[0])
         while parent is not None and g.nodes[parent].op_type in (*COPY_OPS, "Cast") and g.nodes[parent].input:
