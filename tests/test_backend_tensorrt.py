@@ -525,3 +525,20 @@ def test_local_engine_build_dynamic_batch(tmp_path):
     result, out, calib, _ = _export(tmp_path, "x86-gpu", batch="N", extra={"build_engine": "1"})
     with get_backend("tensorrt").open_runner(out, _manifest(result, "x86-gpu", "int8")) as runner:
         assert runner.infer({"input:0": calib.arrays["input:0"][:3]})["logits"].shape == (3, 10)
+
+
+def test_bundle_copies_external_weights(tmp_path):
+    """A prepared model over ~1.8 GB keeps its weights in a file beside it; the bundle takes both."""
+    from edgekit.backends.trt.backend import _copy_model
+
+    model, weights = plain_conv_net()
+    source = tmp_path / "prepared" / "model.onnx"
+    source.parent.mkdir()
+    onnx.save(model, str(source), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    _copy_model(source, bundle / "model.onnx")
+    assert sorted(os.listdir(bundle)) == ["model.onnx", "model.onnx.data"]
+    loaded = onnx.load(str(bundle / "model.onnx"))
+    arrays = [onnx.numpy_helper.to_array(i) for i in loaded.graph.initializer]
+    assert sum(a.size for a in arrays) == sum(w.size for w in weights)

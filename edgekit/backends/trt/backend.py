@@ -79,6 +79,15 @@ def _specs(infos: list[Any], prepared: Any) -> list[TensorSpec]:
     ]
 
 
+def _copy_model(source: Path, dest: Path) -> None:
+    """The ONNX file and its external-data files (a model over ~1.8 GB keeps its weights beside it;
+    the file names they are referenced by stay the same)."""
+    from edgekit.ingest import model_files
+
+    for path in model_files(source):
+        shutil.copyfile(path, dest if path == source else dest.parent / path.name)
+
+
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
@@ -126,7 +135,7 @@ class TensorRTBackend(Backend):
         out.mkdir(parents=True, exist_ok=True)
         trt_version = str(target.runtime.get("tensorrt", DEFAULT_TRT))
         major = fmt.parse_version(trt_version)[0]
-        shutil.copyfile(job.prepared.path, out / MODEL_FILE)
+        _copy_model(Path(job.prepared.path), out / MODEL_FILE)
         profile = optimization_profile(job.prepared.inputs, job.calib, job.options.extra)
         mins, opts, maxs = profile
         cmd = fmt.TrtexecCommand(
