@@ -164,6 +164,11 @@ def test_int8_export_header_and_same_scales(tmp_path, target_name):
         assert struct.pack(">f", scale) == struct.pack(">f", cache.scales[name]), name
     assert result.entry == "model.qdq.onnx"
     assert result.details["calib_cache"] == "calib.cache"
+    # TensorRT 8.x's ONNX parser rejects INT8 weight initializers: float weights behind Q/DQ there
+    trt8 = fmt.parse_version(targets.get(target_name).runtime["tensorrt"])[0] < 10
+    int8_tensors = [i for i in onnx.load(str(out / "model.qdq.onnx")).graph.initializer if i.data_type == 3]
+    assert any(len(i.dims) > 1 for i in int8_tensors) != trt8
+    assert result.details["calibration"]["qdq"]["weights"] == ("float with Q/DQ" if trt8 else "int8")
     assert {"model.onnx", "model.qdq.onnx", "calib.cache", "build.json", "build.sh"} <= set(os.listdir(out))
 
 

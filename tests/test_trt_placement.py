@@ -95,20 +95,30 @@ def check_placement(source: onnx.ModelProto, qdq: onnx.ModelProto, plan, scales)
         assert activation is not None, f"{node.name}: activation input not quantized"
         weight = dq_of(node.input[1])
         assert weight is not None, f"{node.name}: weight not quantized"
-        values, scale, zero = (inits.get(n) for n in weight.input)
-        if values is None:  # a variable second input (attention): per-tensor like any activation
+        stored, scale, zero = (inits.get(n) for n in weight.input)
+        quantize = producer.get(weight.input[0])
+        if stored is None and quantize.input[0] not in src_inits:  # a variable second input: per tensor
             assert np.ndim(scale) == 0
             continue
-        assert values.dtype == np.int8 and np.all(zero == 0) and np.abs(values).max() <= 127
         axis = next((a.i for a in weight.attribute if a.name == "axis"), None)
-        assert axis is not None and scale.shape == (values.shape[axis],), f"{node.name}: not per-channel"
-        original = src_inits[producer[weight.output[0]].input[0].removesuffix("_quantized")]
-        shape = [1] * values.ndim
+        assert np.all(zero == 0) and zero.dtype == np.int8
+        if stored is not None:  # INT8 initializer (TensorRT >= 10)
+            assert stored.dtype == np.int8 and np.abs(stored).max() <= 127
+            original = src_inits[weight.input[0].removesuffix("_quantized")]
+        else:  # float weight behind a Q/DQ pair on the same axis (TensorRT 8.x)
+            assert quantize.op_type == "QuantizeLinear" and list(quantize.input[1:]) == list(weight.input[1:])
+            assert next(a.i for a in quantize.attribute if a.name == "axis") == axis
+            original = src_inits[quantize.input[0]]
+        assert axis is not None and scale.shape == (original.shape[axis],), f"{node.name}: not per-channel"
+        shape = [1] * original.ndim
         shape[axis] = -1
+        values = (
+            stored if stored is not None else np.clip(np.rint(original / scale.reshape(shape)), -127, 127)
+        )
         error = np.abs(values * scale.reshape(shape) - original)
-        assert np.all(error <= scale.reshape(shape) / 2 + 1e-7)
+        assert np.all(error <= scale.reshape(shape) / 2 + 1e-7), f"{node.name}: weight scale too small"
     for node in qdq.graph.node:  # activations: per tensor, symmetric, the cache's scale exactly
-        if node.op_type == "QuantizeLinear":
+        if node.op_type == "QuantizeLinear" and node.input[0] not in src_inits:
             scale, zero = inits[node.input[1]], inits[node.input[2]]
             assert zero.dtype == np.int8 and int(zero) == 0
             assert np.float32(scale) == np.float32(scales[node.input[0]])
@@ -121,10 +131,10 @@ def check_placement(source: onnx.ModelProto, qdq: onnx.ModelProto, plan, scales)
     ort.InferenceSession(qdq.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def _place(model: onnx.ModelProto, exclude=()):
+def _place(model: onnx.ModelProto, exclude=(), int8_weights=True):
     plan = placement.plan_placement(model, exclude)
     scales = _fake_scales(model)
-    result = insert_qdq(model, plan, scales)
+    result = insert_qdq(model, plan, scales, int8_weights=int8_weights)
     assert result.missing_scales == []
     onnx.checker.check_model(result.model)
     return plan, result.model, scales
@@ -141,11 +151,14 @@ def _place(model: onnx.ModelProto, exclude=()):
     ],
     ids=["plain_conv", "resnet_ish", "transformer", "constant_weights"],
 )
-def test_placement_invariants(build):
+@pytest.mark.parametrize("int8_weights", [True, False], ids=["int8-weights", "float-weights"])
+def test_placement_invariants(build, int8_weights):
     model = build()
-    plan, qdq, scales = _place(model)
+    plan, qdq, scales = _place(model, int8_weights=int8_weights)
     check_placement(model, qdq, plan, scales)
     assert plan.int8_nodes
+    stored = [i for i in qdq.graph.initializer if i.data_type == TensorProto.INT8 and len(i.dims) > 1]
+    assert bool(stored) == int8_weights
 
 
 def test_onnxruntime_default_breaks_the_invariant_edgekit_keeps(tmp_path):

@@ -210,6 +210,7 @@ class TensorRTBackend(Backend):
             scales,
             exclude=_excluded_nodes(job),
             per_channel=bool(target.quantization.get("per_channel", True)),
+            int8_weights=fmt.parse_version(trt_version)[0] >= 10,  # TensorRT 8.x parses float weights only
         )
         result = _Int8(
             mode,

@@ -55,6 +55,7 @@ class QdqResult:
     plan: placement.Plan
     qdq_nodes: int
     per_channel: bool
+    int8_weights: bool
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +66,7 @@ class QdqResult:
             "residual_adds": len(self.plan.residual_adds),
             "float_nodes": dict(self.plan.excluded),
             "per_channel_weights": self.per_channel,
+            "weights": "int8" if self.int8_weights else "float with Q/DQ",
             "notes": list(self.notes),
         }
 
@@ -76,10 +78,13 @@ def quantize_for_tensorrt(
     *,
     exclude: Iterable[str] = (),
     per_channel: bool = True,
+    int8_weights: bool = True,
 ) -> QdqResult:
     """Write the Q/DQ ONNX TensorRT builds an explicitly quantized engine from: Q/DQ only where TensorRT
     runs INT8 (see `placement`), activation scales exactly `scales` (symmetric, zero point 0), weights
-    INT8 symmetric (per output channel unless `per_channel=False`). `exclude`: node names kept in float.
+    INT8 symmetric (per output channel unless `per_channel=False`), stored as INT8 (`int8_weights`,
+    TensorRT >= 10) or as float behind a Q/DQ pair (TensorRT 8.x). `exclude`: node names kept in float
+    (unnamed nodes are called '<OpType>#<index>').
     The result is checked by onnx.checker and an onnxruntime session before it is returned."""
     import onnx
 
@@ -97,7 +102,7 @@ def quantize_for_tensorrt(
     if per_channel and opset < 13:
         per_channel = False
         notes.append(f"opset {opset} < 13 has no per-channel DequantizeLinear: per-tensor weights")
-    result = qdq.insert_qdq(model, plan, scales, per_channel=per_channel)
+    result = qdq.insert_qdq(model, plan, scales, per_channel=per_channel, int8_weights=int8_weights)
     if result.missing_scales:
         notes.append(
             f"{len(result.missing_scales)} tensor(s) had no calibrated range and stay float: "
@@ -109,7 +114,7 @@ def quantize_for_tensorrt(
         quant.validate_model(out_path)
     except Exception as exc:  # noqa: BLE001 - a placement bug must not ship a broken bundle
         raise InternalError(f"the TensorRT Q/DQ model is invalid: {str(exc).splitlines()[0][:300]}") from exc
-    return QdqResult(out_path, plan, result.qdq_nodes, per_channel, notes)
+    return QdqResult(out_path, plan, result.qdq_nodes, per_channel, int8_weights, notes)
 
 
 def qdq_activation_scales(model_path: Path) -> dict[str, float]:

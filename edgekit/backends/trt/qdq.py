@@ -48,10 +48,16 @@ class InsertResult:
 
 
 def insert_qdq(
-    model: onnx.ModelProto, plan: Plan, scales: Mapping[str, float], per_channel: bool = True
+    model: onnx.ModelProto,
+    plan: Plan,
+    scales: Mapping[str, float],
+    per_channel: bool = True,
+    int8_weights: bool = True,
 ) -> InsertResult:
     """A copy of `model` with the plan's Q/DQ pairs: activations per-tensor with `scales[tensor]`
-    (zero point 0), weights stored as INT8 initializers with per-channel scales and a DequantizeLinear."""
+    (zero point 0); weights per output channel, stored as INT8 initializers read by a DequantizeLinear
+    (`int8_weights`, TensorRT >= 10) or kept float behind a QuantizeLinear/DequantizeLinear pair (the
+    form TensorRT 8.x parses: its ONNX parser rejects INT8 weight initializers)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -63,73 +69,51 @@ def insert_qdq(
     missing: list[str] = []
     count = 0
 
-    def emit(node_index: int, nodes: list[onnx.NodeProto]) -> None:
-        before.setdefault(node_index, []).extend(nodes)
+    def node(op: str, inputs: list[str], base: str, axis: int | None) -> onnx.NodeProto:
+        made = helper.make_node(
+            op, inputs, [_unique(taken, f"{base}_{op}_Output")], name=_unique(taken, f"{base}_{op}")
+        )
+        if axis is not None:
+            made.attribute.append(helper.make_attribute("axis", axis))
+        return made
+
+    def params(base: str, scale: np.ndarray) -> tuple[str, str]:
+        names = _unique(taken, f"{base}_scale"), _unique(taken, f"{base}_zero_point")
+        new_inits.append(numpy_helper.from_array(scale.astype(np.float32), names[0]))
+        new_inits.append(numpy_helper.from_array(np.zeros(scale.shape, dtype=np.int8), names[1]))
+        return names
 
     for q in plan.inputs:
         i = g.by_name[q.node]
-        node = g.nodes[i]
-        if q.kind == "activation":
-            if q.tensor not in rewired:
-                if q.tensor not in scales:
-                    missing.append(q.tensor)
-                    continue
-                scale = _unique(taken, f"{q.tensor}_scale")
-                zero = _unique(taken, f"{q.tensor}_zero_point")
-                new_inits += [
-                    numpy_helper.from_array(np.array(scales[q.tensor], dtype=np.float32), scale),
-                    numpy_helper.from_array(np.array(0, dtype=np.int8), zero),
-                ]
-                quantized = _unique(taken, f"{q.tensor}_QuantizeLinear_Output")
-                dequantized = _unique(taken, f"{q.tensor}_DequantizeLinear_Output")
-                first = min(c for c, _ in g.consumers[q.tensor])
-                emit(
-                    first,
-                    [
-                        helper.make_node(
-                            "QuantizeLinear",
-                            [q.tensor, scale, zero],
-                            [quantized],
-                            name=_unique(taken, f"{q.tensor}_QuantizeLinear"),
-                        ),
-                        helper.make_node(
-                            "DequantizeLinear",
-                            [quantized, scale, zero],
-                            [dequantized],
-                            name=_unique(taken, f"{q.tensor}_DequantizeLinear"),
-                        ),
-                    ],
-                )
-                count += 2
-                rewired[q.tensor] = dequantized
-            node.input[q.index] = rewired[q.tensor]
-            continue
-        axis = q.axis if per_channel else None
-        key = f"{q.tensor}\0{axis}"
+        axis = q.axis if (per_channel and q.kind == "weight") else None
+        key = q.tensor if q.kind == "activation" else f"{q.tensor}\0{axis}"
         if key not in rewired:
-            array = numpy_helper.to_array(g.constants[q.tensor]).astype(np.float32)
-            values, scale_values = _quantize_weight(array, axis)
-            qname = _unique(taken, f"{q.tensor}_quantized")
-            scale = _unique(taken, f"{q.tensor}_scale")
-            zero = _unique(taken, f"{q.tensor}_zero_point")
-            new_inits += [
-                numpy_helper.from_array(values, qname),
-                numpy_helper.from_array(scale_values, scale),
-                numpy_helper.from_array(np.zeros(scale_values.shape, dtype=np.int8), zero),
-            ]
-            dequantized = _unique(taken, f"{q.tensor}_DequantizeLinear_Output")
-            dq = helper.make_node(
-                "DequantizeLinear",
-                [qname, scale, zero],
-                [dequantized],
-                name=_unique(taken, f"{q.tensor}_DequantizeLinear"),
-            )
-            if axis is not None:
-                dq.attribute.append(helper.make_attribute("axis", axis))
-            emit(min(c for c, _ in g.consumers[q.tensor]), [dq])
-            count += 1
-            rewired[key] = dequantized
-        node.input[q.index] = rewired[key]
+            if q.kind == "activation" and q.tensor not in scales:
+                missing.append(q.tensor)
+                continue
+            first = min(c for c, _ in g.consumers[q.tensor])
+            if q.kind == "activation":
+                scale, zero = params(q.tensor, np.array(scales[q.tensor], dtype=np.float32))
+                quantize = node("QuantizeLinear", [q.tensor, scale, zero], q.tensor, None)
+                pair = [quantize, node("DequantizeLinear", [quantize.output[0], scale, zero], q.tensor, None)]
+            else:
+                array = numpy_helper.to_array(g.constants[q.tensor]).astype(np.float32)
+                values, scale_values = _quantize_weight(array, axis)
+                scale, zero = params(q.tensor, scale_values)
+                if int8_weights:
+                    stored = _unique(taken, f"{q.tensor}_quantized")
+                    new_inits.append(numpy_helper.from_array(values, stored))
+                    pair = [node("DequantizeLinear", [stored, scale, zero], q.tensor, axis)]
+                else:
+                    quantize = node("QuantizeLinear", [q.tensor, scale, zero], q.tensor, axis)
+                    pair = [
+                        quantize,
+                        node("DequantizeLinear", [quantize.output[0], scale, zero], q.tensor, axis),
+                    ]
+            before.setdefault(first, []).extend(pair)
+            count += len(pair)
+            rewired[key] = pair[-1].output[0]
+        g.nodes[i].input[q.index] = rewired[key]
 
     ordered: list[onnx.NodeProto] = []
     for i, node in enumerate(g.nodes):
