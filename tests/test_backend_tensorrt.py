@@ -547,3 +547,12 @@ def test_bundle_copies_external_weights(tmp_path):
     loaded = onnx.load(str(bundle / "model.onnx"))
     arrays = [onnx.numpy_helper.to_array(i) for i in loaded.graph.initializer]
     assert sum(a.size for a in arrays) == sum(w.size for w in weights)
+
+
+def test_backend_answers_for_targets_and_demo():
+    backend = get_backend("tensorrt")
+    assert (backend.bundle_only() is None) == HAVE_TRT
+    host, device = targets.get("x86-gpu"), targets.get("jetson-orin-nano")
+    assert backend.times_here(host, {"details": {"engine": "model.engine"}})
+    assert not backend.times_here(host, {"details": {"engine": None}})
+    assert not backend.times_here(device, {"details": {"engine": "model.engine"}})

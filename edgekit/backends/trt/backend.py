@@ -127,6 +127,18 @@ class TensorRTBackend(Backend):
                 out["tensorrt"] = "unknown"
         return out
 
+    def bundle_only(self) -> str | None:
+        """`edgekit targets` status: without TensorRT here the bundle is made and engines build on
+        the device (None when engines can be built here)."""
+        if self.engine_available():
+            return None
+        return "bundle only: no tensorrt here, engines build on the device"
+
+    def times_here(self, target: Any, manifest: Mapping[str, Any]) -> bool:
+        """Whether timing the host runner times TensorRT itself: only for an engine built here (the
+        host runner of a bundle is onnxruntime on the Q/DQ ONNX)."""
+        return target.build == "host" and bool((manifest.get("details") or {}).get("engine"))
+
     # -- export ----------------------------------------------------------------------------------
     def export(self, job: ExportJob) -> ExportResult:
         target, out, precision = job.target, Path(job.out_dir), job.precision

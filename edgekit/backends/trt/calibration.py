@@ -20,14 +20,12 @@ from edgekit.backends.trt import formats as fmt
 from edgekit.backends.trt import placement, qdq
 from edgekit.errors import BadInput, InternalError
 
-METHODS = ("entropy", "minmax", "percentile")
-
 
 def compute_ranges(model_path: Path, calib: Any, method: str) -> dict[str, tuple[float, float]]:
     """(min, max) of every activation tensor, with onnxruntime on the CPU (histograms symmetric for
     entropy/percentile, as TensorRT's scales are)."""
-    if method not in METHODS:
-        raise BadInput(f"unknown calibration method '{method}'; choose one of {', '.join(METHODS)}")
+    if method not in quant.METHODS:
+        raise BadInput(f"unknown calibration method '{method}'; choose one of {', '.join(quant.METHODS)}")
     return quant.compute_ranges(model_path, calib, method, symmetric=method != "minmax")
 
 
