@@ -23,15 +23,7 @@ from edgekit.backends.base import ExportJob, ExportOptions
 from edgekit.calib import CalibrationSet, InputInfo
 from edgekit.errors import BadInput
 from edgekit.fidelity import FidelityReport, compare
-from edgekit.manifest import (
-    MANIFEST,
-    entry_bytes,
-    file_records,
-    read_manifest,
-    replace_dir,
-    timestamp,
-    write_json_atomic,
-)
+from edgekit.manifest import MANIFEST, read_manifest, replace_dir, timestamp, write_json_atomic
 from edgekit.targets import Gates, TargetProfile
 
 log = logging.getLogger(__name__)
@@ -83,6 +75,7 @@ def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
     target = target_profiles.get(req.target, req.targets_dirs)
     backend = get_backend(target.backend)
     backend.require()
+    backend.options_of(req.options)  # `--option`s checked (typed, unknown keys refused) before any work
     precision = req.precision or target.default_precision
     if precision not in target.precisions:
         raise BadInput(
@@ -161,14 +154,15 @@ def _manifest(
     calib: CalibrationSet | None,
     export_s: float,
 ) -> dict[str, Any]:
-    files = file_records(directory, result.entry)
-    artifact_bytes = entry_bytes(directory, result.entry)
+    backend = get_backend(target.backend)
+    files = backend.file_records(directory, result.entry)
+    artifact_bytes = backend.deployable_bytes(directory, result.entry)
     src_inputs, src_outputs = source_io(prepared)
     source = prepared.record()
     source["path"] = str(prepared.source_path)
     source["inputs"] = _io_json(src_inputs)
     source["outputs"] = _io_json(src_outputs)
-    uses_calib = precision == "int8" and not req.options.dynamic_int8
+    uses_calib = backend.needs_calibration(precision, req.options)
     return {
         "schema": 1,
         "edgekit_version": __version__,

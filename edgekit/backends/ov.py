@@ -19,12 +19,23 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec, name_matches
+from edgekit.backends.base import (
+    Backend,
+    ExportJob,
+    ExportOptions,
+    ExportResult,
+    HostRunner,
+    TensorSpec,
+    manifest_specs,
+    name_matches,
+)
+from edgekit.backends.options import BackendOptions
 from edgekit.errors import BadInput, InternalError
 
 log = logging.getLogger(__name__)
@@ -40,7 +51,24 @@ _SKEWED_ACTIVATIONS = {
     "Sigmoid", "HardSwish", "HardSigmoid", "Gelu", "Elu", "Selu", "Celu", "LeakyRelu", "PRelu",
     "Mish", "Softplus", "Erf", "Tanh",
 }  # fmt: skip
-_PRESETS = ("performance", "mixed")
+
+
+@dataclass
+class OpenVinoOptions(BackendOptions):
+    """`--option KEY=VALUE` of the openvino backend."""
+
+    preset: Literal["auto", "performance", "mixed"] = field(
+        default="auto", metadata={"help": "NNCF preset for INT8 (auto: chosen from the graph's activations)"}
+    )
+    model_type: Literal["auto", "transformer", "none"] = field(
+        default="auto", metadata={"help": "NNCF model type for INT8 (auto: transformer for attention graphs)"}
+    )
+    fast_bias_correction: bool = field(
+        default=True, metadata={"help": "NNCF's fast bias correction (false: the slower, exact one)"}
+    )
+    inference_precision: Literal["f32", "f16", "bf16"] | None = field(
+        default=None, metadata={"help": "INFERENCE_PRECISION_HINT for FP16/INT8 IRs (default: the device's)"}
+    )
 
 
 # ---- loading, reusable by the device agent (only numpy-free openvino calls) ----------------------
@@ -99,10 +127,6 @@ def execution_summary(compiled: Any) -> dict[str, Any]:
 # ---- helpers --------------------------------------------------------------------------------------
 def _shape(dims: tuple[int | str | None, ...]) -> list[int | str]:
     return [d if isinstance(d, int) else (d or "?") for d in dims]
-
-
-def _layout(dims: tuple[int | str | None, ...], dtype: np.dtype) -> str:
-    return "NCHW" if len(dims) == 4 and np.issubdtype(dtype, np.floating) else ""
 
 
 def _onnx_nodes(path: Path) -> list[tuple[str, str, list[str]]]:
@@ -170,11 +194,15 @@ def resolve_ignored(
     return names
 
 
-def choose_quantization(op_types: set[str], extra: Mapping[str, Any]) -> tuple[str, str | None, str]:
+def choose_quantization(
+    op_types: set[str], options: OpenVinoOptions | Mapping[str, Any]
+) -> tuple[str, str | None, str]:
     """(preset, model_type, why). Transformer-shaped graphs (MatMul + Softmax + layer norm) get NNCF's
     TRANSFORMER model type, which keeps attention internals sensible and implies MIXED; CNNs with
     skewed activations get MIXED (asymmetric activations); plain ReLU CNNs get PERFORMANCE (symmetric,
     NNCF's CPU default and the fastest). `--option preset=` / `model_type=` override."""
+    if not isinstance(options, OpenVinoOptions):
+        options = OpenVinoOptions.parse(options, "openvino")
     layer_norm = "LayerNormalization" in op_types or {"ReduceMean", "Sqrt"} <= op_types
     transformer = {"MatMul", "Softmax"} <= op_types and layer_norm
     model_type = "transformer" if transformer else None
@@ -185,17 +213,11 @@ def choose_quantization(op_types: set[str], extra: Mapping[str, Any]) -> tuple[s
         preset, why = "mixed", f"activations with negative tails ({found}) quantize better asymmetric"
     else:
         preset, why = "performance", "ReLU-style activations: symmetric int8 is exact enough and fastest"
-    if "model_type" in extra:
-        value = str(extra["model_type"]).lower()
-        if value not in ("transformer", "none", ""):
-            raise BadInput(f"--option model_type={value}: valid values are transformer, none")
-        model_type = "transformer" if value == "transformer" else None
+    if options.model_type != "auto":
+        model_type = "transformer" if options.model_type == "transformer" else None
         why += "; model_type set by --option"
-    if "preset" in extra:
-        value = str(extra["preset"]).lower()
-        if value not in _PRESETS:
-            raise BadInput(f"--option preset={value}: valid values are {', '.join(_PRESETS)}")
-        preset = value
+    if options.preset != "auto":
+        preset = options.preset
         why += "; preset set by --option"
     return preset, model_type, why
 
@@ -270,6 +292,24 @@ class OpenVinoBackend(Backend):
     name_pattern = None  # IR tensor and node names may hold any character ('@', ':', '/', ...)
     # the ONNX frontend reads old opsets itself and no Q/DQ is written into the ONNX: nothing to raise
     min_opset = 7
+    Options = OpenVinoOptions
+    model_suffixes = (".xml", ".bin")
+
+    # ---- the questions asked of a backend ----------------------------------------------------------
+    def needs_calibration(self, precision: str, options: ExportOptions) -> bool:
+        return precision == "int8"  # NNCF post-training quantization is static: always calibrated
+
+    def deployable_files(self, directory: Path, entry: str) -> list[str]:
+        """The IR: model.xml and its weights, model.bin."""
+        weights = Path(entry).with_suffix(".bin").as_posix()
+        return [entry, weights] if (Path(directory) / weights).is_file() else [entry]
+
+    def run_device(self, target: Any, manifest: Mapping[str, Any]) -> str:
+        """The OpenVINO device of the target profile ("CPU", "GPU", "NPU", "GPU.1", "AUTO:GPU,CPU"),
+        else the one the manifest recorded at export."""
+        recorded = (manifest.get("details") or {}).get("device")
+        device = (target.device if target is not None else None) or recorded or "CPU"
+        return str(device).upper()
 
     # ---- export -----------------------------------------------------------------------------------
     def export(self, job: ExportJob) -> ExportResult:
@@ -277,12 +317,8 @@ class OpenVinoBackend(Backend):
         import openvino as ov
 
         precision = job.precision
-        if precision not in ("fp32", "fp16", "int8"):
-            raise BadInput(f"the openvino backend exports fp32, fp16 or int8, not '{precision}'")
-        if job.target.precisions and precision not in job.target.precisions:
-            raise BadInput(
-                f"target '{job.target.name}' supports {', '.join(job.target.precisions)}, not {precision}"
-            )
+        self.check_precision(precision, job.target)
+        options = self.options_of(job.options)
         warnings: list[str] = []
         try:
             ov_model = ov.convert_model(str(job.prepared.path))
@@ -322,7 +358,7 @@ class OpenVinoBackend(Backend):
         xml_path = job.out_dir / ENTRY
         ov.save_model(ov_model, str(xml_path), compress_to_fp16=precision == "fp16")
 
-        inference_precision = job.options.extra.get("inference_precision")
+        inference_precision = options.inference_precision if isinstance(options, OpenVinoOptions) else None
         if inference_precision:
             details["inference_precision_override"] = str(inference_precision)
         if threads:
@@ -365,13 +401,7 @@ class OpenVinoBackend(Backend):
                 kind = "input" if inputs else "output"
                 raise InternalError(f"the IR has no {kind} tensor named '{info.name}' after conversion")
             specs.append(
-                TensorSpec(
-                    name=info.name,
-                    source_name=job.prepared.name_map.get(info.name, info.name),
-                    shape=_shape(info.shape),
-                    dtype=info.dtype.name,
-                    layout=_layout(info.shape, info.dtype),
-                )
+                TensorSpec.build(info.name, info.shape, info.dtype, job.prepared.name_map.get(info.name))
             )
         return specs
 
@@ -385,10 +415,11 @@ class OpenVinoBackend(Backend):
             raise BadInput("int8 export needs a calibration set: pass --calib SET (.npz or image directory)")
         job.calib.validate(job.prepared.inputs)
         calib_items = list(job.calib.feeds())
-        extra = job.options.extra
+        options = self.options_of(job.options)
+        assert isinstance(options, OpenVinoOptions)
         prepared_nodes = _onnx_nodes(job.prepared.path)
-        preset, model_type, why = choose_quantization({n[1] for n in prepared_nodes}, extra)
-        fast_bias = str(extra.get("fast_bias_correction", "true")).lower() not in ("false", "0", "no")
+        preset, model_type, why = choose_quantization({n[1] for n in prepared_nodes}, options)
+        fast_bias = options.fast_bias_correction
         target_device = getattr(nncf.TargetDevice, device, nncf.TargetDevice.ANY)
         patterns = list(job.options.ignore)
         ignored: list[str] = []
@@ -500,8 +531,7 @@ class OpenVinoBackend(Backend):
         xml_path = Path(artifact_dir) / manifest.get("entry", ENTRY)
         if not xml_path.exists():
             raise BadInput(f"{artifact_dir}: the OpenVINO IR {xml_path.name} is missing")
-        inputs = [TensorSpec.from_json(s) for s in manifest["inputs"]]
-        outputs = [TensorSpec.from_json(s) for s in manifest["outputs"]]
+        inputs, outputs = manifest_specs(manifest)
         precision = str(manifest.get("precision", "fp32"))
         threads = threads or manifest.get("threads") or details.get("threads")
         compiled = compile_ir(
