@@ -65,10 +65,11 @@ class TensorRTOptions(BackendOptions):
 class TensorRTBackend(trt.TensorRTBackend):
     Options = TensorRTOptions
     model_suffixes = (".onnx", ".data", ".engine", ".plan")
-    bundle_only_note = "no tensorrt here, engines build on the device"
 
-    def bundle_only(self) -> bool:
-        return not self.engine_available()
+    def bundle_only(self) -> str | None:
+        if self.engine_available():
+            return None
+        return "bundle only: no tensorrt here, engines build on the device"
 
     def needs_calibration(self, precision: str, options: ExportOptions) -> bool:
         return precision == "int8"  # host calibration writes the cache and the Q/DQ ONNX

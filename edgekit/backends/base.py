@@ -215,7 +215,6 @@ class Backend(ABC):
     Options: ClassVar[type[BackendOptions]] = BackendOptions  # its `--option KEY=VALUE` (none here)
     # files of these suffixes are model bytes (role "model" in the manifest); the rest are logs, recipes
     model_suffixes: tuple[str, ...] = (".onnx", ".data")
-    bundle_only_note: str = ""  # why an installed backend only writes a bundle here (status line)
     # the runner class of edgekit/agent.py that runs its artifacts on a device (default: `name`); a
     # backend whose artifacts an existing runtime runs names that runtime and needs no agent change
     agent_runner: str = ""
@@ -243,20 +242,19 @@ class Backend(ABC):
                 out[mod] = "unknown"
         return out
 
-    def bundle_only(self) -> bool:
-        """Installed, but exports only a bundle that is finished on the device (no runtime here)."""
-        return False
+    def bundle_only(self) -> str | None:
+        """Why an installed backend only writes a bundle that is finished on the device (its runtime is
+        not here), e.g. "bundle only: no tensorrt here, engines build on the device"; None otherwise."""
+        return None
 
     def status(self) -> str:
-        """One line for `edgekit targets`: installed, bundle only, or what to install."""
+        """One line for `edgekit targets`: installed, installed with the bundle-only note, or what to
+        install."""
         missing = self.missing_modules()
         if missing:
             return f"missing {', '.join(missing)} (pip install 'edgekit[{self.extra}]')"
-        if self.bundle_only():
-            return (
-                f"installed (bundle only: {self.bundle_only_note})" if self.bundle_only_note else "installed"
-            )
-        return "installed"
+        note = self.bundle_only()
+        return f"installed ({note})" if note else "installed"
 
     def check_precision(self, precision: str, target: TargetProfile) -> None:
         """BadInput unless both this backend and the target offer `precision`."""
