@@ -177,7 +177,7 @@ def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
 def drop_initializer_inputs(model: onnx.ModelProto) -> int:
     """Old exporters (IR < 4, and later ones with `keep_initializers_as_inputs`) list every
     initializer as a graph input too; backends then treat weights as overridable inputs. Remove those
-    entries. IR < 4 requires them, so the caller must raise the IR version (see ingest)."""
+    entries. IR < 4 requires them, so the caller must raise the IR version (`opset.settle_ir_version`)."""
     inits = {init.name for init in model.graph.initializer}
     keep = [vi for vi in model.graph.input if vi.name not in inits]
     dropped = len(model.graph.input) - len(keep)

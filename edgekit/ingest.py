@@ -2,8 +2,9 @@
 
 Every later step reads the *prepared* model, never the user's file directly. Preparing means:
 load (external data too) and check; move weights held in Constant nodes into initializers and drop
-initializers that old exporters also list as graph inputs; fix dynamic dims from `--input-shape`;
-raise the opset where quantization needs it (per-channel Q/DQ needs 13) or lower it
+initializers that old exporters also list as graph inputs (raising the IR version that then needs);
+fix dynamic dims from `--input-shape`; upgrade models from old exporters (below opset 11, see
+`edgekit.opset`); raise the opset where quantization needs it (per-channel Q/DQ needs 13) or lower it
 to a target's maximum; fold constants with onnxslim when installed; rename tensors whose names a
 backend rejects, keeping a map back to the original names; infer shapes. The result is stored in the
 content cache (`edgekit.cache`) keyed by the source's sha256 plus the options, so the second export of
@@ -50,6 +51,7 @@ from edgekit.graph import (
     tensor_names,
     toposort,
 )
+from edgekit.opset import OpsetConversionError, convert_opset, settle_ir_version, upgrade_legacy
 
 __all__ = [  # the prepare pipeline, and the graph/cache names importers still take from here
     "CACHE_ENV",
@@ -103,11 +105,8 @@ def parse_input_shapes(specs: Sequence[str]) -> dict[str, list[int]]:
 
 
 def change_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
-    from onnx import version_converter
-
-    converted = version_converter.convert_version(model, target)
-    onnx.checker.check_model(converted)
-    return converted
+    """The model at opset `target` (see `edgekit.opset.convert_opset`)."""
+    return convert_opset(model, target)
 
 
 def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
@@ -205,6 +204,7 @@ def _prepare(
     steps: list[str] = []
     warnings: list[str] = []
     source_opset = onnx_opset(model)
+    source_ir = model.ir_version
 
     moved = constants_to_initializers(model)
     if moved:
@@ -231,23 +231,24 @@ def _prepare(
             f"{where}: this backend needs static shapes; dynamic dims in {listing}. Fix them with {example}"
         )
 
+    upgrade = upgrade_legacy(model, options.max_opset)
+    model = upgrade.model
+    steps.extend([upgrade.step] if upgrade.step else [])
+    warnings.extend([upgrade.warning] if upgrade.warning else [])
     opset = onnx_opset(model)
     if options.min_opset and opset < options.min_opset:
         try:
-            model = change_opset(model, options.min_opset)
+            model = convert_opset(model, options.min_opset)
             steps.append(f"opset {opset} -> {options.min_opset}")
-        except Exception as exc:  # noqa: BLE001 - backends fall back (e.g. per-tensor Q/DQ)
-            warnings.append(f"could not raise opset {opset} -> {options.min_opset}: {first_line(exc)}")
+        except OpsetConversionError as exc:  # backends fall back (e.g. per-tensor Q/DQ)
+            warnings.append(f"could not raise opset {opset} -> {options.min_opset}: {exc}")
     opset = onnx_opset(model)
     if options.max_opset and opset > options.max_opset:
         try:
-            model = change_opset(model, options.max_opset)
+            model = convert_opset(model, options.max_opset)
             steps.append(f"opset {opset} -> {options.max_opset} (target maximum)")
-        except Exception as exc:  # noqa: BLE001
-            raise BadInput(
-                f"{where}: the target accepts opset <= {options.max_opset} but converting from opset "
-                f"{opset} failed: {first_line(exc)}"
-            ) from exc
+        except OpsetConversionError as exc:
+            raise BadInput(f"{where}: {_lowering_advice(exc, options.max_opset)}") from exc
 
     if options.simplify:
         model, note = simplify(model)
@@ -260,6 +261,9 @@ def _prepare(
             steps.append(f"renamed {len(name_map)} tensors with characters the backend rejects")
 
     model = infer_shapes(model)
+    settle_ir_version(model)
+    if model.ir_version != source_ir:
+        steps.append(f"IR version {source_ir} -> {model.ir_version}")
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001
@@ -275,6 +279,16 @@ def _prepare(
         "warnings": warnings,
     }
     return model, meta
+
+
+def _lowering_advice(exc: OpsetConversionError, max_opset: int) -> str:
+    """One line: what blocks lowering the opset to the target's maximum, and what the user can do."""
+    return (
+        f"the target accepts opset <= {max_opset} but the model is opset {exc.source}, and {exc.detail}. "
+        f"Re-export the model at opset {max_opset} (e.g. torch.onnx.export(..., opset_version={max_opset}); "
+        f"the exporter then writes {exc.op or 'the op'} in older ops) or choose a target that accepts "
+        f"opset {exc.source}"
+    )
 
 
 def _example_dim(axis: int, dim: int | str | None) -> str:
