@@ -68,8 +68,7 @@ def _export(
     )
     calib_path = tmp_path / "calib.npz"
     np.savez(calib_path, **sample_set(onnx.load(str(model)), 16, seed=1, uniform=(-1.0, 1.0)))
-    calib = CalibrationSet.load(calib_path)
-    calib.validate(prepared.inputs)
+    calib = CalibrationSet.load(calib_path).validate(prepared.inputs)
     out = tmp_path / f"{target_name}.{precision}.{batch}"
     out.mkdir()
     options = ExportOptions(calib_method=method, extra=dict(extra or {}))
