@@ -283,11 +283,13 @@ def _prepare(
 
 def _lowering_advice(exc: OpsetConversionError, max_opset: int) -> str:
     """One line: what blocks lowering the opset to the target's maximum, and what the user can do."""
+    exporter = f"e.g. torch.onnx.export(..., opset_version={max_opset})"
+    if exc.op and "no equivalent" in exc.detail:
+        exporter += f", which writes {exc.op} with older ops"
     return (
         f"the target accepts opset <= {max_opset} but the model is opset {exc.source}, and {exc.detail}. "
-        f"Re-export the model at opset {max_opset} (e.g. torch.onnx.export(..., opset_version={max_opset}); "
-        f"the exporter then writes {exc.op or 'the op'} in older ops) or choose a target that accepts "
-        f"opset {exc.source}"
+        f"Re-export the model at opset {max_opset} ({exporter}) or choose a target that accepts opset "
+        f"{exc.source}"
     )
 
 

@@ -107,16 +107,28 @@ def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     if held:
         _release(converted)
     legacy.asymmetric_resize(converted, resized)
-    if target < source:
-        # a runtime that takes opset `target` at most is from that opset's time: write that era's IR
-        era = int(helper.find_min_ir_version_for([helper.make_opsetid("", target)], ignore_unknown=True))
-        converted.ir_version = min(converted.ir_version, max(era, required_ir_version(converted)))
     settle_ir_version(converted)
     try:
         onnx.checker.check_model(converted)
     except Exception as exc:  # noqa: BLE001
         raise _conversion_error(work, source, target, exc) from exc
+    if target < source:
+        _era_ir_version(converted, target)
     return converted
+
+
+def _era_ir_version(model: onnx.ModelProto, opset: int) -> None:
+    """A runtime that takes opset `opset` at most is from that opset's time and may refuse a newer IR
+    version (TensorRT 8.2's parser): write that era's IR, unless the model needs a newer one."""
+    era = int(helper.find_min_ir_version_for([helper.make_opsetid("", opset)], ignore_unknown=True))
+    if model.ir_version <= era:
+        return
+    newer = model.ir_version
+    model.ir_version = max(era, required_ir_version(model))
+    try:
+        onnx.checker.check_model(model)
+    except Exception:  # noqa: BLE001 - it uses something of its IR (functions, optional types ...)
+        model.ir_version = newer
 
 
 _NO_PREVIOUS = re.compile(r"No Previous Version of (\w+) exists")
