@@ -85,6 +85,7 @@ __all__ = [  # the prepare pipeline, and the graph/cache names importers still t
 log = logging.getLogger(__name__)
 
 CACHE_KIND = "prepared"
+PREPARE_FORMAT = 2  # bump when preparation changes what it writes: older cache entries are not reused
 
 
 def parse_input_shapes(specs: Sequence[str]) -> dict[str, list[int]]:
@@ -184,7 +185,7 @@ def prepare(model_path: str | Path, options: PrepareOptions | None = None) -> Pr
         load_model(source)  # raises the right one-line error
     sha = model_sha256(source)
     cache = ContentCache(CACHE_KIND)
-    key = digest(f"{sha}|{options.key()}|{__version__}")
+    key = digest(f"{sha}|{options.key()}|{__version__}|prepare-{PREPARE_FORMAT}")
     found = cache.lookup(key)
     if found is not None:
         try:
