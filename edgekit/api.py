@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
 import re
 import shutil
 import tempfile
@@ -20,18 +18,10 @@ from edgekit import __version__, ingest, runner
 from edgekit import targets as target_profiles
 from edgekit.backends import get_backend
 from edgekit.backends.base import ExportJob, ExportOptions
-from edgekit.calib import CalibrationSet, InputInfo
+from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
 from edgekit.errors import BadInput
 from edgekit.fidelity import FidelityReport, compare
-from edgekit.manifest import (
-    MANIFEST,
-    entry_bytes,
-    file_records,
-    read_manifest,
-    replace_dir,
-    timestamp,
-    write_json_atomic,
-)
+from edgekit.manifest import MANIFEST, read_manifest, replace_dir, timestamp, write_json_atomic
 from edgekit.targets import Gates, TargetProfile
 
 log = logging.getLogger(__name__)
@@ -83,6 +73,7 @@ def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
     target = target_profiles.get(req.target, req.targets_dirs)
     backend = get_backend(target.backend)
     backend.require()
+    backend.options_of(req.options)  # `--option`s checked (typed, unknown keys refused) before any work
     precision = req.precision or target.default_precision
     if precision not in target.precisions:
         raise BadInput(
@@ -107,12 +98,11 @@ def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
         ),
     )
     source_inputs = source_io(prepared)[0]
-    for data, what in ((calib, "calibration set"), (val, "validation set")):
-        if data is not None:
-            data.validate(source_inputs, what)
+    calib_reader = calib.validate(source_inputs, "calibration set") if calib is not None else None
+    val_reader = val.validate(source_inputs, "validation set") if val is not None else None
     to_prepared = {prepared.source_name(i.name): i.name for i in prepared.inputs}
-    job_calib = calib.renamed(to_prepared) if calib is not None else None
-    job_val = val.renamed(to_prepared) if val is not None else None
+    job_calib = calib_reader.renamed(to_prepared) if calib_reader is not None else None
+    job_val = val_reader.renamed(to_prepared) if val_reader is not None else None
 
     out_root = Path(req.out_dir).expanduser()
     out_root.mkdir(parents=True, exist_ok=True)
@@ -126,11 +116,11 @@ def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
         manifest = _manifest(req, target, precision, prepared, result, tmp, calib, export_s)
         write_json_atomic(tmp / MANIFEST, manifest)
         report = None
-        if val is not None:
-            progress(f"verifying on {len(val)} samples")
-            report = verify_dir(tmp, manifest, val, model_path, gates_for(target, req.gate_overrides))
+        if val_reader is not None:
+            progress(f"verifying on {len(val_reader)} samples")
+            report = verify_dir(tmp, manifest, val_reader, model_path, gates_for(target, req.gate_overrides))
             manifest["fidelity"] = report.to_json()
-            manifest["validation"] = val.record()
+            manifest["validation"] = val_reader.record()
             write_json_atomic(tmp / MANIFEST, manifest)
         replace_dir(tmp, final)
     except BaseException:
@@ -161,14 +151,15 @@ def _manifest(
     calib: CalibrationSet | None,
     export_s: float,
 ) -> dict[str, Any]:
-    files = file_records(directory, result.entry)
-    artifact_bytes = entry_bytes(directory, result.entry)
+    backend = get_backend(target.backend)
+    files = backend.file_records(directory, result.entry)
+    artifact_bytes = backend.deployable_bytes(directory, result.entry)
     src_inputs, src_outputs = source_io(prepared)
     source = prepared.record()
     source["path"] = str(prepared.source_path)
     source["inputs"] = _io_json(src_inputs)
     source["outputs"] = _io_json(src_outputs)
-    uses_calib = precision == "int8" and not req.options.dynamic_int8
+    uses_calib = backend.needs_calibration(precision, req.options)
     return {
         "schema": 1,
         "edgekit_version": __version__,
@@ -208,16 +199,8 @@ def _manifest(
 
 
 # ---- verification ------------------------------------------------------------------------------
-def _stack(chunks: list[np.ndarray], batched: bool) -> np.ndarray:
-    return np.concatenate(chunks, axis=0) if batched else np.stack(chunks, axis=0)
-
-
-def _batched(data: CalibrationSet) -> bool:
-    return all(data._batched.get(n, False) for n in data.names)
-
-
 def reference_outputs(
-    model_path: Path, data: CalibrationSet, progress: Progress = _noop
+    model_path: Path, data: CalibrationReader, progress: Progress = _noop
 ) -> dict[str, np.ndarray]:
     """FP32 outputs of the source model through onnxruntime, stacked over samples."""
     import onnxruntime as ort
@@ -234,21 +217,21 @@ def reference_outputs(
     for feed in data.feeds(1):
         for name, value in zip(names, session.run(names, feed), strict=True):
             chunks[name].append(np.asarray(value))
-    return {n: _stack(c, _batched(data)) for n, c in chunks.items()}
+    return {n: data.stack(c) for n, c in chunks.items()}
 
 
-def artifact_outputs(runner: Any, data: CalibrationSet) -> dict[str, np.ndarray]:
+def artifact_outputs(runner: Any, data: CalibrationReader) -> dict[str, np.ndarray]:
     chunks: dict[str, list[np.ndarray]] = {}
     for feed in data.feeds(1):
         for name, value in runner.infer(feed).items():
             chunks.setdefault(name, []).append(np.asarray(value))
-    return {n: _stack(c, _batched(data)) for n, c in chunks.items()}
+    return {n: data.stack(c) for n, c in chunks.items()}
 
 
 def verify_dir(
     artifact_dir: Path,
     manifest: Mapping[str, Any],
-    val: CalibrationSet,
+    val: CalibrationReader,
     reference_model: Path,
     gates: Gates,
 ) -> FidelityReport:
@@ -277,8 +260,9 @@ def verify(
     artifact_dir = Path(artifact_dir).expanduser()
     manifest = read_manifest(artifact_dir)
     reference_model = _reference_path(manifest, reference)
-    val = CalibrationSet.load(val_path, samples)
-    val.validate(_infos(manifest["source"]["inputs"]), "validation set")
+    val = CalibrationSet.load(val_path, samples).validate(
+        _infos(manifest["source"]["inputs"]), "validation set"
+    )
     try:
         target = target_profiles.get(manifest["target"], targets_dirs)
         base = gates_for(target, gate_overrides or {})
@@ -311,86 +295,13 @@ def _reference_path(manifest: Mapping[str, Any], reference: str | Path | None) -
     )
 
 
-# ---- local timing loop -------------------------------------------------------------------------
-def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
-    count = len(ordered)
-
-    def pct(p: float) -> float:
-        if count == 1:
-            return ordered[0]
-        rank = (count - 1) * p / 100.0
-        low = math.floor(rank)
-        high = min(low + 1, count - 1)
-        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-    mean = sum(ordered) / count
-    var = sum((x - mean) ** 2 for x in ordered) / count
-    return {
-        "min": ordered[0],
-        "mean": mean,
-        "p50": pct(50),
-        "p90": pct(90),
-        "p95": pct(95),
-        "p99": pct(99),
-        "max": ordered[-1],
-        "std": math.sqrt(var),
-    }
-
-
-def random_feed(manifest: Mapping[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in manifest["source"]["inputs"]:
-        shape = [d if isinstance(d, int) else 1 for d in spec["shape"]]
-        dtype = np.dtype(spec["dtype"])
-        if np.issubdtype(dtype, np.floating):
-            feed[spec["name"]] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feed[spec["name"]] = rng.integers(0, 2, shape).astype(dtype)
-        else:
-            feed[spec["name"]] = rng.integers(0, 10, shape).astype(dtype)
-    return feed
-
-
+# ---- local timing ------------------------------------------------------------------------------
 def bench_local(
     artifact_dir: str | Path, iterations: int = 100, warmup: int = 10, threads: int | None = None
 ) -> dict[str, Any]:
-    """An in-process timing loop on this machine (the SSH runner's agent measures devices)."""
-    artifact_dir = Path(artifact_dir).expanduser()
-    manifest = dict(read_manifest(artifact_dir))
-    if threads:
-        manifest["threads"] = threads
-    backend = get_backend(manifest["backend"])
-    backend.require()
-    feed = random_feed(manifest)
-    started = time.perf_counter()
-    with backend.open_runner(artifact_dir, manifest) as runner:
-        init_ms = (time.perf_counter() - started) * 1000.0
-        runner.infer(feed)
-        first_ms = runner.last_ms
-        for _ in range(warmup):
-            runner.infer(feed)
-        times = []
-        for _ in range(iterations):
-            runner.infer(feed)
-            times.append(runner.last_ms)
-    stats = latency_stats(times)
-    return {
-        "artifact": {
-            "name": manifest.get("name"),
-            "target": manifest["target"],
-            "precision": manifest["precision"],
-        },
-        "device": {"name": "local", "host": os.uname().nodename},
-        "settings": {"warmup": warmup, "iterations": iterations, "threads": threads, "input": "random"},
-        "latency_ms": stats,
-        "throughput_fps": 1000.0 / stats["mean"] if stats["mean"] > 0 else None,
-        "init_ms": init_ms,
-        "first_inference_ms": first_ms,
-        "status": "ok",
-        "timestamp": timestamp(),
-    }
+    """Time an artifact on this machine through the same path as `edgekit bench --device local` (the
+    runner, the local transport and the device agent's timing loop and statistics)."""
+    return runner.bench_local(artifact_dir, iterations=iterations, warmup=warmup, threads=threads)
 
 
 # ---- fleet benchmark and on-device fidelity ------------------------------------------------------
@@ -422,10 +333,13 @@ def bench(
     if not jobs:
         raise BadInput("nothing to run: no device matches the artifacts' targets; name devices with --device")
     val = None
+    bound: dict[str, CalibrationReader] = {}  # artifact sha256 -> the set bound to its source inputs
     if settings.validation is not None:
         val = CalibrationSet.load(settings.validation)
         for artifact in artifacts:
-            val.validate(_infos(artifact.manifest["source"]["inputs"]), "validation set")
+            bound[artifact.sha256] = val.validate(
+                _infos(artifact.manifest["source"]["inputs"]), "validation set"
+            )
     results = Path(results).expanduser()
     records = asyncio.run(runner.run_bench(jobs, settings, results, resume, concurrency, progress))
     outcome = BenchOutcome(records, warnings, results)
@@ -437,7 +351,7 @@ def bench(
             art = next(a for a in artifacts if a.sha256 == record["artifact"]["sha256"])
             model = _reference_path(art.manifest, None)
             if str(model) not in references:
-                references[str(model)] = reference_outputs(model, val)
+                references[str(model)] = reference_outputs(model, bound[art.sha256])
             with np.load(record["outputs_file"]) as data:
                 actual = {k: data[k] for k in data.files}
             gates = _gates_for_manifest(art.manifest, {})
@@ -472,8 +386,9 @@ def verify_on_device(
     artifact_dir = Path(artifact_dir).expanduser()
     manifest = read_manifest(artifact_dir)
     reference_model = _reference_path(manifest, reference)
-    val = CalibrationSet.load(val_path, samples)
-    val.validate(_infos(manifest["source"]["inputs"]), "validation set")
+    val = CalibrationSet.load(val_path, samples).validate(
+        _infos(manifest["source"]["inputs"]), "validation set"
+    )
     artifacts = runner.load_artifacts([artifact_dir])
     jobs, _ = runner.plan(artifacts, dict(devices), [device])
     with tempfile.TemporaryDirectory(prefix="edgekit-verify-") as tmp:

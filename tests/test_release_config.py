@@ -81,6 +81,24 @@ CASES = [
     ('input_shape = ["input:1,1,8,8"]', 'input_shape = ["input:1,x"]', 9, "input_shape"),
     ('calib = "calib.npz"\n', "", 5, "builds int8, which needs a calibration set"),
     ("[bench]", "[bench", 18, "malformed TOML"),
+    (
+        'precisions = ["fp32", "int8"]',
+        'precisions = ["fp32", "int8"]\noptions = { calib_methd = "minmax" }',
+        14,
+        "unknown option 'calib_methd'. Did you mean 'calib_method'?",
+    ),
+    (
+        'precisions = ["fp32", "int8"]',
+        'precisions = ["fp32", "int8"]\noptions = { opset_max = 3 }',
+        14,
+        "not an option of the onnxruntime backend",
+    ),
+    (
+        'precisions = ["fp32", "int8"]',
+        'precisions = ["fp32", "int8"]\noptions = { dynamic_int8 = "yes" }',
+        14,
+        "options.dynamic_int8 must be true or false",
+    ),
 ]
 
 

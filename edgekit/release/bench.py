@@ -25,14 +25,7 @@ def runs_on(device: Any, profile: Any, manifest: dict[str, Any]) -> str | None:
     if device.transport == "local":
         from edgekit.backends import get_backend
 
-        hook = getattr(get_backend(profile.backend), "times_here", None)
-        if callable(hook):
-            here = bool(hook(profile, manifest))
-        else:
-            from edgekit.demo import runs_here
-
-            here = runs_here(profile, manifest)
-        if here:
+        if get_backend(profile.backend).times_here(profile, manifest):
             return None
         return f"{profile.name} artifacts do not run on this machine (it is {device.target})"
     return f"device '{device.name}' is a {device.target}, not a {profile.name}"

@@ -53,11 +53,9 @@ def export_options(options: dict[str, Any]) -> Any:
     backend options (what `--option KEY=VALUE` sets on the command line)."""
     from edgekit.backends.base import ExportOptions
 
-    known = {f for f in ExportOptions.__dataclass_fields__ if f != "extra"}
+    known = {f for f in ExportOptions.__dataclass_fields__ if f not in ("extra", "backend_options")}
     values = {k: v for k, v in options.items() if k in known}
-    extra = {
-        k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items() if k not in known
-    }
+    extra = {k: v for k, v in options.items() if k not in known}  # typed values: Options.parse takes them
     return ExportOptions(**values, extra=extra)
 
 

@@ -7,24 +7,27 @@ keys that add the validation set and gates, or the device and bench settings."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
+from edgekit.cache import META, ContentCache
+from edgekit.fsio import replace_dir, write_json_atomic
 
 CORE_MODULES = ("onnx", "onnxruntime", "numpy", "onnxslim")
 
 
 def digest(data: Any) -> str:
-    """sha256 of a JSON value with sorted keys (stable across runs and machines)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """The full sha256 of a JSON value with sorted keys (edgekit.cache's key maker)."""
+    from edgekit.cache import digest as cache_digest
+
+    return cache_digest(data, 64)
 
 
 @functools.cache
@@ -51,62 +54,44 @@ def toolchain(backend_modules: Iterable[str]) -> dict[str, str]:
     return versions
 
 
-def cache_root() -> Path:
-    from edgekit.ingest import cache_root as ingest_cache_root
-
-    return ingest_cache_root("release")
-
-
-class Store:
-    """`<root>/<key[:2]>/<key>/`: one finished entry per key, written in a temp sibling and renamed
-    into place, so a killed build leaves at most a `.tmp-` folder (removed by the next run when its
-    process is gone)."""
+class Store(ContentCache):
+    """`$EDGEKIT_CACHE_DIR/release/<key>/` (edgekit.cache's layout: an entry is complete once its
+    meta.json is there). A build fills a staging folder that its worker may take minutes over, so the
+    staging is explicit here (`staging`, then `commit`) rather than one `store()` block; a killed
+    build leaves a `.tmp-<key>-<pid>-` folder that the next run removes once that process is gone.
+    Verification and benchmark results are small JSON files beside, under `results/`."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = root or cache_root()
-
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / key
+        super().__init__("release", root)
 
     def has(self, key: str) -> bool:
-        return (self.path(key) / "entry.json").is_file()
+        return self.lookup(key) is not None
 
     def staging(self, key: str) -> Path:
-        folder = self.root / key[:2]
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".tmp-{key[:16]}-{os.getpid()}-{os.urandom(4).hex()}"
-        tmp.mkdir()
-        return tmp
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-{os.getpid()}-", dir=self.root))
 
-    def commit(self, key: str, staged: Path, entry: Mapping[str, Any]) -> Path:
-        from edgekit.fsio import replace_dir, write_json_atomic
-
-        write_json_atomic(staged / "entry.json", dict(entry))
-        final = self.path(key)
-        replace_dir(staged, final)
-        return final
-
-    def entry(self, key: str) -> dict[str, Any]:
-        return json.loads((self.path(key) / "entry.json").read_text(encoding="utf-8"))
+    def commit(self, key: str, staged: Path, meta: Mapping[str, Any]) -> Path:
+        write_json_atomic(staged / META, dict(meta))
+        replace_dir(staged, self.path(key))
+        return self.path(key)
 
     def put_json(self, key: str, data: Mapping[str, Any]) -> None:
-        from edgekit.fsio import write_json_atomic
-
-        write_json_atomic(self.root / "results" / key[:2] / f"{key}.json", dict(data))
+        write_json_atomic(self.root / "results" / f"{key}.json", dict(data))
 
     def get_json(self, key: str) -> dict[str, Any] | None:
-        path = self.root / "results" / key[:2] / f"{key}.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            value = json.loads((self.root / "results" / f"{key}.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        return value if isinstance(value, dict) else None
 
     def clean_stale(self) -> int:
         """Remove `.tmp-` folders whose process is gone (a killed build); returns how many."""
         removed = 0
         if not self.root.is_dir():
             return 0
-        for tmp in self.root.glob("*/.tmp-*"):
+        for tmp in self.root.glob(".tmp-*"):
             parts = tmp.name.split("-")
             pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
             if pid is not None and _alive(pid):

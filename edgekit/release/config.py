@@ -321,7 +321,7 @@ def _check_model_inputs(reader: _Reader, model: ModelSpec, where: tuple[Any, ...
     validation sets fit those inputs: all before any work."""
     import onnx
 
-    from edgekit import ingest
+    from edgekit import graph
     from edgekit.calib import CalibrationSet
 
     try:
@@ -332,12 +332,12 @@ def _check_model_inputs(reader: _Reader, model: ModelSpec, where: tuple[Any, ...
             f"[[model]] {model.path.name} is not a readable ONNX model: {first}", *where, "path"
         ) from exc
     try:
-        ingest.fix_input_shapes(proto, model.input_shapes)
+        graph.fix_input_shapes(proto, model.input_shapes)
     except BadInput as exc:
         raise reader.fail(
             f"[[model]] input_shape: {str(exc).replace('--input-shape ', '')}", *where, "input_shape"
         ) from exc
-    inputs, _ = ingest.io_info(proto)
+    inputs, _ = graph.io_info(proto)
     for key, path, samples in (
         ("calib", model.calib, model.calib_samples),
         ("val", model.val, model.val_samples),
@@ -396,6 +396,18 @@ def _targets(reader: _Reader, data: Mapping[str, Any], cfg: ReleaseConfig) -> No
         if len(set(precisions)) != len(precisions):
             raise reader.fail(f"[[target]] {name}: a precision is listed twice", *where, "precisions")
         options = dict(spec.get("options", {}))
+        backend_options = {k: v for k, v in options.items() if k not in EXPORT_OPTION_TYPES}
+        for key in backend_options:
+            close = suggest(key, EXPORT_OPTION_TYPES)
+            if close:
+                raise reader.fail(f"[[target]] {name}: unknown option '{key}'.{close}", *where, "options")
+        if backend_options:
+            from edgekit.backends import parse_options
+
+            try:
+                parse_options(profile.backend, backend_options)
+            except BadInput as exc:
+                raise reader.fail(f"[[target]] {name} options: {exc}", *where, "options") from exc
         for key, value in options.items():
             types = EXPORT_OPTION_TYPES.get(key)
             if types is not None and (

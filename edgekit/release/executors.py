@@ -231,7 +231,7 @@ class RayExecutor:
         running: dict[Any, tuple[int, Task, Path]] = {}
 
         def submit(index: int) -> None:
-            from edgekit.ingest import model_files
+            from edgekit.graph import model_files
 
             task, work = queues[index].pop(0)
             inputs = {task.model: ship(task.model, model_files(task.model))}

@@ -51,10 +51,10 @@ def artifact_name(model: ModelSpec, target: str, precision: str) -> str:
 
 
 def model_info(spec: ModelSpec) -> ModelInfo:
-    from edgekit import analysis, ingest
+    from edgekit import analysis, graph
     from edgekit.calib import CalibrationSet
 
-    info = ModelInfo(spec, ingest.model_sha256(spec.path))
+    info = ModelInfo(spec, graph.model_sha256(spec.path))
     if spec.calib is not None:
         calib = CalibrationSet.load(spec.calib, spec.calib_samples)
         info.calib = {"sha256": calib.sha256(), "samples": len(calib), "source": spec.calib.name}
@@ -70,12 +70,9 @@ def model_info(spec: ModelSpec) -> ModelInfo:
 
 
 def needs_calibration(backend: Any, precision: str, options: dict[str, Any]) -> bool:
-    hook = getattr(backend, "needs_calibration", None)
-    if callable(hook):
-        from edgekit.release.build import export_options
+    from edgekit.release.build import export_options
 
-        return bool(hook(precision, export_options(options)))
-    return precision == "int8" and not options.get("dynamic_int8")
+    return bool(backend.needs_calibration(precision, export_options(options)))
 
 
 def profile_dir(cfg: ReleaseConfig, folder: Path) -> Path:

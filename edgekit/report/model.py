@@ -303,9 +303,9 @@ def model_facts(path: str | None, sha256: str) -> dict[str, Any] | None:
     if not path or not Path(path).is_file():
         return None
     try:
-        from edgekit import analysis, ingest
+        from edgekit import analysis, graph
 
-        if ingest.model_sha256(path) != sha256:
+        if graph.model_sha256(path) != sha256:
             return None
         report = analysis.analyze(path)
     except Exception as exc:  # noqa: BLE001 - facts are optional in a report
