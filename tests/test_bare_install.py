@@ -36,6 +36,7 @@ EXTRA_MODULES = (
     "PIL",
     "asyncssh",
     "ray",
+    "matplotlib",
 )
 
 # Run by a Python that has only edgekit's core dependencies (or pretends to): prints a JSON report.

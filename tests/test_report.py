@@ -159,3 +159,12 @@ def test_a_directory_of_artifacts_reports_unbenchmarked_rows(results):
     rows = _rows(report)
     assert ("tiny.onnx", "x86-cpu", "fp32", "local") in rows
     assert all(r.device is not None for r in report.rows)  # benched artifacts are not listed twice
+
+
+def test_html_without_matplotlib_says_how_to_get_the_plots(results, tmp_path, monkeypatch):
+    from edgekit.report import plots
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    html = write_report(build_report([results["results"]]), tmp_path / "r.html").read_text()
+    assert "<img" not in html and "pip install 'edgekit[report]'" in html
+    assert '<table class="results">' in html
