@@ -109,6 +109,7 @@ def _export_and_compare(job: ExportJob, npz: Path, model: Path, min_cos: float) 
     return result
 
 
+@pytest.mark.slow
 def test_conv_net_fp32_fp16_int8_offline(tmp_path: Path) -> None:
     """The 1x3x32x32 image model: the case where onnx2tf downloads sample images. All three
     precisions convert with networking refused, match ONNX Runtime, and int8 is full-integer."""
@@ -139,6 +140,7 @@ def test_conv_net_fp32_fp16_int8_offline(tmp_path: Path) -> None:
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
 
 
+@pytest.mark.slow
 def test_odd_names_two_outputs_int8_float_io(tmp_path: Path) -> None:
     """'@' / ':' / '/' names are renamed for TensorFlow and mapped back; the NCHW feature-map output
     comes back from NHWC; rpi4's float I/O picks onnx2tf's *_integer_quant file."""
@@ -153,6 +155,7 @@ def test_odd_names_two_outputs_int8_float_io(tmp_path: Path) -> None:
     assert result.details["io_map"]["output_order"].startswith("signature")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("builder", "precision", "shapes", "options"),
     [
@@ -177,23 +180,24 @@ def test_varied_models_convert(tmp_path: Path, builder, precision, shapes, optio
         assert "SOFTMAX" in result.details["ops"] and result.details["flex_ops"] == []
 
 
+@pytest.mark.slow
 def test_one_conversion_serves_every_precision_of_one_calibration_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The -oiqt run of an int8 export is cached: fp32, the same int8 again and rpi4's float-I/O int8
     reuse it (same convert.log, post-checks rerun, same details); another calibration set converts
     again."""
-    from edgekit.backends import tflite
+    from edgekit.backends.tflite import convert
 
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))  # not the session's
     runs: list[dict] = []
-    real = tflite._run_converter
+    real = convert.run_converter
 
-    def counting(work: Path, args: dict, *rest: object) -> dict:
+    def counting(box: object, args: dict, *rest: object) -> dict:
         runs.append(dict(args))
-        return real(work, args, *rest)
+        return real(box, args, *rest)
 
-    monkeypatch.setattr(tflite, "_run_converter", counting)
+    monkeypatch.setattr(convert, "run_converter", counting)
     model = _model(tmp_path, "conv_net")
     int8_job, npz = _job(model, tmp_path, "int8")
     int8 = _export_and_compare(int8_job, npz, model, 0.95)
@@ -244,6 +248,7 @@ def test_dynamic_dims_need_a_shape(tmp_path: Path) -> None:
         _job(model, tmp_path, "fp32")
 
 
+@pytest.mark.slow
 def test_unsupported_op_fails_with_a_short_reason(tmp_path: Path) -> None:
     nodes = [
         helper.make_node("Relu", ["x"], ["r"]),
@@ -278,9 +283,9 @@ def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
 
 def test_network_guard_refuses_and_records(tmp_path: Path) -> None:
     """The guard the converter runs under: a download attempt fails at once and is recorded."""
-    from edgekit.backends.tflite import guarded_env
+    from edgekit.sandbox import offline_env
 
-    env, record = guarded_env(tmp_path)
+    env, record = offline_env(tmp_path, "TFLite conversion")
     code = "import urllib.request\nurllib.request.urlopen('https://github.com/PINTO0309/onnx2tf', timeout=5)"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
@@ -289,14 +294,14 @@ def test_network_guard_refuses_and_records(tmp_path: Path) -> None:
 
 
 def test_failure_reason_picks_the_last_error_line(tmp_path: Path) -> None:
-    from edgekit.backends.tflite import _failure_reason
+    from edgekit.sandbox import last_error_line
 
     log = tmp_path / "convert.log"
     log.write_text(
         "INFO: lots of output\n\x1b[31mERROR:\x1b[0m The trace log is below.\nTraceback (most recent call "
         "last):\n  File x\nValueError: Dimensions must be equal, but are 3 and 4\n\n"
     )
-    assert _failure_reason(log) == "ValueError: Dimensions must be equal, but are 3 and 4"
+    assert last_error_line(log) == "ValueError: Dimensions must be equal, but are 3 and 4"
 
 
 def test_targets_and_light_import() -> None:
@@ -313,3 +318,4 @@ def test_targets_and_light_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=root
     )
     assert out.stdout.strip() == "[]"
+
