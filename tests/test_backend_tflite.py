@@ -4,8 +4,11 @@ on the FP32 source model. Each conversion is one subprocess of ~5-15 s; the suit
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -319,3 +322,52 @@ def test_targets_and_light_import() -> None:
     )
     assert out.stdout.strip() == "[]"
 
+
+# ---- termination: the converter dies with edgekit, SIGTERM cleans up as Ctrl-C does -----------------
+def _start_export(tmp_path: Path) -> tuple[subprocess.Popen[str], int, Path, Path]:
+    """`python3 -m edgekit export` of a real model, stopped once its onnx2tf converter child runs."""
+    from tests.proc_util import children, wait_for
+
+    model = _model(tmp_path, "conv_net")
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), TMPDIR=str(tmp), EDGEKIT_CACHE_DIR=str(tmp_path / "cache"))
+    argv = [sys.executable, "-m", "edgekit", "export", str(model), "--target", "android-arm64", "--fp32"]
+    proc = subprocess.Popen([*argv, "-o", str(out)], env=env, stderr=subprocess.PIPE, text=True, cwd=root)
+    found = wait_for(lambda: [pid for pid, cmd in children(proc.pid) if "call_driver.py" in cmd], 240)
+    if not found:
+        proc.kill()
+        pytest.fail(f"no converter child appeared: {proc.communicate()[1][-2000:]}")
+    time.sleep(1.0)  # let it get going (TensorFlow importing)
+    return proc, found[0], out, tmp
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_converter_and_leaves_nothing(tmp_path: Path) -> None:
+    from tests.proc_util import alive, wait_for
+
+    proc, converter, out, tmp = _start_export(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated by SIGTERM" in err and "Traceback" not in err
+    assert wait_for(lambda: not alive(converter), 5), "the onnx2tf converter outlived edgekit"
+    assert not list(out.glob(".tmp-*")), "a staged artifact directory was left behind"
+    # (onnxruntime writes a `.ses` session file to TMPDIR on import: not ours, not a leftover)
+    assert list(tmp.glob("edgekit-*")) == [], "the converter's sandbox directory was left behind"
+
+
+@pytest.mark.slow
+def test_sigkill_of_edgekit_kills_the_converter(tmp_path: Path) -> None:
+    """Nothing in edgekit runs after SIGKILL (or the OOM killer): the kernel's parent-death signal ends
+    the converter, and the next sandbox removes the directory the dead one left."""
+    from edgekit.sandbox import sweep_stale
+    from tests.proc_util import alive, wait_for
+
+    proc, converter, _, tmp = _start_export(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert wait_for(lambda: not alive(converter), 10), "the onnx2tf converter outlived a SIGKILLed edgekit"
+    left = list(tmp.glob("edgekit-sandbox-*"))
+    assert left and sweep_stale(tmp) == left and not any(p.exists() for p in left)
