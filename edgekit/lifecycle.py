@@ -14,7 +14,9 @@ Children. `popen()` starts a child in its own process group (so that `stop()` ki
 started, and a Ctrl-C in the terminal reaches edgekit, which then stops it), and on Linux with a
 parent-death signal (`prctl(PR_SET_PDEATHSIG, SIGKILL)`, set by a tiny exec stub in the child before
 it runs the real command): even when edgekit itself is SIGKILLed (or OOM-killed) the kernel kills the
-child. Before, an onnx2tf converter orphaned this way held 18 GB for a quarter of an hour.
+child. Before, an onnx2tf converter orphaned this way held 18 GB for a quarter of an hour. (The kernel
+sends it when the *thread* that started the child ends: start children from a thread that waits for
+them, as `child()` does.)
 """
 
 from __future__ import annotations

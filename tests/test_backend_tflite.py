@@ -284,6 +284,25 @@ def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
         get_backend("tflite").export(job)
 
 
+def test_onnx2tf_gets_the_command_line_signature_export(tmp_path: Path) -> None:
+    """Every conversion passes output_signaturedefs=True, as `onnx2tf -i ... -o ...` does: convert()'s
+    default (False) first JSON-serialises the Keras model's config, constants included, which made large
+    float models several times slower (benchmarks/bench_tflite_large.py). A user option still wins."""
+    from edgekit.backends.tflite.plan import InputPlan, convert_args, plan
+
+    model = _model(tmp_path, "conv_net")
+    for precision in ("fp32", "fp16", "int8"):
+        job, _ = _job(model, tmp_path, precision)
+        inputs = [InputPlan.of(i) for i in job.prepared.inputs]
+        args = convert_args(tmp_path, tmp_path / "m.onnx", inputs, plan(job), job)
+        assert args["output_signaturedefs"] is True and args["not_use_onnxsim"] is True
+    job, _ = _job(model, tmp_path, "fp32", extra={"onnx2tf": {"output_signaturedefs": False}})
+    inputs = [InputPlan.of(i) for i in job.prepared.inputs]
+    assert (
+        convert_args(tmp_path, tmp_path / "m.onnx", inputs, plan(job), job)["output_signaturedefs"] is False
+    )
+
+
 def test_network_guard_refuses_and_records(tmp_path: Path) -> None:
     """The guard the converter runs under: a download attempt fails at once and is recorded."""
     from edgekit.sandbox import offline_env

@@ -154,6 +154,12 @@ def convert_args(
         "input_onnx_file_path": str(model),
         "output_folder_path": str(work / "out"),
         "not_use_onnxsim": True,  # ingest already simplified (onnxslim); onnxsim is not a dependency
+        # What onnx2tf's own command line passes (its -osd defaults to True; convert()'s to False).
+        # Without it a float-only run first tries tf.saved_model.save() on the Keras model, which
+        # JSON-serialises every layer's config - the weights onnx2tf keeps as constants included - and
+        # then fails and falls back to the signature export anyway: several times slower on large
+        # models (benchmarks/bench_tflite_large.py). -oiqt takes the signature path in any case.
+        "output_signaturedefs": True,
         "verbosity": "info",
     }
     if job.calib is not None:
