@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -130,8 +131,6 @@ class SandboxRun:
         """The signal that killed the command (e.g. SIGKILL: the kernel's OOM killer), if one did."""
         if self.returncode >= 0:
             return None
-        import signal
-
         try:
             return signal.Signals(-self.returncode).name
         except ValueError:
