@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec
+from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, manifest_specs
 from edgekit.backends.tflite import convert
 from edgekit.backends.tflite.cache import CACHE_META, LOG_NAME, ConversionCache
 from edgekit.backends.tflite.flatbuffer import analyze_flatbuffer, post_checks
 from edgekit.backends.tflite.iomap import map_io, specs
+from edgekit.backends.tflite.options import TFLiteOptions
 from edgekit.backends.tflite.plan import InputPlan, convert_args, plan, thread_count, write_inputs_data
 from edgekit.backends.tflite.runner import TFLiteRunner
 from edgekit.errors import BadInput
@@ -35,6 +36,8 @@ class TFLiteBackend(Backend):
     needs_static_shapes = True
     name_pattern = "[A-Za-z0-9_]"  # TensorFlow rejects '@', ':', '/', ... in op names
     min_opset = 13
+    Options = TFLiteOptions
+    model_suffixes = (".tflite",)
 
     def versions(self) -> dict[str, str]:
         """From package metadata: never imports TensorFlow into this process."""
@@ -133,8 +136,7 @@ class TFLiteBackend(Backend):
             threads = min(thread_count(details.get("threads")), os.cpu_count() or 1)
         return TFLiteRunner(
             entry,
-            [TensorSpec.from_json(s) for s in manifest["inputs"]],
-            [TensorSpec.from_json(s) for s in manifest["outputs"]],
+            *manifest_specs(manifest),
             details.get("io_map", {}),
             thread_count(threads),
         )

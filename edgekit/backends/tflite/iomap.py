@@ -208,11 +208,11 @@ def specs(io_map: Mapping[str, Any], prepared: Any) -> tuple[list[TensorSpec], l
         rank = len(entry["shape"])
         channel_last = rank in LAYOUTS and entry["perm"] != list(range(rank))
         layout = LAYOUTS[rank][1 if channel_last else 0] if rank in LAYOUTS else ""
-        return TensorSpec(
-            name=entry["tflite_name"],
+        return TensorSpec.build(
+            entry["tflite_name"],
+            entry["shape"],
+            entry["dtype"],
             source_name=prepared.source_name(entry["prepared_name"]),
-            shape=list(entry["shape"]),
-            dtype=entry["dtype"],
             layout=layout,
             quant=entry["quant"],
         )

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.backends.base import ExportJob
+from edgekit.backends.tflite.options import TFLiteOptions
 from edgekit.errors import BadInput
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -176,5 +177,9 @@ def convert_args(
         io = plan.io if plan.io in ("int8", "uint8") else "int8"
         args["input_quant_dtype"] = io
         args["output_quant_dtype"] = io
-    args.update(job.options.extra.get("onnx2tf", {}) if isinstance(job.options.extra, dict) else {})
+    from edgekit.backends import get_backend
+
+    options = get_backend("tflite").options_of(job.options)
+    assert isinstance(options, TFLiteOptions)
+    args.update(options.onnx2tf)
     return args
