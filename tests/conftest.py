@@ -17,11 +17,9 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run `edgekit ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    from edgekit.cli import STATE, main
+    from edgekit.cli import main
 
     def run(*args: str) -> tuple[int, str, str]:
-        STATE["json"] = False
-        STATE["debug"] = False
         try:
             main([str(a) for a in args])
             code = 0
