@@ -40,10 +40,10 @@ def no_prepare(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("target", "option", "needles"),
     [
-        ("android-arm64", "onnx2tf=x", ["onnx2tf must be a mapping"]),
-        ("intel-cpu", "presett=mixed", ["no option 'presett'", "Did you mean 'preset'?"]),
-        ("jetson-orin-nano", "max_batch=many", ["max_batch must be an integer"]),
-        ("x86-cpu", "preset=mixed", ["onnxruntime backend has no option 'preset'"]),
+        ("android-arm64", "onnx2tf=x", ["onnx2tf takes a JSON object"]),
+        ("intel-cpu", "presett=mixed", ["not an option of the openvino backend", "Did you mean 'preset'?"]),
+        ("jetson-orin-nano", "max_batch=many", ["max_batch takes an integer"]),
+        ("x86-cpu", "preset=mixed", ["not an option of the onnxruntime backend"]),
     ],
 )
 def test_bad_backend_option_is_one_line_exit_2_before_any_work(

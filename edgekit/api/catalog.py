@@ -27,26 +27,19 @@ from edgekit.api.records import (
 
 def targets(req: TargetsRequest) -> TargetsRecord:
     """Every target profile and whether its backend can export here (without importing it)."""
-    from edgekit.backends import BACKENDS, get_backend, implemented
     from edgekit.targets import load_all
 
     rows = []
-    built = set(implemented())
     for profile in sorted(load_all(req.targets_dirs).values(), key=lambda p: (p.backend, p.name)):
-        if profile.backend in built:
-            status = shims.status_line(get_backend(profile.backend))  # TODO(A1): the backend's line
-        elif profile.backend in BACKENDS:
-            status = "backend not in this build"
-        else:
-            status = f"unknown backend '{profile.backend}'"
+        state = shims.target_status(profile)  # TODO(A1): backends.target_status(profile)
         rows.append(
             TargetRow(
                 name=profile.name,
                 backend=profile.backend,
                 precisions=list(profile.precisions),
                 build=profile.build,
-                status=status,
-                installed=status.startswith("installed"),
+                status=state["status"],
+                installed=state["installed"],
                 description=profile.description,
             )
         )

@@ -62,10 +62,10 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
         raise BadInput(
             f"target '{target.name}' does not offer {precision}; it offers {', '.join(target.precisions)}"
         )
-    extra = shims.parse_backend_options(backend, req.options.extra)  # TODO(A1): backend.parse_options
-    options = ExportOptions(**{**req.options.__dict__, "extra": extra})
+    options = dataclasses.replace(req.options, extra=dict(req.options.extra))  # the request stays as given
+    shims.options_of(backend, options)  # TODO(A1): backend.options_of(options)
     backend.require()
-    if req.calib is None and shims.needs_calibration(backend, target, precision, options):
+    if req.calib is None and shims.needs_calibration(backend, precision, options):  # TODO(A1): backend.
         unused = " (the validation set is never used to calibrate)" if req.val else ""
         raise BadInput(
             f"--int8 for target '{target.name}' ({backend.name}) needs a calibration set: pass --calib SET "
@@ -145,7 +145,7 @@ def _manifest(
     source["path"] = str(prepared.source_path)
     source["inputs"] = _io_json(src_inputs)
     source["outputs"] = _io_json(src_outputs)
-    uses_calib = precision == "int8" and not options.dynamic_int8
+    uses_calib = shims.needs_calibration(get_backend(target.backend), precision, options)  # TODO(A1)
     return {
         "schema": 1,
         "edgekit_version": __version__,
