@@ -355,7 +355,7 @@ def run(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:  # every click error is about the arguments given: exit 2
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            hint = f" (see '{exc.ctx.command_path} --help')"
+            hint = f" See '{exc.ctx.command_path} --help'."
         click.echo(f"edgekit: error: {exc.format_message()}{hint}", err=True)
         return BadInput.exit_code
     except KeyboardInterrupt:

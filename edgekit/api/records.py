@@ -99,6 +99,11 @@ class ExportRequest(Request):
         self.gate_overrides = _gates(self.gate_overrides)
         self.targets_dirs = _paths(self.targets_dirs)
 
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        data["options"] = {k: v for k, v in data["options"].items() if k in _OPTION_FIELDS}
+        return data
+
     @classmethod
     def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
         from edgekit.backends.base import ExportOptions
@@ -106,6 +111,18 @@ class ExportRequest(Request):
         if isinstance(data.get("options"), Mapping):
             data["options"] = ExportOptions(**data["options"])
         return data
+
+
+# what a request says about options; anything a backend derives from them (parsed, typed) is not
+_OPTION_FIELDS = (
+    "calib_method",
+    "dynamic_int8",
+    "io_dtype",
+    "ignore",
+    "max_accuracy_drop",
+    "threads",
+    "extra",
+)
 
 
 @dataclass
