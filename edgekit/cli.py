@@ -293,7 +293,7 @@ def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
     record = api.bench(request, render.BenchView(quiet=app.json, debug=app.debug))
     render.warnings(record.warnings)
     if not app.emit(record):
-        render.bench(record.records, request.results)
+        render.bench(record.records, str(request.results))
     failed, below_gate = record.failed(), record.fidelity_failed()
     if failed:
         raise Unreachable(

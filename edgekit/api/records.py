@@ -1,7 +1,7 @@
 """Typed requests and records of every API verb, each with to_json / from_json.
 
-A request holds only JSON-native values (paths as strings, sequences as lists), so it can be written
-to a file, sent to a worker and read back equal; a record's `to_json()` is exactly what the CLI prints
+A request takes paths as str or Path and holds them as str (sequences as lists), so it can be
+written to a file, sent to a worker and read back equal; a record's `to_json()` is exactly what the CLI prints
 with `--json`. Heavy modules (numpy, onnx) are imported only where a record needs them.
 """
 
@@ -78,19 +78,19 @@ class ExportRequest(Request):
     `options.extra` holds backend options (`--option KEY=VALUE`): strings from the CLI, or typed
     values from Python; the backend checks them before any work."""
 
-    model: str
+    model: str | Path
     target: str
     precision: str | None = None
-    calib: str | None = None
-    val: str | None = None
+    calib: str | Path | None = None
+    val: str | Path | None = None
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
-    out_dir: str = "edgekit-out"
+    out_dir: str | Path = "edgekit-out"
     calib_samples: int | None = None
     val_samples: int | None = None
     simplify: bool = True
     options: ExportOptions = field(default_factory=_default_options)
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
-    targets_dirs: list[str] = field(default_factory=list)
+    targets_dirs: Sequence[str | Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.model = str(self.model)
@@ -156,14 +156,14 @@ class VerifyRequest(Request):
     `devices_file`, default ./devices.toml) with the outputs compared here. `write` records the
     host result in the manifest."""
 
-    artifact_dir: str
-    val: str
-    reference: str | None = None
+    artifact_dir: str | Path
+    val: str | Path
+    reference: str | Path | None = None
     val_samples: int | None = None
     device: str | None = None
-    devices_file: str | None = None
+    devices_file: str | Path | None = None
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
-    targets_dirs: list[str] = field(default_factory=list)
+    targets_dirs: Sequence[str | Path] = field(default_factory=list)
     write: bool = True
 
     def __post_init__(self) -> None:
@@ -182,20 +182,20 @@ class BenchRequest(Request):
     """Benchmark ARTIFACTS on devices (the named ones, or every device whose target matches) through
     the device agent; with `val`, on-device fidelity per record. Records append to `results`."""
 
-    artifacts: list[str]
+    artifacts: Sequence[str | Path]
     devices: list[str] = field(default_factory=list)
-    devices_file: str | None = None
+    devices_file: str | Path | None = None
     iterations: int = 100
     warmup: int = 10
     min_duration_s: float = 0.0
     threads: int | None = None
     timeout_s: float = 600.0
-    val: str | None = None
-    results: str = "results.jsonl"
+    val: str | Path | None = None
+    results: str | Path = "results.jsonl"
     resume: bool = False
     concurrency: int = 4
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
-    targets_dirs: list[str] = field(default_factory=list)
+    targets_dirs: Sequence[str | Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.artifacts, self.devices = _paths(self.artifacts), [str(d) for d in self.devices]
@@ -246,7 +246,7 @@ class BenchRecord:
 # ---- targets, inspect, devices, demo -----------------------------------------------------------------
 @dataclass
 class TargetsRequest(Request):
-    targets_dirs: list[str] = field(default_factory=list)
+    targets_dirs: Sequence[str | Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.targets_dirs = _paths(self.targets_dirs)
@@ -293,9 +293,9 @@ class TargetsRecord:
 
 @dataclass
 class InspectRequest(Request):
-    model: str
+    model: str | Path
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
-    devices_file: str | None = None
+    devices_file: str | Path | None = None
 
     def __post_init__(self) -> None:
         self.model, self.devices_file = str(self.model), _path(self.devices_file)
@@ -323,7 +323,7 @@ class DevicesRequest(Request):
     """The inventory (`devices_file`, default ./devices.toml when present) and, for check/trust, the
     devices to act on (all when empty)."""
 
-    devices_file: str | None = None
+    devices_file: str | Path | None = None
     names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -351,7 +351,7 @@ class TrustRecord(Request):
 
 @dataclass
 class DemoRequest(Request):
-    out_dir: str = "edgekit-out/demo"
+    out_dir: str | Path = "edgekit-out/demo"
     targets: list[str] = field(default_factory=list)
     iterations: int = 200
 

@@ -96,7 +96,7 @@ def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
     return report
 
 
-def load_validation(path: str, samples: int | None, manifest: Mapping[str, Any]) -> CalibrationSet:
+def load_validation(path: str | Path, samples: int | None, manifest: Mapping[str, Any]) -> CalibrationSet:
     """The validation set, checked against the source model's inputs recorded in the manifest."""
     val = CalibrationSet.load(path, samples)
     val.validate(source_inputs(manifest), "validation set")
