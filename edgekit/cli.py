@@ -42,7 +42,7 @@ def cli() -> None:
     benchmark it on your own devices.
 
     \b
-    Exit codes: 0 ok, 1 gate failed, 2 bad input, 3 missing dependency / unreachable device, 4 internal error.
+    Exit codes: 0 ok, 1 gate failed, 2 bad input, 3 missing dependency / device / hardware, 4 internal error.
     """
 
 
