@@ -32,7 +32,7 @@ from typing import Any
 
 from edgekit.errors import BadInput
 from edgekit.inventory import Device
-from edgekit.manifest import MANIFEST, file_records, manifest_sha256, read_manifest, write_json_atomic
+from edgekit.manifest import manifest_sha256, read_manifest
 from edgekit.transport import Transport, TransportError, sha256_file
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Artifact:
 
     def files(self) -> list[tuple[str, str | None]]:
         """(relative posix path, sha256 or None) of every file the device needs; entry included."""
-        # engines built on devices stay home: each device gets only its own (see device_engine)
+        # engines built on devices stay home: each device gets only its own (see backends/trt/device.py)
         listed = [
             (str(f["path"]), f.get("sha256"))
             for f in self.manifest.get("files", [])
@@ -327,7 +327,9 @@ async def run_job(
         for rel, digest in art.files():
             await transport.upload(art.dir / rel, f"{art_dir}/{rel}", digest)
         entry = f"{art_dir}/{art.manifest['entry']}"
-        if art.backend == "tensorrt":
+        if art.backend == "tensorrt":  # the engine is built on the device (backends/trt/device.py)
+            from edgekit.backends.trt.device import device_engine
+
             entry = await device_engine(transport, job, art_dir, settings, emit)
         run_dir = transport.path("runs", uuid.uuid4().hex[:12])
         await transport.mkdirs(run_dir)
@@ -393,65 +395,6 @@ async def run_job(
     record["wall_s"] = time.perf_counter() - started
     record["timestamp"] = _now()
     return record
-
-
-async def device_engine(
-    transport: Transport, job: Job, art_dir: str, settings: BenchSettings, emit: Callable[[str], None]
-) -> str:
-    """The remote path of this device's TensorRT engine for a TensorRT bundle.
-
-    TensorRT engines are tied to the GPU and TensorRT version that built them, so each device builds
-    its own from the bundle's recipe (`build.sh`: trtexec with the calibration cache or the Q/DQ ONNX).
-    The engine and the build log come home into `<artifact>/engines/<device>/`, and the device's
-    TensorRT version and GPU (parsed from trtexec's banner) go into the manifest under
-    `details.device_builds`. An engine already there is uploaded (skipped when the device has it).
-    """
-    art, device = job.artifact, job.device
-    local_dir = art.dir / ENGINES_DIR / _safe(device.name)
-    engine_name = ((art.manifest.get("details") or {}).get("build") or {}).get("engine") or "model.engine"
-    if (local_dir / engine_name).is_file():
-        remote = f"{art_dir}/{ENGINES_DIR}/{_safe(device.name)}/{engine_name}"
-        await transport.upload(local_dir / engine_name, remote)
-        return remote
-    if not (art.dir / "build.sh").is_file():
-        raise TransportError(
-            f"{art.name}: no build.sh recipe in the bundle to build the engine with", "build"
-        )
-    emit("building")
-    rc, out, err = await transport.run(["sh", f"{art_dir}/build.sh"], timeout=settings.timeout_s)
-    log_text = out + ("\n" + err if err else "")
-    local_dir.mkdir(parents=True, exist_ok=True)
-    (local_dir / "build.log").write_text(log_text, encoding="utf-8")
-    if rc != 0:
-        last = next((line for line in reversed(log_text.splitlines()) if line.strip()), f"exit {rc}")
-        raise TransportError(f"{device.name}: TensorRT engine build failed: {last.strip()[-300:]}", "build")
-    remote = f"{art_dir}/{engine_name}"
-    tmp_engine = local_dir / f".{engine_name}.part"
-    await transport.download(remote, tmp_engine)
-    os.replace(tmp_engine, local_dir / engine_name)
-    record_device_build(art, device.name, log_text, local_dir / engine_name)
-    return remote
-
-
-def record_device_build(art: Artifact, device_name: str, log_text: str, engine: Path) -> None:
-    """Add the engine and the device's TensorRT facts to the artifact's manifest (atomically)."""
-    from edgekit import trt_formats
-
-    facts = trt_formats.parse_trtexec_log(log_text)
-    manifest = json.loads((art.dir / MANIFEST).read_text(encoding="utf-8"))
-    details = manifest.setdefault("details", {})
-    details.setdefault("device_builds", {})[device_name] = {
-        "engine": engine.relative_to(art.dir).as_posix(),
-        "engine_sha256": sha256_file(engine),
-        "engine_bytes": engine.stat().st_size,
-        "tensorrt": facts.get("tensorrt"),
-        "gpu": facts.get("device"),
-        "built": _now(),
-        "log": (engine.parent / "build.log").relative_to(art.dir).as_posix(),
-    }
-    manifest["files"] = file_records(art.dir, manifest["entry"])
-    write_json_atomic(art.dir / MANIFEST, manifest)
-    art.manifest = manifest
 
 
 def _parse_agent(stdout: str) -> dict[str, Any] | None:
