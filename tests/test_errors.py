@@ -31,6 +31,9 @@ def test_missing_hardware_is_not_an_unreachable_device() -> None:
         "no CUDA GPU is visible on this machine; build the engine on the device (build.sh)"
     )
     assert error.exit_code == 3 and not isinstance(error, Unreachable | MissingDependency)
+    from edgekit.backends.trt.cuda import NoCudaDevice  # what the TensorRT backend raises without a GPU
+
+    assert issubclass(NoCudaDevice, MissingHardware) and not issubclass(NoCudaDevice, Unreachable)
 
 
 def test_missing_dependency_names_the_extra() -> None:
