@@ -222,27 +222,19 @@ def export(record: Mapping[str, Any]) -> None:
 
 
 def devices_list(rows: list[dict[str, Any]]) -> None:
-    cells = []
-    for row in rows:
-        if row["transport"] == "local":
-            address = "this machine"
-        elif row["transport"] == "adb":
-            address = f"adb {row['serial']}"
-        else:
-            address = f"{row['hostname'] or row['host']}:{row['port']}"
-        via = f" via {row['proxy_jump']}" if row.get("proxy_jump") else ""
-        key = ", ".join(row["identity_files"]) or ("agent" if row["transport"] == "ssh" else "-")
-        cells.append(
-            [
-                row["name"],
-                row["transport"],
-                row["target"],
-                address + via,
-                row["user"] or "-",
-                key,
-                str(row["memory_mb"] or "-"),
-            ]
-        )
+    """Each device as its transport describes it (`address`, `credentials`): no per-transport code here."""
+    cells = [
+        [
+            row["name"],
+            row["transport"],
+            row["target"],
+            row["address"],
+            row.get("user") or "-",
+            row["credentials"],
+            str(row["memory_mb"] or "-"),
+        ]
+        for row in rows
+    ]
     columns = ("name", "transport", "target", "address", "user", "key", "memory MB")
     stdout().print(table("devices", columns, cells, fold=True))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from edgekit import targets as target_profiles  # noqa: F401 - used by callers as api.target_profiles
 from edgekit.api.catalog import demo, devices_check, devices_list, devices_trust, inspect, targets
 from edgekit.api.exporting import artifact_name, export, gates_for, gates_for_artifact, source_io
-from edgekit.api.fleet import bench, bench_local, load_inventory, random_feed, verify_on_device
+from edgekit.api.fleet import bench, bench_local, load_inventory, verify_on_device
 from edgekit.api.records import (
     BenchRecord,
     BenchRequest,
@@ -69,7 +69,6 @@ __all__ = [
     "gates_for_artifact",
     "inspect",
     "load_inventory",
-    "random_feed",
     "reference_outputs",
     "source_io",
     "targets",

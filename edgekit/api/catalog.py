@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit.api import shims
 from edgekit.api.fleet import load_inventory
 from edgekit.api.records import (
     DemoRecord,
@@ -27,11 +26,12 @@ from edgekit.api.records import (
 
 def targets(req: TargetsRequest) -> TargetsRecord:
     """Every target profile and whether its backend can export here (without importing it)."""
+    from edgekit.backends import target_status
     from edgekit.targets import load_all
 
     rows = []
     for profile in sorted(load_all(req.targets_dirs).values(), key=lambda p: (p.backend, p.name)):
-        state = shims.target_status(profile)  # TODO(A1): backends.target_status(profile)
+        state = target_status(profile)
         rows.append(
             TargetRow(
                 name=profile.name,

@@ -16,14 +16,13 @@ from typing import Any
 
 from edgekit import __version__, ingest
 from edgekit import targets as target_profiles
-from edgekit.api import shims
 from edgekit.api.records import ExportRecord, ExportRequest, Progress, noop
 from edgekit.backends import get_backend
 from edgekit.backends.base import ExportJob, ExportOptions
 from edgekit.calib import CalibrationSet, InputInfo
 from edgekit.errors import BadInput
 from edgekit.fsio import staged_dir, write_json_atomic
-from edgekit.manifest import MANIFEST, entry_bytes, file_records, timestamp
+from edgekit.manifest import MANIFEST, timestamp
 from edgekit.targets import Gates, TargetProfile
 
 
@@ -63,9 +62,9 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
             f"target '{target.name}' does not offer {precision}; it offers {', '.join(target.precisions)}"
         )
     options = dataclasses.replace(req.options, extra=dict(req.options.extra))  # the request stays as given
-    shims.options_of(backend, options)  # TODO(A1): backend.options_of(options)
+    backend.options_of(options)  # `--option`s typed and checked (unknown keys refused)
     backend.require()
-    if req.calib is None and shims.needs_calibration(backend, precision, options):  # TODO(A1): backend.
+    if req.calib is None and backend.needs_calibration(precision, options):
         unused = " (the validation set is never used to calibrate)" if req.val else ""
         raise BadInput(
             f"--int8 for target '{target.name}' ({backend.name}) needs a calibration set: pass --calib SET "
@@ -138,14 +137,15 @@ def _manifest(
     calib: CalibrationSet | None,
     export_s: float,
 ) -> dict[str, Any]:
-    files = file_records(directory, result.entry)
-    artifact_bytes = entry_bytes(directory, result.entry)
+    backend = get_backend(target.backend)
+    files = backend.file_records(directory, result.entry)
+    artifact_bytes = backend.deployable_bytes(directory, result.entry)
     src_inputs, src_outputs = source_io(prepared)
     source = prepared.record()
     source["path"] = str(prepared.source_path)
     source["inputs"] = _io_json(src_inputs)
     source["outputs"] = _io_json(src_outputs)
-    uses_calib = shims.needs_calibration(get_backend(target.backend), precision, options)  # TODO(A1)
+    uses_calib = backend.needs_calibration(precision, options)
     return {
         "schema": 1,
         "edgekit_version": __version__,

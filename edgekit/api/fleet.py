@@ -1,4 +1,5 @@
-"""`bench` and `verify --device`: artifacts run on devices through the agent; a local timing loop.
+"""`bench` and `verify --device`: artifacts run on devices through the agent; `bench_local` times one
+on this machine through the same path.
 
 On-device fidelity: the FP32 reference outputs are computed here once per source model BEFORE the
 run (so a missing source or a bad validation set fails before any device is touched); each record is
@@ -8,25 +9,22 @@ compared as it arrives and its `fidelity` is written into results.jsonl with it.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit import agent, runner
+from edgekit import runner
 from edgekit.api.exporting import gates_for_artifact
 from edgekit.api.records import BenchProgress, BenchRecord, BenchRequest, Progress, VerifyRequest, noop
 from edgekit.api.verification import load_validation, reference_outputs, reference_path, source_inputs
-from edgekit.backends import get_backend
 from edgekit.calib import CalibrationSet
 from edgekit.errors import BadInput, Unreachable
 from edgekit.fidelity import FidelityReport, compare
 from edgekit.inventory import Device, load_devices
-from edgekit.manifest import read_manifest, timestamp
+from edgekit.manifest import read_manifest
 from edgekit.targets import Gates
 
 DEFAULT_DEVICES = "devices.toml"
@@ -79,7 +77,7 @@ class _OnDeviceFidelity:
 
 def bench(req: BenchRequest, progress: BenchProgress | None = None) -> BenchRecord:
     """Run artifacts on devices (matched by target, or the named ones) through the device agent."""
-    artifacts = runner.load_artifacts(req.artifacts)
+    artifacts = runner.load_artifacts(req.artifacts, req.targets_dirs)
     jobs, warnings = runner.plan(artifacts, load_inventory(req.devices_file), req.devices or None)
     if not jobs:
         raise BadInput("nothing to run: no device matches the artifacts' targets; name devices with --device")
@@ -125,58 +123,10 @@ def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityR
     return compare(reference, actual, val.labels, gates, where=req.device)
 
 
-# ---- local timing loop -------------------------------------------------------------------------
-def random_feed(manifest: Mapping[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in manifest["source"]["inputs"]:
-        shape = [d if isinstance(d, int) else 1 for d in spec["shape"]]
-        dtype = np.dtype(spec["dtype"])
-        if np.issubdtype(dtype, np.floating):
-            feed[spec["name"]] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feed[spec["name"]] = rng.integers(0, 2, shape).astype(dtype)
-        else:
-            feed[spec["name"]] = rng.integers(0, 10, shape).astype(dtype)
-    return feed
-
-
+# ---- local timing ------------------------------------------------------------------------------
 def bench_local(
     artifact_dir: str | Path, iterations: int = 100, warmup: int = 10, threads: int | None = None
 ) -> dict[str, Any]:
-    """An in-process timing loop on this machine with the host runner (the agent measures devices);
-    the statistics are the agent's, so host and device numbers are computed alike."""
-    artifact_dir = Path(artifact_dir).expanduser()
-    manifest = dict(read_manifest(artifact_dir))
-    if threads:
-        manifest["threads"] = threads
-    backend = get_backend(manifest["backend"])
-    backend.require()
-    feed = random_feed(manifest)
-    started = time.perf_counter()
-    with backend.open_runner(artifact_dir, manifest) as host_runner:
-        init_ms = (time.perf_counter() - started) * 1000.0
-        host_runner.infer(feed)
-        first_ms = host_runner.last_ms
-        for _ in range(warmup):
-            host_runner.infer(feed)
-        times = []
-        for _ in range(iterations):
-            host_runner.infer(feed)
-            times.append(host_runner.last_ms)
-    stats = agent.latency_stats(times)
-    return {
-        "artifact": {
-            "name": manifest.get("name"),
-            "target": manifest["target"],
-            "precision": manifest["precision"],
-        },
-        "device": {"name": "local", "host": os.uname().nodename},
-        "settings": {"warmup": warmup, "iterations": iterations, "threads": threads, "input": "random"},
-        "latency_ms": stats,
-        "throughput_fps": 1000.0 / stats["mean"] if stats["mean"] > 0 else None,
-        "init_ms": init_ms,
-        "first_inference_ms": first_ms,
-        "status": "ok",
-        "timestamp": timestamp(),
-    }
+    """Time an artifact on this machine through the same path as `edgekit bench --device local` (the
+    runner, the local transport and the device agent's timing loop and statistics)."""
+    return runner.bench_local(artifact_dir, iterations=iterations, warmup=warmup, threads=threads)

@@ -34,6 +34,7 @@ from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, 
 from edgekit.backends.trt import calibration
 from edgekit.backends.trt import formats as fmt
 from edgekit.backends.trt.cuda import gpu_present
+from edgekit.backends.trt.options import TensorRTOptions
 from edgekit.backends.trt.profiles import Shapes, optimization_profile
 from edgekit.errors import BadInput, EdgekitError, MissingDependency
 from edgekit.fsio import write_text_atomic
@@ -88,10 +89,6 @@ def _copy_model(source: Path, dest: Path) -> None:
         shutil.copyfile(path, dest if path == source else dest.parent / path.name)
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def _excluded_nodes(job: ExportJob) -> list[str]:
     """Node names matching `--ignore` patterns: kept in float in the Q/DQ ONNX."""
     if not job.options.ignore:
@@ -114,6 +111,8 @@ class TensorRTBackend(Backend):
     # TensorRT takes any tensor name; trtexec shape specs quote names holding ',' or ':'
     name_pattern = None
     min_opset = 13
+    Options = TensorRTOptions
+    model_suffixes = (".onnx", ".data", ".engine", ".plan")
 
     def engine_available(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.engine_modules)
@@ -148,7 +147,8 @@ class TensorRTBackend(Backend):
         trt_version = str(target.runtime.get("tensorrt", DEFAULT_TRT))
         major = fmt.parse_version(trt_version)[0]
         _copy_model(Path(job.prepared.path), out / MODEL_FILE)
-        profile = optimization_profile(job.prepared.inputs, job.calib, job.options.extra)
+        options = self.options_of(job.options)
+        profile = optimization_profile(job.prepared.inputs, job.calib, vars(options))
         mins, opts, maxs = profile
         cmd = fmt.TrtexecCommand(
             onnx=MODEL_FILE,
@@ -205,12 +205,12 @@ class TensorRTBackend(Backend):
 
     def _int8(self, job: ExportJob, out: Path, trt_version: str) -> _Int8:
         """Calibrate once; write the cache and the Q/DQ ONNX from the same scales."""
-        target, extra = job.target, job.options.extra
+        target = job.target
+        options = self.options_of(job.options)
+        assert isinstance(options, TensorRTOptions)
         if job.calib is None:
             raise BadInput("--int8 for a TensorRT target needs a calibration set (--calib SET)")
-        mode = str(extra.get("int8_mode", "qdq" if target.int8_native else "calib"))
-        if mode not in ("qdq", "calib"):
-            raise BadInput(f"--option int8_mode must be qdq or calib, got '{mode}'")
+        mode = options.int8_mode or ("qdq" if target.int8_native else "calib")
         if mode == "calib" and fmt.parse_version(trt_version)[0] >= 11:
             raise BadInput("TensorRT >= 11 removed implicit calibration; use --option int8_mode=qdq")
         method = job.options.calib_method
@@ -287,7 +287,9 @@ class TensorRTBackend(Backend):
         notes: list[str],
     ) -> tuple[str | None, dict[str, Any]]:
         """Build the engine here for host targets with TensorRT and a GPU (or when asked to)."""
-        want_local = _truthy(job.options.extra.get("build_engine", "0"))
+        options = self.options_of(job.options)
+        assert isinstance(options, TensorRTOptions)
+        want_local = options.build_engine
         if job.target.build != "host" and not want_local:
             notes.append("on-device build: copy this bundle to the device and run build.sh (trtexec)")
             return None, {}
@@ -335,12 +337,25 @@ class TensorRTBackend(Backend):
             raise BadInput(f"{path} is missing from the artifact directory")
         return OrtRunner(path, inputs, outputs)
 
+    def needs_calibration(self, precision: str, options: Any) -> bool:
+        return precision == "int8"  # host calibration writes the cache and the Q/DQ ONNX
+
     # -- on the device ---------------------------------------------------------------------------
+    def device_files(self, manifest: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        """Engines built on devices stay home: each device gets only its own (see `device`)."""
+        from edgekit.backends.trt.device import ENGINES_DIR
+
+        return [f for f in super().device_files(manifest) if not f[0].startswith(f"{ENGINES_DIR}/")]
+
     async def on_device_entry(
         self, transport: Transport, job: Any, remote_dir: str, settings: Any, emit: Callable[[str], None]
     ) -> str:
-        """The remote file the agent loads: this device's engine, built there from the bundle's
-        build.sh when it is not home yet (see `edgekit.backends.trt.device`)."""
+        """The remote file the agent loads: an engine built at export when the device is this machine,
+        else this device's engine, built there from the bundle's build.sh when it is not home yet
+        (see `edgekit.backends.trt.device`)."""
         from edgekit.backends.trt.device import device_engine
 
+        engine = (job.artifact.manifest.get("details") or {}).get("engine")
+        if engine and transport.kind == "local":
+            return f"{remote_dir}/{engine}"
         return await device_engine(transport, job, remote_dir, settings, emit)

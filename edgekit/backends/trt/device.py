@@ -13,15 +13,19 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.backends.trt import formats
 from edgekit.digest import file_sha256
 from edgekit.fsio import write_text_atomic
-from edgekit.manifest import MANIFEST, file_records, write_json_atomic
-from edgekit.runner import ENGINES_DIR, Artifact, Job, _now, _safe
+from edgekit.manifest import MANIFEST, write_json_atomic
+from edgekit.runner.job import now, safe_name
 from edgekit.transport import Transport, TransportError
 
+if TYPE_CHECKING:
+    from edgekit.runner import Artifact, Job
+
+ENGINES_DIR = "engines"  # <artifact>/engines/<device>/: engines built on each device
 DEFAULT_ENGINE = "model.engine"
 BUILD_SCRIPT = "build.sh"
 
@@ -35,10 +39,10 @@ async def device_engine(
 ) -> str:
     """The remote path of this device's engine for a TensorRT bundle uploaded to `art_dir`."""
     art, device = job.artifact, job.device
-    local_dir = art.dir / ENGINES_DIR / _safe(device.name)
+    local_dir = art.dir / ENGINES_DIR / safe_name(device.name)
     name = engine_name(art.manifest)
     if (local_dir / name).is_file():
-        remote = f"{art_dir}/{ENGINES_DIR}/{_safe(device.name)}/{name}"
+        remote = f"{art_dir}/{ENGINES_DIR}/{safe_name(device.name)}/{name}"
         await transport.upload(local_dir / name, remote)
         return remote
     if not (art.dir / BUILD_SCRIPT).is_file():
@@ -72,9 +76,11 @@ def record_device_build(art: Artifact, device_name: str, log_text: str, engine: 
         "engine_bytes": engine.stat().st_size,
         "tensorrt": facts.get("tensorrt"),
         "gpu": facts.get("device"),
-        "built": _now(),
+        "built": now(),
         "log": (engine.parent / "build.log").relative_to(art.dir).as_posix(),
     }
-    manifest["files"] = file_records(art.dir, manifest["entry"])
+    from edgekit.backends import get_backend
+
+    manifest["files"] = get_backend("tensorrt").file_records(art.dir, manifest["entry"])
     write_json_atomic(art.dir / MANIFEST, manifest)
     art.manifest = manifest
