@@ -103,14 +103,17 @@ def test_repeated_sessions_report_their_medians_and_samples(tmp_path):
         "warmup": 2,
         "threads": 1,
         "repeats": 3,
+        "min_duration_s": 0.15,  # per session: 0.45 s of loops, measurable in /proc/stat's jiffies
     }
     res = _run(job, tmp_path)
     assert res["status"] == "ok", res
     samples = res["latency_samples_ms"]
-    assert len(samples) == 120 and res["iterations"] == 120
-    assert res["repeats"] == 3 and res["repeat_counts"] == [40, 40, 40]
+    counts = res["repeat_counts"]
+    assert res["repeats"] == 3 and len(counts) == 3 and min(counts) >= 40
+    assert len(samples) == sum(counts) == res["iterations"]
+    ends = np.cumsum([0, *counts])
     for i, median in enumerate(res["repeat_p50_ms"]):
-        assert median == pytest.approx(np.median(samples[40 * i : 40 * (i + 1)]), abs=1e-4)
+        assert median == pytest.approx(np.median(samples[ends[i] : ends[i + 1]]), abs=1e-4)
     assert res["latency_ms"]["p50"] == pytest.approx(np.median(samples), abs=1e-4)
     spread = (max(res["repeat_p50_ms"]) - min(res["repeat_p50_ms"])) / np.median(res["repeat_p50_ms"]) * 100
     assert res["run_spread_pct"] == pytest.approx(spread)

@@ -23,7 +23,7 @@ def _cache(data: dict) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def released(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One project released three times: fresh, unchanged, with a new calibration set."""
-    from edgekit.cli import STATE, main
+    from edgekit.cli import main
 
     root = tmp_path_factory.mktemp("release")
     config = make_project(root)
@@ -32,7 +32,6 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> dict:
     patch.setenv("EDGEKIT_CACHE_DIR", str(root / "cache"))  # a cache of its own: the first run builds all
 
     def release() -> dict:
-        STATE["json"] = False
         with pytest.raises(SystemExit) as exit_info:
             main(["release", "--config", str(config), "--json"])
         assert exit_info.value.code in (0, None)

@@ -115,14 +115,16 @@ def run_task(task: Task, work: Path) -> dict[str, Any]:
         if task.val is not None:
             stage = "verify"
             started = time.perf_counter()
-            report, _ = api.verify(
-                artifact,
-                task.val,
-                reference=task.model,
-                samples=task.val_samples,
-                gate_overrides=dict(task.gates),
-                targets_dirs=list(task.targets_dirs),
-                write=False,
+            report = api.verify(
+                api.VerifyRequest(
+                    artifact,
+                    task.val,
+                    reference=task.model,
+                    val_samples=task.val_samples,
+                    gate_overrides=dict(task.gates),
+                    targets_dirs=list(task.targets_dirs),
+                    write=False,
+                )
             )
             result["verify_s"] = time.perf_counter() - started
             result["fidelity"] = report.to_json()
