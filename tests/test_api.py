@@ -43,6 +43,10 @@ REQUESTS = [
     api.InspectRequest("m.onnx", {"x": [1, 3, 8, 8]}, "d.toml"),
     api.DevicesRequest("d.toml", ["a", "b"]),
     api.DemoRequest("out", ["x86-cpu"], 3),
+    api.ReportRequest(
+        ["results.jsonl", Path("dist/a-1.0")], baseline=["old.jsonl"], outputs=[Path("r.html")]
+    ),
+    api.ReleaseRequest(Path("edgekit.toml"), allow_failures=True, executor="ray", address="127.0.0.1:6379"),
 ]
 
 

@@ -135,9 +135,19 @@ def test_a_failed_gate_releases_nothing_and_allow_failures_marks_it(tmp_path, ru
     assert "digits.strict-cpu.fp32: fidelity: " in err and "cosine" in err
     assert not (tmp_path / "dist" / "digits-1.0.0").exists()
     assert not list((tmp_path / "dist").glob(".tmp-*"))
-    code, out, err = run_cli("release", "--config", config, "--allow-failures")
+    code, out, err = run_cli("release", "--config", config, "--allow-failures", "--json")
     assert code == 0, err
+    assert "left out: digits.strict-cpu.fp32: fidelity: " in err
     data = release_json(tmp_path)
+    from edgekit import api
+
+    record = api.ReleaseRecord.from_json(json.loads(out))  # --json prints the API's record
+    assert (
+        record.release == data
+        and not record.passed
+        and record.path == str(tmp_path / "dist" / "digits-1.0.0")
+    )
+    assert record.to_json() == json.loads(out)
     status = {a["name"]: a["status"] for a in data["artifacts"]}
     assert status == {"digits.x86-cpu.fp32": "ok", "digits.strict-cpu.fp32": "excluded"}
     assert data["gates"]["excluded"] == ["digits.strict-cpu.fp32"] and not data["gates"]["passed"]

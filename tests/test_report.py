@@ -154,6 +154,20 @@ def test_cli_writes_every_format_and_refuses_bad_input(results, run_cli, tmp_pat
     assert code == 2 and "junk.jsonl:1" in err
 
 
+def test_the_api_record_is_what_json_prints(results, run_cli, tmp_path):
+    from edgekit import api
+
+    out = tmp_path / "r.json"
+    code, printed, err = run_cli("report", results["results"], "-o", out, "--json")
+    assert code == 0, err
+    record = api.report(api.ReportRequest([results["results"]], outputs=[out]))
+    assert json.loads(printed) == record.to_json() and record.written == [str(out)]
+    again = api.ReportRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record and again.report is None and again.regressions() == []
+    document = json.loads(out.read_text())
+    assert document == record.document and "written" not in document  # the file is the report alone
+
+
 def test_a_directory_of_artifacts_reports_unbenchmarked_rows(results):
     report = build_report([results["tmp"]])  # the folder holds results.jsonl and the artifact dirs
     rows = _rows(report)
