@@ -123,3 +123,28 @@ def child(argv: Sequence[str], **kwargs: Any) -> Iterator[subprocess.Popen[Any]]
         yield proc
     finally:
         stop(proc)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a Python worker edgekit started without exec (multiprocessing spawn, where `child_argv`'s stub
+    cannot run first): the kernel SIGKILLs this process when `parent` dies (Linux; the parent-death
+    signal), and if `parent` is already gone, exit now (status 70)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(70)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (also when it is another user's): e.g. whether the owner of a
+    leftover temp folder named with its pid may still be writing it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

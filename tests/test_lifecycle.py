@@ -101,3 +101,25 @@ def test_terminated_is_a_systemexit_with_the_shell_code() -> None:
     exc = lifecycle.Terminated(signal.SIGTERM)
     assert isinstance(exc, SystemExit) and not isinstance(exc, Exception)
     assert exc.code == 143 and str(exc) == "terminated by SIGTERM"
+
+
+def test_alive_tells_a_running_process_from_a_reaped_one() -> None:
+    assert lifecycle.alive(os.getpid())
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert not lifecycle.alive(proc.pid)
+
+
+def test_a_worker_whose_parent_is_already_gone_exits_at_once() -> None:
+    """die_with_parent(PID) in a worker started by PID: if its parent is no longer PID (it died and
+    the worker was reparented), the worker stops before doing any work."""
+    code = (
+        "import sys; from edgekit import lifecycle; lifecycle.die_with_parent(int(sys.argv[1])); print('ran')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    mine = subprocess.run(
+        [sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True, env=env
+    )
+    assert mine.returncode == 0 and mine.stdout.strip() == "ran", mine.stderr
+    other = subprocess.run([sys.executable, "-c", code, "1"], capture_output=True, text=True, env=env)
+    assert other.returncode == 70 and other.stdout == ""

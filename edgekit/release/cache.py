@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgekit import __version__
+from edgekit import __version__, lifecycle
 from edgekit.cache import META, ContentCache
 from edgekit.fsio import replace_dir, write_json_atomic
 
@@ -94,18 +94,8 @@ class Store(ContentCache):
         for tmp in self.root.glob(".tmp-*"):
             parts = tmp.name.split("-")
             pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
-            if pid is not None and _alive(pid):
+            if pid is not None and lifecycle.alive(pid):
                 continue
             shutil.rmtree(tmp, ignore_errors=True)
             removed += 1
         return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

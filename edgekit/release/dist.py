@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgekit import lifecycle
 from edgekit.digest import file_sha256
 from edgekit.errors import BadInput
 
@@ -47,20 +48,10 @@ def staging_dir(out: Path, release: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(f".tmp-{release}-*"):
         parts = stale.name[len(f".tmp-{release}-") :].split("-")
-        if parts and parts[0].isdigit() and _alive(int(parts[0])):
+        if parts and parts[0].isdigit() and lifecycle.alive(int(parts[0])):
             continue
         shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f".tmp-{release}-{os.getpid()}-", dir=out))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def copy_tree(src: Path, dest: Path) -> None:

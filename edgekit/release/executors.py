@@ -8,19 +8,18 @@ A pool worker dies with its parent (PR_SET_PDEATHSIG), so a killed release leave
 
 from __future__ import annotations
 
-import ctypes
 import io
 import logging
 import multiprocessing
 import os
 import signal
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgekit import lifecycle
 from edgekit.errors import BadInput, Unreachable, require
 from edgekit.release.build import ARTIFACT, Task, run_task_logged
 
@@ -30,23 +29,10 @@ EXECUTORS = ("local", "ray")
 Outcome = tuple[Task, Path, dict[str, Any]]  # task, its work folder (holds artifact/), result
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: SIGKILL this worker when the release process dies, however it dies (the kernel's
-    parent-death signal; the parent's main thread started us). If the parent is already gone, exit."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-    if os.getppid() != parent:
-        os._exit(70)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-
-
 def _local_task(task: Task, work: str, conn: Any, parent: int) -> None:
     """A pool process: build one task, send the result up the pipe, exit."""
-    _die_with_parent(parent)
+    lifecycle.die_with_parent(parent)  # a killed release leaves no converters running
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
         result = run_task_logged(task, Path(work))
     except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent gets an answer
