@@ -124,6 +124,7 @@ def demo_report(out_dir: Path, rows: list[dict[str, Any]]) -> Any:
         if built is not None:
             if row.get("p50_ms") is None:
                 built.note = row.get("bench_error") or row.get("timed_as")
+                built.note_stage = "bench" if row.get("bench_error") else None
             inputs.builds.append(built)
         elif row["status"] == "export failed":
             inputs.builds.append(

@@ -92,6 +92,20 @@ def test_export_failures_from_a_build_are_rows_too(results):
     assert row.state == "failed" and row.stage == "export" and row.reason == "onnx2tf: unsupported op"
 
 
+def test_a_note_names_its_stage_only_when_it_has_one(results):
+    """A release's exclusion is a gate's verdict; the demo's 'time it on the device' is a remark."""
+    inputs = load([results["results"]])
+    for target, stage in (("intel-gpu", None), ("intel-npu", "gate")):
+        inputs.builds.append(
+            Build("tiny.onnx", target, "fp16", note=f"{target} note", note_stage=stage, manifest={})
+        )
+    rows = _rows(build_report(inputs))
+    assert rows[("tiny.onnx", "intel-gpu", "fp16", "-")].stage is None
+    assert rows[("tiny.onnx", "intel-npu", "fp16", "-")].stage == "gate"
+    text = render_text(build_report(inputs), width=80)
+    assert "intel-gpu fp16: intel-gpu note" in text and "intel-npu fp16 (gate): intel-npu note" in text
+
+
 def test_text_stays_within_80_columns_and_never_folds_a_cell(results):
     report = build_report([results["results"]])
     text = render_text(report, width=80)

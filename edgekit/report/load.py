@@ -39,6 +39,7 @@ class Build:
     sha256: str | None = None  # of manifest.json
     manifest: dict[str, Any] | None = None
     note: str | None = None  # e.g. why a release left it out
+    note_stage: str | None = "gate"  # what the note is about (None: a plain remark)
 
 
 @dataclass

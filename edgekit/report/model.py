@@ -263,7 +263,7 @@ class RowBuilder:
             _apply_fidelity(row, *_fidelity(None, build.manifest))
         if build.note:
             _add_reason(row, build.note)
-            row.stage = row.stage or "gate"
+            row.stage = row.stage or build.note_stage
         return row
 
     def from_records(self, records: list[dict[str, Any]]) -> Row:
