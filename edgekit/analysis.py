@@ -235,7 +235,7 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
     return report
 
 
-def estimate_bytes(weight_bytes: Mapping[str, int], peak_activation_bytes: int) -> int:
+def estimate_bytes(weight_bytes: Mapping[str, int], peak_activation_bytes: int, nodes: int = 0) -> int:
     """The formula of ESTIMATE_FORMULA; `weight_bytes` by class: conv, other, large."""
     return int(
         CONV_WEIGHT_FACTOR * weight_bytes.get("conv", 0)
@@ -321,6 +321,24 @@ def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
+def static_shapes(
+    model: onnx.ModelProto, notes: list[str]
+) -> tuple[dict[str, list[int]], dict[str, int], str, int]:
+    """Static shapes and element types of every tensor of `model` (inputs already fixed), inferred on
+    a weightless copy: (shapes, elem types, how, tensors left unknown)."""
+    inferred, how, unknown = _infer(_without_weights(model), notes)
+    shapes, dtypes = _shape_table(inferred)
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+        dtypes[init.name] = init.data_type
+    return shapes, dtypes, how, unknown
+
+
+def assume_ones(model: onnx.ModelProto) -> list[str]:
+    """Set every remaining non-static input dim to 1 (in place); returns 'input[axis]=name' for each."""
+    return _assume_ones(model)
+
+
 def _missing(model: onnx.ModelProto) -> int:
     shapes, _ = _shape_table(model)
     return sum(1 for n in model.graph.node for out in n.output if out and out not in shapes)
@@ -385,6 +403,15 @@ def _count_weights(inits: Iterable[TensorProto]) -> tuple[int, int, int, int, in
     return params, tensors, stored, other_bytes, other
 
 
+def weight_bytes(tensor: TensorProto, precision: str) -> int:
+    """Bytes of one float weight tensor at `precision` (0 for non-float tensors); see ESTIMATE_FORMULA."""
+    return _weight_bytes([tensor], precision)
+
+
+def is_float(elem_type: int) -> bool:
+    return elem_type in _FLOAT_TYPES
+
+
 def _weight_bytes(inits: Iterable[TensorProto], precision: str) -> int:
     """Bytes of the float weights at `precision` (see ESTIMATE_FORMULA)."""
     total = 0.0
@@ -431,37 +458,45 @@ def _macs(
     macs: Counter[str] = Counter()
     skipped: list[str] = []
     for index, node in enumerate(graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in (
-            "Conv",
-            "ConvTranspose",
-            "Gemm",
-            "MatMul",
-        ):
-            continue
-        ins = [shapes.get(name) for name in node.input[:2]]
-        out = shapes.get(node.output[0])
-        label = node.op_type
         try:
-            if node.op_type == "Conv":
-                # N*Cout*Hout*Wout * Cin/group * kh*kw ; W is [Cout, Cin/group, kh, kw]
-                value = _numel(out) * _numel(ins[1][1:])
-            elif node.op_type == "ConvTranspose":
-                # every input element meets Cout/group * kh*kw weights; W is [Cin, Cout/group, kh, kw]
-                value = _numel(ins[0]) * _numel(ins[1][1:])
-            elif node.op_type == "Gemm":
-                trans_a = _attr(node, "transA", 0)
-                k = ins[0][0] if trans_a else ins[0][-1]
-                value = _numel(out) * int(k)  # M*N*K
-            else:  # MatMul: broadcast batch * M * N * K
-                k = ins[0][-1]
-                value = _numel(out) * int(k)
-                if node.input[0] not in inits and node.input[1] not in inits:
-                    label = "MatMul (attention)"
+            counted = node_macs(node, shapes, inits)
         except (TypeError, IndexError):
             skipped.append(node.name or f"{node.op_type}#{index}")
             continue
-        macs[label] += int(value)
+        if counted is not None:
+            macs[counted[0]] += counted[1]
     return dict(sorted(macs.items(), key=lambda kv: -kv[1])), macs.get("MatMul (attention)", 0), skipped
+
+
+MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def node_macs(
+    node: onnx.NodeProto, shapes: Mapping[str, list[int]], weights: Mapping[str, Any] | set[str]
+) -> tuple[str, int] | None:
+    """(label, MACs) of one Conv/ConvTranspose/Gemm/MatMul node, None for other ops; raises
+    TypeError/IndexError when a shape it needs is unknown. `weights`: names of constant tensors."""
+    if node.domain not in ("", "ai.onnx") or node.op_type not in MAC_OPS:
+        return None
+    ins = [shapes.get(name) for name in node.input[:2]]
+    out = shapes.get(node.output[0])
+    label = node.op_type
+    if node.op_type == "Conv":
+        # N*Cout*Hout*Wout * Cin/group * kh*kw ; W is [Cout, Cin/group, kh, kw]
+        value = _numel(out) * _numel(ins[1][1:])  # type: ignore[arg-type,index]
+    elif node.op_type == "ConvTranspose":
+        # every input element meets Cout/group * kh*kw weights; W is [Cin, Cout/group, kh, kw]
+        value = _numel(ins[0]) * _numel(ins[1][1:])  # type: ignore[arg-type,index]
+    elif node.op_type == "Gemm":
+        trans_a = _attr(node, "transA", 0)
+        k = ins[0][0] if trans_a else ins[0][-1]  # type: ignore[index]
+        value = _numel(out) * int(k)  # type: ignore[arg-type]  # M*N*K
+    else:  # MatMul: broadcast batch * M * N * K
+        k = ins[0][-1]  # type: ignore[index]
+        value = _numel(out) * int(k)  # type: ignore[arg-type]
+        if node.input[0] not in weights and node.input[1] not in weights:
+            label = "MatMul (attention)"
+    return label, int(value)
 
 
 def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:

@@ -804,6 +804,123 @@ def demo(out_dir: str, only: tuple[str, ...], iterations: int) -> None:
         raise GateFailed("some artifacts failed their fidelity gate (see the table)")
 
 
+# ---- split (edgekit.split; rendering in edgekit/split/render.py) ---------------------------------
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--parts", type=click.IntRange(1), help="Cut into N shards balanced by --balance.")
+@click.option(
+    "--max-shard-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Fewest shards of at most M MB each (estimated runtime memory).",
+)
+@click.option(
+    "--devices", "device_names", metavar="A,B,...", help="One shard per device, in this order (devices.toml)."
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["latency", "throughput"]),
+    default="latency",
+    show_default=True,
+    help="With --devices.",
+)
+@click.option(
+    "--balance",
+    type=click.Choice(["weights", "macs"]),
+    default="weights",
+    show_default=True,
+    help="With --parts.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="Precision the memory estimate assumes.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.1,
+    show_default=True,
+    help="--parts: allowed excess over the best balance, traded for fewer crossing bytes.",
+)
+@click.option(
+    "--devices-file",
+    "devices_file",
+    type=click.Path(),
+    help="Inventory (default: ./devices.toml if present).",
+)
+@click.option(
+    "--results",
+    multiple=True,
+    type=click.Path(),
+    help="Bench records: device speeds, measured shard latency and memory.",
+)
+@click.option(
+    "--val", type=click.Path(), help="Inputs for the equality check (.npz or image dir); default: random."
+)
+@click.option("--val-samples", type=int, help="Seeded subset of the validation set.")
+@click.option(
+    "--input-shape", "input_shapes", multiple=True, metavar="NAME:D0,D1,..", help="Fix a dynamic input shape."
+)
+@click.option(
+    "--no-profile", is_flag=True, help="Node times from MACs instead of an onnxruntime profile here."
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(),
+    help="Output directory (default: MODEL-stem.split next to MODEL).",
+)
+@common
+def split(
+    model: str,
+    parts: int | None,
+    max_shard_mb: float | None,
+    device_names: str | None,
+    objective: str,
+    balance: str,
+    precision: str,
+    tolerance: float,
+    devices_file: str | None,
+    results: tuple[str, ...],
+    val: str | None,
+    val_samples: int | None,
+    input_shapes: tuple[str, ...],
+    no_profile: bool,
+    out_dir: str | None,
+) -> None:
+    """Cut MODEL into shards (ONNX) + pipeline.json; the shards are checked against MODEL."""
+    from edgekit import split as splitting
+    from edgekit.ingest import parse_input_shapes
+    from edgekit.split.render import print_plan
+
+    request = splitting.SplitRequest(
+        model=model,
+        parts=parts,
+        max_shard_mb=max_shard_mb,
+        devices=[d.strip() for d in device_names.split(",") if d.strip()] if device_names else (),
+        devices_file=devices_file,
+        objective=objective,
+        balance=balance,
+        precision=precision,
+        tolerance=tolerance,
+        out_dir=out_dir,
+        input_shapes=parse_input_shapes(input_shapes),
+        val=val,
+        val_samples=val_samples,
+        results=results,
+        profile=not no_profile,
+    )
+    with Steps(f"split {Path(model).name}") as steps:
+        record = splitting.split(request, steps)
+    if STATE["json"]:
+        emit_json(record.to_json())
+    else:
+        print_plan(record, _stdout())
+
+
 # ---- entry point -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     try:
