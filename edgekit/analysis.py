@@ -31,42 +31,92 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4")
 MB = 1024 * 1024
 
 # ---- the memory model ---------------------------------------------------------------------------
-# Calibrated with benchmarks/bench_memory.py (onnxruntime 1.31 CPU EP, default session options,
-# Linux/glibc x86-64): process RSS growth over 11 models from 0 to 54 M params and 0 to 98 MB peak
-# activations (ResNet/VGG/MobileNet-like CNNs, transformer stacks, big-Gemm MLPs) lands within
-# -18%..+8% of this formula; a bare session costs ~9.4 MB; Conv kernels cost ~3.3x their bytes,
-# MatMul/Gemm weights ~1.5x (1.0x for tensors >= 32 MiB, whose parse copy is unmapped).
-#: multiplier on Conv/ConvTranspose weight bytes: onnxruntime CPU keeps the initializer, a
-#: re-laid-out (NCHWc / pre-packed) copy and the heap left over from parsing the protobuf
-CONV_WEIGHT_FACTOR = 3.3
-#: multiplier on the other weights (MatMul/Gemm/norms/...): the initializer plus parse left-overs
-WEIGHT_FACTOR = 1.6
-#: tensors at least this big are allocated with mmap by glibc and the parse copy is returned to
-#: the OS, so they cost about their own size once
+#: weights in tensors at least this big are a class of their own: glibc serves them with mmap, so the
+#: copy made while parsing the protobuf goes back to the OS instead of staying on the heap
 LARGE_TENSOR_BYTES = 32 * 1024 * 1024
-LARGE_WEIGHT_FACTOR = 1.0
-#: multiplier on the liveness-walk peak (arena rounding, imperfect buffer reuse)
-ACTIVATION_FACTOR = 1.1
-#: fixed cost of a session: thread pools, kernel registry, graph, allocator bookkeeping
-OVERHEAD_MB = 10.0
-
 #: bytes per floating-point activation element assumed at each precision
 ACTIVATION_BYTES = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 2.0}
 INT4_GROUP = 32
 
-ESTIMATE_FORMULA = (
-    f"runtime memory = {CONV_WEIGHT_FACTOR:g} x Conv weight bytes + {WEIGHT_FACTOR:g} x other weight "
-    f"bytes (tensors >= {LARGE_TENSOR_BYTES // MB} MiB: {LARGE_WEIGHT_FACTOR:g} x) + {ACTIVATION_FACTOR:g} "
-    f"x peak activation bytes + {OVERHEAD_MB:g} MB runtime overhead, all at the chosen precision. "
-    f"Weight bytes: fp32 4 B/param, "
-    f"fp16 2 B/param, int8 1 B/param + one fp32 scale per output channel (1-D tensors such as biases "
-    f"stay 4 B), int4 0.5 B/param + one fp16 scale per group of {INT4_GROUP} (1-D tensors 2 B). Peak "
-    "activations: liveness walk over the topological order (a tensor lives from its producer to its "
-    "last consumer; the running node's inputs and outputs both live; weights excluded) with float "
-    "activations at 4 B (fp32), 2 B (fp16), 1 B (int8, full-integer), 2 B (int4: weight-only, fp16 "
-    "compute). Constants calibrated against onnxruntime CPU process-memory growth "
-    "(benchmarks/bench_memory.py)."
-)
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Peak process-memory growth of one runtime running a model (session creation + inference):
+
+        overhead + per_100_nodes x nodes/100 + conv x Conv kernel bytes + other x other weight bytes
+        + large x bytes of weight tensors >= 32 MiB + activation x liveness-walk peak activation bytes
+
+    What each term stands for (onnxruntime CPU, default options; found with benchmarks/bench_memory.py
+    by switching the mechanisms off one at a time): `overhead`, the bare session (thread pool, kernel
+    registry, allocator); `per_100_nodes`, kernels, graph and execution plan per node; `conv`, the
+    initializer copy in the session's planned weight buffer, the NCHWc re-laid-out (pre-packed)
+    kernel, and the heap the protobuf parse copy leaves behind; `other`, the weight buffer copy and
+    part of the parse left-overs (MatMul/Gemm, norms); `large`, the transient of loading a big
+    tensor (parse copy and weight buffer at once, then the parse copy unmapped); `activation`, the
+    first run's arena (freed blocks of other sizes are not reused, the arena grows in doubling chunks)
+    plus the memory-pattern block every later run allocates on top of it: about 1.2x + 1.0x the
+    liveness peak. The constants are a relative least-squares fit over the architectures of
+    benchmarks/bench_memory.py (its --fit option reproduces them)."""
+
+    runtime: str
+    overhead_mb: float
+    per_100_nodes_mb: float
+    conv: float
+    other: float
+    large: float
+    activation: float
+    calibration: str
+
+    def estimate(self, weight_bytes: Mapping[str, int], peak_activation_bytes: int, nodes: int) -> int:
+        return int(
+            self.overhead_mb * MB
+            + self.per_100_nodes_mb * MB * nodes / 100.0
+            + self.conv * weight_bytes.get("conv", 0)
+            + self.other * weight_bytes.get("other", 0)
+            + self.large * weight_bytes.get("large", 0)
+            + self.activation * peak_activation_bytes
+        )
+
+    def formula(self) -> str:
+        return (
+            f"{self.runtime}: {self.overhead_mb:g} MB + {self.per_100_nodes_mb:g} MB per 100 nodes + "
+            f"{self.conv:g} x Conv kernel bytes + {self.other:g} x other weight bytes + {self.large:g} x "
+            f"bytes of weight tensors >= {LARGE_TENSOR_BYTES // MB} MiB + {self.activation:g} x peak "
+            f"activation bytes ({self.calibration})"
+        )
+
+
+#: one model per runtime that was measured; other runtimes get no estimate of their own
+MEMORY_MODELS = {
+    "onnxruntime": MemoryModel(
+        runtime="onnxruntime",
+        overhead_mb=16.3,
+        per_100_nodes_mb=0.86,
+        conv=2.82,
+        other=1.34,
+        large=1.61,
+        activation=2.28,
+        calibration="onnxruntime 1.32 CPU EP, default session options, Linux x86-64",
+    ),
+}
+DEFAULT_RUNTIME = "onnxruntime"
+
+
+def _formula() -> str:
+    models = "; ".join(m.formula() for m in MEMORY_MODELS.values())
+    return (
+        f"runtime memory (peak process-memory growth while loading and running) = {models}. "
+        "All at the chosen precision. Weight bytes: fp32 4 B/param, fp16 2 B/param, int8 1 B/param + one "
+        "fp32 scale per output channel (1-D tensors such as biases stay 4 B), int4 0.5 B/param + one fp16 "
+        f"scale per group of {INT4_GROUP} (1-D tensors 2 B). Peak activations: liveness walk over the "
+        "topological order (a tensor lives from its producer to its last consumer; the running node's "
+        "inputs and outputs both live; weights excluded) with float activations at 4 B (fp32), 2 B (fp16), "
+        "1 B (int8, full-integer), 2 B (int4: weight-only, fp16 compute). Calibrated at fp32 "
+        "(benchmarks/bench_memory.py); a device's measured peak RSS from `edgekit bench` replaces it."
+    )
+
+
+ESTIMATE_FORMULA = _formula()
 
 _FLOAT_TYPES = {
     TensorProto.FLOAT,
@@ -115,7 +165,8 @@ class ModelReport:
     peak_node: dict[str, Any]
     peak_activation_bytes_by_precision: dict[str, int]
     largest_tensors: list[TensorRow]
-    memory_estimate_bytes: dict[str, int]
+    memory_estimate_bytes: dict[str, int]  # onnxruntime's (DEFAULT_RUNTIME)
+    runtime_memory_bytes: dict[str, dict[str, int]]  # per measured runtime, per precision
     shape_inference: str
     unknown_shapes: int
     notes: list[str] = field(default_factory=list)
@@ -129,6 +180,10 @@ class ModelReport:
         data = asdict(self)
         data["op_histogram"] = [list(item) for item in self.op_histogram]
         data["memory_estimate_mb"] = {k: round(v / MB, 2) for k, v in self.memory_estimate_bytes.items()}
+        data["runtime_memory_mb"] = {
+            runtime: {k: round(v / MB, 2) for k, v in values.items()}
+            for runtime, values in self.runtime_memory_bytes.items()
+        }
         return data
 
 
@@ -197,7 +252,12 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
 
     peaks = {p: _peak_activations(graph, shapes, dtypes, inits, ACTIVATION_BYTES[p]) for p in PRECISIONS}
     native_peak, native_node = _peak_activations(graph, shapes, dtypes, inits, None)
-    estimate = {p: estimate_bytes(class_bytes[p], peaks[p][0]) for p in PRECISIONS}
+    nodes = header["node_count"]
+    per_runtime = {
+        runtime: {p: model.estimate(class_bytes[p], peaks[p][0], nodes) for p in PRECISIONS}
+        for runtime, model in MEMORY_MODELS.items()
+    }
+    estimate = per_runtime[DEFAULT_RUNTIME]
 
     largest = _largest_tensors(graph, shapes, dtypes, inits, 10)
     report = ModelReport(
@@ -227,6 +287,7 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
         peak_activation_bytes_by_precision={p: peaks[p][0] for p in PRECISIONS},
         largest_tensors=largest,
         memory_estimate_bytes=estimate,
+        runtime_memory_bytes=per_runtime,
         shape_inference=how,
         unknown_shapes=unknown,
         notes=notes,
@@ -235,15 +296,16 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
     return report
 
 
-def estimate_bytes(weight_bytes: Mapping[str, int], peak_activation_bytes: int, nodes: int = 0) -> int:
-    """The formula of ESTIMATE_FORMULA; `weight_bytes` by class: conv, other, large."""
-    return int(
-        CONV_WEIGHT_FACTOR * weight_bytes.get("conv", 0)
-        + WEIGHT_FACTOR * weight_bytes.get("other", 0)
-        + LARGE_WEIGHT_FACTOR * weight_bytes.get("large", 0)
-        + ACTIVATION_FACTOR * peak_activation_bytes
-        + OVERHEAD_MB * MB
-    )
+def estimate_bytes(
+    weight_bytes: Mapping[str, int], peak_activation_bytes: int, nodes: int, runtime: str = DEFAULT_RUNTIME
+) -> int:
+    """The runtime's MemoryModel; `weight_bytes` by class: conv, other, large."""
+    return memory_model(runtime).estimate(weight_bytes, peak_activation_bytes, nodes)
+
+
+def memory_model(runtime: str) -> MemoryModel:
+    """The runtime's own model where it was measured, else onnxruntime's (callers say so)."""
+    return MEMORY_MODELS.get(runtime, MEMORY_MODELS[DEFAULT_RUNTIME])
 
 
 # ---- shapes ----------------------------------------------------------------------------------------

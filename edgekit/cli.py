@@ -349,6 +349,23 @@ def export(
         threads=threads,
         extra=_parse_kv(extra),
     )
+    gates = {"min_cosine": min_cosine, "max_accuracy_drop": max_accuracy_drop, "min_snr_db": min_snr_db}
+    if Path(model).expanduser().is_dir():  # a split directory: every shard (edgekit.split.export)
+        _export_split(
+            model,
+            target,
+            precision,
+            calib,
+            val,
+            calib_samples,
+            val_samples,
+            out_dir,
+            options,
+            gates,
+            targets_dir,
+            no_simplify,
+        )
+        return
     request = api.ExportRequest(
         model=model,
         target=target,
@@ -385,6 +402,45 @@ def export(
             _print_fidelity(outcome.fidelity)
     if outcome.fidelity is not None and not outcome.fidelity.passed:
         raise GateFailed("fidelity gate failed: " + "; ".join(outcome.fidelity.failures))
+
+
+def _export_split(
+    model: str,
+    target: str,
+    precision: str | None,
+    calib: str | None,
+    val: str | None,
+    calib_samples: int | None,
+    val_samples: int | None,
+    out_dir: str,
+    options: Any,
+    gates: dict[str, Any],
+    targets_dir: tuple[str, ...],
+    no_simplify: bool,
+) -> None:
+    from edgekit.split.export import PipelineExportRequest, export_pipeline
+    from edgekit.split.render import print_pipeline_export
+
+    request = PipelineExportRequest(
+        split_dir=model,
+        targets=[t.strip() for t in target.split(",") if t.strip()],
+        precision=precision,
+        calib=calib,
+        val=val,
+        calib_samples=calib_samples,
+        val_samples=val_samples,
+        out_dir=out_dir,
+        options=options,
+        gate_overrides={k: v for k, v in gates.items() if v is not None},
+        targets_dirs=targets_dir,
+        simplify=not no_simplify,
+    )
+    with Steps(f"export {Path(model).name} (split) -> {target}") as steps:
+        result = export_pipeline(request, steps)
+    if STATE["json"]:
+        emit_json(result.to_json())
+    else:
+        print_pipeline_export(result, _stdout())
 
 
 def _parse_kv(items: tuple[str, ...]) -> dict[str, str]:
@@ -666,7 +722,11 @@ def bench(
     """Benchmark ARTIFACTS on your devices over SSH (or locally), as a fleet; append to results.jsonl."""
     from edgekit import api
     from edgekit.runner import BenchSettings
+    from edgekit.split.pipeline import is_pipeline_dir
 
+    if any(is_pipeline_dir(a) for a in artifacts):  # split pipelines (edgekit.split.bench)
+        _bench_pipelines(artifacts, names, devices_file, iterations, warmup, threads, val, results, timeout)
+        return
     settings = BenchSettings(
         iterations=iterations,
         warmup=warmup,
@@ -701,6 +761,46 @@ def bench(
     gates = [f for f in outcome.fidelity.values() if not f.passed]
     if gates:
         raise GateFailed(f"on-device fidelity failed for {len(gates)} run(s)")
+
+
+def _bench_pipelines(
+    dirs: tuple[str, ...],
+    names: tuple[str, ...],
+    devices_file: str | None,
+    samples: int,
+    warmup: int,
+    threads: int | None,
+    val: str | None,
+    results: str,
+    timeout: float,
+) -> None:
+    from edgekit.split.bench import PipelineBenchSettings, bench_pipeline
+    from edgekit.split.pipeline import is_pipeline_dir
+    from edgekit.split.render import print_pipeline_bench
+
+    if not all(is_pipeline_dir(d) for d in dirs):
+        raise BadInput("bench pipelines (split directories) on their own, not with other artifacts")
+    settings = PipelineBenchSettings(
+        samples=samples,
+        warmup=warmup,
+        val=Path(val).expanduser() if val else None,
+        threads=threads,
+        timeout_s=timeout,
+    )
+    records = []
+    for directory in dirs:
+        with Steps(f"bench {Path(directory).name}") as steps:
+            records.append(
+                bench_pipeline(directory, _inventory(devices_file), names, settings, results, steps)
+            )
+    if STATE["json"]:
+        emit_json(records)
+    else:
+        for record in records:
+            print_pipeline_bench(record, _stdout())
+    failed = [r for r in records if r.get("fidelity") and not r["fidelity"].get("passed", True)]
+    if failed:
+        raise GateFailed(f"end-to-end fidelity failed for {len(failed)} pipeline(s)")
 
 
 class _BenchView:
@@ -833,9 +933,7 @@ def demo(out_dir: str, only: tuple[str, ...], iterations: int) -> None:
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "fp16", "int8"]),
-    default="fp32",
-    show_default=True,
-    help="Precision the memory estimate assumes.",
+    help="Precision the memory estimate assumes (default fp32), and of the --targets exports.",
 )
 @click.option(
     "--tolerance",
@@ -867,6 +965,13 @@ def demo(out_dir: str, only: tuple[str, ...], iterations: int) -> None:
     "--no-profile", is_flag=True, help="Node times from MACs instead of an onnxruntime profile here."
 )
 @click.option(
+    "--targets",
+    "export_targets",
+    metavar="A,B,...",
+    help="Then export each shard for these targets (one, or one per shard).",
+)
+@click.option("--calib", type=click.Path(), help="With --targets: calibration set of the whole model (INT8).")
+@click.option(
     "-o",
     "--out",
     "out_dir",
@@ -881,7 +986,7 @@ def split(
     device_names: str | None,
     objective: str,
     balance: str,
-    precision: str,
+    precision: str | None,
     tolerance: float,
     devices_file: str | None,
     results: tuple[str, ...],
@@ -889,6 +994,8 @@ def split(
     val_samples: int | None,
     input_shapes: tuple[str, ...],
     no_profile: bool,
+    export_targets: str | None,
+    calib: str | None,
     out_dir: str | None,
 ) -> None:
     """Cut MODEL into shards (ONNX) + pipeline.json; the shards are checked against MODEL."""
@@ -904,7 +1011,7 @@ def split(
         devices_file=devices_file,
         objective=objective,
         balance=balance,
-        precision=precision,
+        precision=precision or "fp32",
         tolerance=tolerance,
         out_dir=out_dir,
         input_shapes=parse_input_shapes(input_shapes),
@@ -915,10 +1022,26 @@ def split(
     )
     with Steps(f"split {Path(model).name}") as steps:
         record = splitting.split(request, steps)
+    exported = None
+    if export_targets:
+        from edgekit.split.export import PipelineExportRequest, export_pipeline
+
+        targets = [t.strip() for t in export_targets.split(",") if t.strip()]
+        with Steps(f"export {record.path.name}") as steps:
+            exported = export_pipeline(
+                PipelineExportRequest(
+                    record.path, targets, precision, calib, val, out_dir=record.path.parent
+                ),
+                steps,
+            )
     if STATE["json"]:
-        emit_json(record.to_json())
+        emit_json({**record.to_json(), "export": exported.to_json() if exported else None})
     else:
         print_plan(record, _stdout())
+        if exported is not None:
+            from edgekit.split.render import print_pipeline_export
+
+            print_pipeline_export(exported, _stdout())
 
 
 # ---- entry point -------------------------------------------------------------------------------

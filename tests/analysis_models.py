@@ -271,13 +271,7 @@ def crnn(height: int = 48, width: int = 320, hidden: int = 96, classes: int = 66
         w = b.weight((2, 4 * hidden, feat), scale=feat**-0.5)
         r = b.weight((2, 4 * hidden, hidden), scale=hidden**-0.5)
         bias = b.tensor(np.zeros((2, 8 * hidden), np.float32))
-        lstm = b.nodes.append(
-            helper.make_node(
-                "LSTM", [y, w, r, bias], [b.name("lstm_y")], hidden_size=hidden, direction="bidirectional"
-            )
-        )
-        del lstm
-        y = b.nodes[-1].output[0]  # [T, 2, N, H]
+        y = b.op("LSTM", [y, w, r, bias], hidden_size=hidden, direction="bidirectional")  # [T, 2, N, H]
         y = b.op("Transpose", [y], perm=[0, 2, 1, 3])
         y = b.op("Reshape", [y, b.tensor(np.array([seq, batch, 2 * hidden], np.int64))])
         feat = 2 * hidden
@@ -367,9 +361,15 @@ REALISTIC = {
     "resnet18-224": lambda: resnetish(224, widths=(64, 128, 256, 512)),
     "resnet-narrow-224": lambda: resnetish(224, widths=(16, 32, 64, 128)),
     "tiny-convnet": lambda: small_convnet(16),
-    # not used when choosing the constants (held out)
     "mobilenetish-224": lambda: mobilenetish(224),
     "decoderish-512": lambda: decoderish(512),
+    # an OCR pipeline as PaddleOCR exports it, and mobile classifiers
+    "dbnet-mbv3-640": lambda: dbnet(640),
+    "dbnet-mbv3-960": lambda: dbnet(960),
+    "crnn-48x320": lambda: crnn(),
+    "cls-mbv3s-48x192": lambda: mobilenetv3_small(48, 192, 2, 0.35),
+    "mbv3s-224": lambda: mobilenetv3_small(),
+    "mobilenetv2-224": lambda: mobilenetv2(),
 }
 
 

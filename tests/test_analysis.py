@@ -155,8 +155,15 @@ def test_weight_bytes_per_precision(tmp_path: Path) -> None:
         "int8": 200 + 4 * 10,  # 1 B/param + fp32 scale per output channel
         "int4": 100 + 2 * math.ceil(200 / analysis.INT4_GROUP),  # 0.5 B/param + fp16 scale per group
     }
-    expected = analysis.WEIGHT_FACTOR * 800 + analysis.ACTIVATION_FACTOR * 240 + analysis.OVERHEAD_MB * MB
+    model = analysis.MEMORY_MODELS["onnxruntime"]
+    expected = (
+        model.other * 800
+        + model.activation * 240
+        + model.overhead_mb * MB
+        + model.per_100_nodes_mb * MB * report.node_count / 100
+    )
     assert report.memory_estimate_bytes["fp32"] == int(expected)
+    assert report.runtime_memory_bytes["onnxruntime"] == report.memory_estimate_bytes
 
 
 def test_conv_weights_use_conv_factor(tmp_path: Path) -> None:
@@ -214,4 +221,6 @@ def test_fit_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_formula_is_documented() -> None:
     text = analysis.ESTIMATE_FORMULA
-    assert f"{analysis.OVERHEAD_MB:g} MB" in text and "peak activation" in text and "int4" in text
+    for model in analysis.MEMORY_MODELS.values():
+        assert f"{model.runtime}: {model.overhead_mb:g} MB" in text
+    assert "peak activation" in text and "int4" in text

@@ -241,9 +241,12 @@ def _device_models(
             )
             link = link if link is not None else DEFAULT_LINK_MBPS
             latency = latency if latency is not None else DEFAULT_LINK_LATENCY_MS
+        from edgekit import targets as target_profiles
+
         model = planner.DeviceModel(
             name,
             prefix,
+            runtime=target_profiles.get(device.target).backend,
             memory_mb=float(memory) if memory else None,
             link_mbps=float(link),
             link_latency_ms=float(latency),
@@ -354,11 +357,13 @@ def measured_growth_mb(record: Mapping[str, Any]) -> float | None:
 
 def _memory_fn(
     graph: PartitionGraph, precision: str, overrides: Mapping[tuple[int, int], float]
-) -> Callable[[int, int], float]:
-    def memory(a: int, b: int) -> float:
+) -> Callable[..., float]:
+    """Shard memory in MB: a measured peak from an earlier pipeline bench, else the runtime's estimate."""
+
+    def memory(a: int, b: int, runtime: str = "onnxruntime") -> float:
         if (a, b) in overrides:
             return overrides[(a, b)]
-        return graph.memory(a, b, precision) / MB
+        return graph.memory(a, b, precision, runtime) / MB
 
     return memory
 
@@ -404,6 +409,12 @@ def describe(
                 "macs": stats.macs,
                 "peak_activation_bytes": stats.peak_activation_bytes,
                 "memory_estimate_mb": round(stats.memory_mb, 2),
+                "memory_features": {
+                    "weight_bytes_by_class": stats.weight_bytes_by_class,
+                    "peak_activation_bytes": stats.peak_activation_bytes,
+                    "nodes": stats.nodes,
+                    "precision": req.precision,
+                },
                 "memory_measured_mb": round(measured_memory, 2) if measured_memory is not None else None,
                 "memory_mb": round(memory_fn(start, end), 2),
                 "predicted_ms": _finite(predicted),
@@ -421,7 +432,11 @@ def describe(
         nbytes = int(sum(t["bytes"] for t in tensors))
         src = by_name.get(plan.devices[index]) if plan.devices[index] else devices[index]
         dst = by_name.get(plan.devices[index + 1]) if plan.devices[index + 1] else devices[index + 1]
-        hop = planner.hop_ms(src, dst, nbytes) if (src is not None and dst is not None) else None
+        hop = (
+            planner.hop_ms(src, dst, nbytes)
+            if (req.devices and src is not None and dst is not None)
+            else None
+        )
         cuts.append(
             {
                 "after_shard": index,

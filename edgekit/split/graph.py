@@ -407,10 +407,12 @@ class PartitionGraph:
             outputs=outputs,
         )
 
-    def memory(self, start: int, end: int, precision: str) -> int:
+    def memory(self, start: int, end: int, precision: str, runtime: str = analysis.DEFAULT_RUNTIME) -> int:
         """Estimated runtime memory (bytes) of a shard [start, end) (analysis's memory model)."""
         _, classes = self.segment_weights(start, end, precision)
-        return analysis.estimate_bytes(classes, self.segment_peak(start, end, precision), end - start)
+        return analysis.estimate_bytes(
+            classes, self.segment_peak(start, end, precision), end - start, runtime
+        )
 
     def value_info(self, name: str) -> onnx.ValueInfoProto:
         """Type and shape of a shard boundary tensor: the model's own declaration for model I/O, else

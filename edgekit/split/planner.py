@@ -52,6 +52,7 @@ class DeviceModel:
     link_mbps: float = math.inf  # megabits per second
     link_latency_ms: float = 0.0
     speed_source: str = ""
+    runtime: str = "onnxruntime"  # whose memory model applies (the device target's backend)
     exact: dict[tuple[int, int], float] = field(default_factory=dict)  # measured shard times
 
     def shard_ms(self, start: int, end: int) -> float:
@@ -262,7 +263,7 @@ def plan_devices(
     devices: Sequence[DeviceModel],
     objective: str = "latency",
     precision: str = "fp32",
-    memory_fn: Callable[[int, int], float] | None = None,
+    memory_fn: Callable[[int, int, str], float] | None = None,
 ) -> Plan:
     """One contiguous shard per device, in the given order; a device may get no nodes (the tensors
     then go straight to the next one). Minimises the predicted end-to-end latency (model inputs to
@@ -277,7 +278,7 @@ def plan_devices(
     cross = graph.cross_bytes.astype(np.float64)
     in_bytes = float(sum(graph.tensors[t].nbytes for t in graph.model_inputs))
     out_bytes = float(sum(graph.tensors[t].nbytes for t in graph.model_outputs if t in graph.tensors))
-    memory_fn = memory_fn or (lambda a, b: graph.memory(a, b, precision) / MB)
+    memory_fn = memory_fn or (lambda a, b, runtime: graph.memory(a, b, precision, runtime) / MB)
     add = objective == "latency"
 
     def combine(x: np.ndarray | float, y: np.ndarray | float) -> Any:
@@ -295,7 +296,7 @@ def plan_devices(
         b = 0
         for a in range(n):
             b = max(b, a)
-            while b < n and memory_fn(a, b + 1) <= limit:
+            while b < n and memory_fn(a, b + 1, device.runtime) <= limit:
                 b += 1
             row[a] = b  # b == a: node a alone does not fit
         reach.append(row)
@@ -339,7 +340,7 @@ def plan_devices(
         if math.isfinite(value[n, j + 1])
     ]
     if not finals:
-        smallest = max(memory_fn(i, i + 1) for i in range(n))
+        smallest = max(memory_fn(i, i + 1, devices[0].runtime) for i in range(n))
         raise Infeasible(
             "no assignment of the model to these devices fits their memory; add a device or one with more "
             f"memory (the largest single node needs {smallest:.1f} MB, estimated)",

@@ -95,3 +95,78 @@ def print_plan(record: Any, console: Any) -> None:
     for note in data.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"wrote {record.path}/ (pipeline.json + {len(data['shards'])} shards)")
+
+
+def print_pipeline_export(result: Any, console: Any) -> None:
+    from rich.table import Table
+
+    data = result.pipeline
+    table = Table(title=f"{data['source']['name']}: {len(data['shards'])} shards exported")
+    for col in ("shard", "target", "precision", "artifact", "fidelity vs FP32 shard"):
+        table.add_column(col)
+    for shard in data["shards"]:
+        fid = shard.get("fidelity")
+        if fid is None:
+            verdict = "-"
+        else:
+            worst = min((o.get("cosine", 1.0) for o in fid.get("outputs", [])), default=1.0)
+            verdict = (
+                "[green]pass[/green]" if fid.get("passed") else "[red]FAIL[/red]"
+            ) + f" (min cosine {worst:.5f})"
+        table.add_row(str(shard["index"]), shard["target"], shard["precision"], shard["artifact"], verdict)
+    console.print(table)
+    console.print(f"wrote {result.path}/ (run it with: edgekit bench {result.path})")
+
+
+def print_pipeline_bench(record: Mapping[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"pipeline {record['artifact']['name']} on {record['device']['name']}")
+    for col in (
+        "stage",
+        "device",
+        "target/precision",
+        "compute p50 ms",
+        "predicted ms",
+        "relay p50 ms",
+        "runtime MB",
+        "est. MB",
+    ):
+        table.add_column(col, justify="left" if col in ("device", "target/precision") else "right")
+    for row in record["stages"]:
+        table.add_row(
+            str(row["shard"]),
+            row["device"],
+            f"{row['target']}/{row['precision']}",
+            _ms(row["compute_ms"]["p50"]),
+            _ms(row.get("predicted_ms")),
+            _ms(row["relay_ms"]["p50"]),
+            "-" if row.get("runtime_memory_mb") is None else f"{row['runtime_memory_mb']:.1f}",
+            "-" if row.get("memory_estimate_mb") is None else f"{row['memory_estimate_mb']:.1f}",
+        )
+    console.print(table)
+    for hop in record["hops"]:
+        size = "-" if hop.get("bytes") is None else f"{hop['bytes'] / 1024:.1f} KiB"
+        console.print(
+            f"hop {hop['from']} -> {hop['to']}: {size}, measured {_ms(hop['measured_ms'])} ms "
+            f"(predicted {_ms(hop.get('predicted_ms'))} ms)"
+        )
+    pred = record.get("predicted") or {}
+    fps_pred = pred.get("throughput_fps")
+    console.print(
+        f"end-to-end latency p50 {_ms(record['latency_ms']['p50'])} ms (predicted {_ms(pred.get('latency_ms'))} ms); "
+        f"pipelined throughput {record['throughput_fps']:.1f}/s (predicted "
+        f"{'-' if fps_pred is None else f'{fps_pred:.1f}'}/s); relay: {record['pipeline']['relay']}"
+    )
+    planned = [d for d in pred.get("planned_devices") or [] if d]
+    if planned and planned != record["device"]["devices"]:
+        console.print(
+            f"[yellow]note:[/yellow] the plan predicted for {', '.join(map(str, pred['planned_devices']))}"
+        )
+    fid = record.get("fidelity")
+    if fid:
+        worst = min((o["cosine"] for o in fid["outputs"]), default=1.0)
+        verdict = "[green]pass[/green]" if fid.get("passed") else "[red]FAIL[/red]"
+        console.print(
+            f"end-to-end fidelity vs the unsplit FP32 model: {verdict} (min cosine {worst:.5f}, {fid['samples']} samples)"
+        )
