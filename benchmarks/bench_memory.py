@@ -5,8 +5,8 @@ text detector at 640x640 and 960x960, a CRNN recognizer, PaddleOCR's direction c
 transformer encoders, big-Gemm MLPs, a segmentation decoder; tests/zoo.py: the nine classic-zoo
 CNNs, IR upgraded the way ingest prepares them) every runtime is measured in fresh processes: peak
 RSS (VmHWM) growth over the RSS after importing the runtime and allocating the inputs, through
-session creation + 3 runs (onnxruntime CPU EP / OpenVINO CPU, default options, as edgekit's agent
-runs them). Prints the estimate, the measurement (median of --repeat processes), their ratio, the
+session creation + 3 runs (onnxruntime CPU EP / OpenVINO CPU, default options, in the order edgekit's
+agent runs them: runtime imported, baseline, session, inputs, runs). Prints the estimate, the measurement (median of --repeat processes), their ratio, the
 worst ratio per runtime, and with --fit the constants a relative least-squares fit of this very run
 gives (with each model's leave-one-out ratio, the honest held-out error).
 
@@ -48,23 +48,25 @@ def status(key):
                 return int(line.split()[1]) * 1024
     return 0
 
+# the order of edgekit's agent (what `edgekit bench` records): runtime imported, baseline, load,
+# inputs made, runs; glibc's dynamic mmap threshold makes RSS depend on what the process did before
 runtime, path, shapes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-feeds = {name: np.random.default_rng(0).random(shape, dtype=np.float32) for name, shape in shapes.items()}
 if runtime == "onnxruntime":
     import onnxruntime as ort
     base = status("VmRSS")
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    run = lambda: session.run(None, feeds)
+    run = lambda feeds: session.run(None, feeds)
 else:
     import openvino as ov
     core = ov.Core()
     base = status("VmRSS")
     compiled = core.compile_model(path, "CPU")
     request = compiled.create_infer_request()
-    run = lambda: request.infer(feeds)
+    run = lambda feeds: request.infer(feeds)
 loaded = status("VmRSS")
+feeds = {name: np.random.default_rng(0).random(shape, dtype=np.float32) for name, shape in shapes.items()}
 for _ in range(3):
-    run()
+    run(feeds)
 print(json.dumps({"base": base, "loaded": loaded, "ran": status("VmRSS"), "hwm": status("VmHWM")}))
 """
 

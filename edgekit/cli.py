@@ -171,16 +171,27 @@ def targets(targets_dir: tuple[str, ...]) -> None:
 @click.option(
     "--devices", "devices_file", type=click.Path(), help="devices.toml: add a fit table per device."
 )
+@click.option(
+    "--results",
+    multiple=True,
+    type=click.Path(),
+    help="Bench records: measured memory replaces the estimate.",
+)
 @common
-def inspect(model: str, input_shapes: tuple[str, ...], devices_file: str | None) -> None:
+def inspect(
+    model: str, input_shapes: tuple[str, ...], devices_file: str | None, results: tuple[str, ...]
+) -> None:
     """Parameters, sizes per precision, MACs, peak activations and which devices can hold MODEL."""
     from edgekit import analysis
-    from edgekit.ingest import parse_input_shapes
+    from edgekit.ingest import model_sha256, parse_input_shapes
+    from edgekit.runner import read_results
 
     report = analysis.analyze(model, parse_input_shapes(input_shapes))
     fit = None
     if devices_file:
-        fit = analysis.fit_table(report, _fit_devices(devices_file))
+        records = [r for path in results for r in read_results(path)]
+        measured = analysis.measured_memory(records, model_sha256(model)) if records else None
+        fit = analysis.fit_table(report, _fit_devices(devices_file), measured=measured)
     if STATE["json"]:
         data = report.to_json()
         if fit is not None:
@@ -227,20 +238,30 @@ def _render_report(report: Any, fit: list[dict[str, Any]] | None) -> None:
         f"peak activations: {_mb(report.peak_activation_bytes)} (fp32) at node "
         f"{report.peak_node.get('name', '?')}"
     )
-    sizes = Table(title="per precision")
-    for col in ("precision", "weights", "peak activations", "est. runtime memory"):
+    sizes = Table(title="per precision (runtime memory: only for runtimes whose memory was measured)")
+    runtimes = list(report.runtime_memory_bytes)
+    for col in ("precision", "weights", "peak activations", *[f"{r} memory" for r in runtimes]):
         sizes.add_column(col)
     for precision, weights in report.weight_bytes.items():
         sizes.add_row(
             precision,
             _mb(weights),
             _mb(report.peak_activation_bytes_by_precision[precision]),
-            _mb(report.memory_estimate_bytes[precision]),
+            *[_mb(report.runtime_memory_bytes[r][precision]) for r in runtimes],
         )
     console.print(sizes)
     if fit is not None:
-        table = Table(title="fit per device (estimate vs device memory)")
-        for col in ("device", "target", "precision", "estimate MB", "device MB", "headroom", "fits"):
+        table = Table(title="fit per device (runtime memory vs device memory)")
+        for col in (
+            "device",
+            "target",
+            "precision",
+            "estimate MB",
+            "measured MB",
+            "device MB",
+            "headroom",
+            "fits",
+        ):
             table.add_column(col)
         for row in fit:
             fits = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "unknown"}[row["fits"]]
@@ -253,7 +274,8 @@ def _render_report(report: Any, fit: list[dict[str, Any]] | None) -> None:
                 row["device"],
                 str(row["target"] or "-"),
                 row["precision"],
-                f"{row['estimated_mb']:.1f}",
+                f"{row['estimated_mb']:.1f} ({row['estimate_runtime']})",
+                "-" if row["measured_mb"] is None else f"{row['measured_mb']:.1f}",
                 str(row["device_mb"] or "?"),
                 headroom,
                 fits,

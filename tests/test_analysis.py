@@ -224,3 +224,32 @@ def test_formula_is_documented() -> None:
     for model in analysis.MEMORY_MODELS.values():
         assert f"{model.runtime}: {model.overhead_mb:g} MB" in text
     assert "peak activation" in text and "int4" in text
+
+
+def test_measured_memory_overrides_estimate(tmp_path: Path) -> None:
+    """A bench record of this model on a device (matched through its artifact's manifest) replaces the
+    estimate in the fit table: runtime memory = peak RSS - RSS before loading."""
+    from edgekit import ingest
+
+    path, _ = _save(tmp_path, models.chain_model())
+    report = analysis.analyze(path)
+    artifact = tmp_path / "chain.x86-cpu.fp32"
+    artifact.mkdir()
+    manifest = {"backend": "onnxruntime", "target": "x86-cpu", "precision": "fp32", "entry": "m.onnx"}
+    manifest.update(inputs=[], outputs=[], source={"sha256": ingest.model_sha256(path)})
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    record = {
+        "status": "ok",
+        "artifact": {"dir": str(artifact), "precision": "fp32"},
+        "device": {"name": "board"},
+        "peak_rss_mb": 130.0,
+        "rss_before_load_mb": 60.0,
+    }
+    other = dict(record, artifact={"dir": str(tmp_path / "gone"), "precision": "fp32"}, peak_rss_mb=999.0)
+    measured = analysis.measured_memory([record, other], ingest.model_sha256(path))
+    assert measured == {("board", "fp32"): 70.0}
+    rows = analysis.fit_table(report, [{"name": "board", "memory_mb": 80}], ("fp32",), measured)
+    assert rows[0]["measured_mb"] == 70.0 and rows[0]["fits"] is True and rows[0]["headroom_mb"] == 10.0
+    rows = analysis.fit_table(report, [{"name": "board", "memory_mb": 60}], ("fp32",), measured)
+    assert rows[0]["fits"] is False  # the measurement decides, not the (small) estimate
+    assert rows[0]["estimated_mb"] < 60

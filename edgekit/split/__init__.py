@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import __version__
+from edgekit import __version__, analysis
+from edgekit.analysis import record_source_sha256
 from edgekit.errors import BadInput, GateFailed
 from edgekit.fsio import staged_dir, write_json_atomic
 from edgekit.split import chain, extract, planner
@@ -274,22 +275,6 @@ def _read_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return records
 
 
-def _record_source_sha(record: Mapping[str, Any]) -> str | None:
-    """The source model's sha256 of a bench record (from its artifact's manifest, where still there)."""
-    art = record.get("artifact") or {}
-    if art.get("source_sha256"):
-        return str(art["source_sha256"])
-    directory = art.get("dir")
-    if not directory:
-        return None
-    try:
-        from edgekit.manifest import read_manifest
-
-        return str(read_manifest(directory)["source"]["sha256"])
-    except Exception:  # noqa: BLE001 - a moved artifact: the record cannot be matched
-        return None
-
-
 def _whole_model_ms(
     records: list[dict[str, Any]], source_sha: str, device: str, precision: str
 ) -> tuple[float | None, str]:
@@ -298,7 +283,7 @@ def _whole_model_ms(
         for r in records
         if (r.get("device") or {}).get("name") == device
         and not r.get("pipeline")
-        and _record_source_sha(r) == source_sha
+        and record_source_sha256(r) == source_sha
     ]
     if not found:
         return None, ""
@@ -338,21 +323,11 @@ def _measured_memory(graph: PartitionGraph, records: list[dict[str, Any]]) -> di
         nodes = info.get("nodes")
         if info.get("source_sha256") != source_sha or not nodes:
             continue
-        growth = measured_growth_mb(record)
+        growth = analysis.measured_growth_mb(record)
         if growth is not None:
             key = (int(nodes[0]), int(nodes[1]))
             out[key] = max(out.get(key, 0.0), growth)
     return out
-
-
-def measured_growth_mb(record: Mapping[str, Any]) -> float | None:
-    """A bench record's runtime memory: peak RSS minus the agent's RSS before loading the model
-    (the interpreter), or the whole peak when the baseline was not recorded."""
-    peak = record.get("peak_rss_mb")
-    if peak is None:
-        return None
-    base = record.get("rss_before_load_mb")
-    return float(peak) - float(base) if base is not None else float(peak)
 
 
 def _memory_fn(

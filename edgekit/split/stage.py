@@ -46,14 +46,10 @@ def send(out, meta, payload=b""):
     out.flush()
 
 
-RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
-
-
 def serve(agent, job, stdin, out):
     np = agent.import_numpy()
-    module = RUNTIME_MODULES.get(job["backend"])
-    if module:  # imported before the baseline: the runtime's memory is what loading the shard adds
-        try:
+    for module in getattr(agent, "RUNTIME_MODULES", {}).get(job["backend"], ()):
+        try:  # imported before the baseline: what loading the shard adds is the shard's memory
             __import__(module)
         except ImportError:
             pass  # the runner reports it
