@@ -201,7 +201,7 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
     file_bytes = ingest.model_bytes(path)
     histogram = Counter(_op_name(n) for n in original.graph.node)
     subgraphs = sum(1 for _ in ingest.all_graphs(original.graph)) - 1
-    header = {
+    header: dict[str, Any] = {
         "ir_version": int(original.ir_version),
         "opset": ingest.onnx_opset(original),
         "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in original.opset_import},
@@ -439,7 +439,7 @@ def _numel(dims: Iterable[int]) -> int:
 def _itemsize(elem_type: int) -> float:
     if elem_type in (TensorProto.STRING, TensorProto.UNDEFINED):
         return 0.0
-    bits = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
+    bits: dict[int, int] = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
     if hasattr(TensorProto, "FLOAT4E2M1"):
         bits[TensorProto.FLOAT4E2M1] = 4
     if elem_type in bits:

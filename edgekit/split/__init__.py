@@ -360,13 +360,17 @@ def describe(
     for index, name in enumerate(plan.devices):
         owner[index] = name
     by_name = {d.name: d for d in devices}
+
+    def model_of(index: int) -> planner.DeviceModel:
+        name = plan.devices[index] if index < len(plan.devices) else None
+        return by_name[name] if name else devices[index]
+
     produced_by: dict[str, int] = {}
     shards = []
     for index, (start, end) in enumerate(bounds):
         stats = graph.segment(start, end, req.precision)
         device_name = owner.get(index)
-        model = by_name.get(device_name) if device_name else devices[index]
-        predicted = model.shard_ms(start, end) if model is not None else None
+        predicted = model_of(index).shard_ms(start, end)
         measured_memory = overrides.get((start, end))
         for name in stats.outputs:
             produced_by[name] = index
@@ -405,13 +409,7 @@ def describe(
         names = graph.crossing(end)
         tensors = [graph.describe_tensor(name) for name in names]
         nbytes = int(sum(t["bytes"] for t in tensors))
-        src = by_name.get(plan.devices[index]) if plan.devices[index] else devices[index]
-        dst = by_name.get(plan.devices[index + 1]) if plan.devices[index + 1] else devices[index + 1]
-        hop = (
-            planner.hop_ms(src, dst, nbytes)
-            if (req.devices and src is not None and dst is not None)
-            else None
-        )
+        hop = planner.hop_ms(model_of(index), model_of(index + 1), nbytes) if req.devices else None
         cuts.append(
             {
                 "after_shard": index,
@@ -425,9 +423,7 @@ def describe(
     stage_ms = [s["predicted_ms"] or 0.0 for s in shards]
     in_bytes = sum(graph.tensors[t].nbytes for t in graph.model_inputs)
     out_bytes = sum(graph.tensors[t].nbytes for t in graph.model_outputs if t in graph.tensors)
-    first = by_name.get(plan.devices[0]) if plan.devices and plan.devices[0] else devices[0]
-    last = by_name.get(plan.devices[-1]) if plan.devices and plan.devices[-1] else devices[-1]
-    io_ms = [first.link_ms(in_bytes), last.link_ms(out_bytes)]
+    io_ms = [model_of(0).link_ms(in_bytes), model_of(len(bounds) - 1).link_ms(out_bytes)]
     known = all(s["predicted_ms"] is not None for s in shards)
     latency = sum(stage_ms) + sum(hops) + sum(io_ms) if known else None
     bottleneck = max(stage_ms + hops + io_ms) if (stage_ms and known) else None

@@ -111,7 +111,7 @@ def shard_sets(
         stacked = {name: np.stack(parts, axis=0) for name, parts in arrays.items()}
         if index == len(stages) - 1 and data_set.labels is not None:
             stacked["labels"] = data_set.labels
-        np.savez(out, **stacked)
+        np.savez(out, **stacked)  # type: ignore[arg-type]
         paths.append(out)
     return paths
 
@@ -160,7 +160,11 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = _noop) -> P
                 gate_overrides=dict(req.gate_overrides),
                 targets_dirs=req.targets_dirs,
             )
-            outcome = api.export(request, lambda message, i=index: progress(f"shard {i}: {message}"))
+
+            def shard_progress(message: str, i: int = index) -> None:
+                progress(f"shard {i}: {message}")
+
+            outcome = api.export(request, shard_progress)
             outcomes.append(outcome)
             shard["artifact"] = outcome.path.name
             shard["target"] = target

@@ -348,7 +348,8 @@ def plan_devices(
         )
     total, last = min(finals)
     # walk back: at layer k, state (b, j); a recorded back pointer means device k got [a, b)
-    cuts, owners = [n], []
+    cuts: list[int] = [n]
+    owners: list[str | None] = []
     b, j = n, last
     for k in range(count - 1, -1, -1):
         back_a, back_j = backs[k]
@@ -358,6 +359,6 @@ def plan_devices(
             cuts.append(a)
             b, j = a, int(back_j[b, j + 1])
     plan = Plan(sorted(cuts), objective, {"predicted_ms": total})
-    plan.devices = owners[::-1]
+    plan.devices = list(owners[::-1])
     plan.planning_s = time.perf_counter() - started
     return plan

@@ -100,7 +100,7 @@ def time_model(
     names = [i.name for i in sess.get_inputs()]
     feed = {k: v for k, v in feed.items() if k in names}
     sess.run(None, feed)
-    times = []
+    times: list[float] = []
     started = time.perf_counter()
     while len(times) < min_runs or time.perf_counter() - started < seconds:
         t0 = time.perf_counter()
