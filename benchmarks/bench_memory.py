@@ -108,7 +108,11 @@ def measure(runtime: str, path: Path, shapes: dict[str, list[int]], repeat: int)
         r = json.loads(out.strip().splitlines()[-1])
         hwm.append(r["hwm"] - r["base"])
         loaded.append(r["loaded"] - r["base"])
-    return {"growth": statistics.median(hwm), "after_load": statistics.median(loaded), "spread": max(hwm) - min(hwm)}
+    return {
+        "growth": statistics.median(hwm),
+        "after_load": statistics.median(loaded),
+        "spread": max(hwm) - min(hwm),
+    }
 
 
 def features(report: analysis.ModelReport) -> list[float]:
@@ -147,7 +151,9 @@ def main() -> None:
     installed = [r for r in ("onnxruntime", "openvino") if importlib.util.find_spec(r)]
     parser.add_argument("--runtime", nargs="*", default=installed, choices=["onnxruntime", "openvino"])
     parser.add_argument("--only", nargs="*", help="model names to run")
-    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per model and runtime (median)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="fresh processes per model and runtime (median)"
+    )
     parser.add_argument("--fit", action="store_true", help="refit the constants on this run's measurements")
     parser.add_argument("--json", action="store_true", help="print JSON records instead of tables")
     args = parser.parse_args()
@@ -201,8 +207,18 @@ def main() -> None:
         if args.fit:
             rows = [r for r in records if r["runtime"] == runtime]
             coef, loo = fit(rows)
-            labels = ("overhead MB", "per 100 nodes MB", "x conv weights", "x other weights", "x large weights", "x peak act")
-            print(f"  fit on this run: " + ", ".join(f"{label} {value:.3f}" for label, value in zip(labels, coef, strict=True)))
+            labels = (
+                "overhead MB",
+                "per 100 nodes MB",
+                "x conv weights",
+                "x other weights",
+                "x large weights",
+                "x peak act",
+            )
+            print(
+                "  fit on this run: "
+                + ", ".join(f"{label} {value:.3f}" for label, value in zip(labels, coef, strict=True))
+            )
             worst_loo = max(zip(rows, loo, strict=True), key=lambda t: abs(np.log(t[1])))
             print(f"  leave-one-out worst ratio {worst_loo[1]:.2f} ({worst_loo[0]['model']})")
     print(

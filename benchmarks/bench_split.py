@@ -49,7 +49,9 @@ def _zoo(name: str, directory: Path) -> Path:
     return zoo.zoo_model(name, directory / f"zoo-{name}.onnx")
 
 
-def min_cut_two_parts(graph: split_graph.PartitionGraph, prefix: np.ndarray, cap: float) -> tuple[float, float]:
+def min_cut_two_parts(
+    graph: split_graph.PartitionGraph, prefix: np.ndarray, cap: float
+) -> tuple[float, float]:
     """Fewest crossing bytes over closed node sets A with P_lo <= A <= P_hi (see module doc); returns
     (bytes, seconds). Capacities are KiB (scipy's max-flow takes int32); the cut found is then
     measured in exact bytes."""
@@ -99,7 +101,9 @@ def min_cut_two_parts(graph: split_graph.PartitionGraph, prefix: np.ndarray, cap
     residual: dict[int, list[int]] = {}
     coo = matrix.tocoo()
     flow_coo = flow.tocoo()
-    flows = {(int(a), int(b)): int(v) for a, b, v in zip(flow_coo.row, flow_coo.col, flow_coo.data, strict=True)}
+    flows = {
+        (int(a), int(b)): int(v) for a, b, v in zip(flow_coo.row, flow_coo.col, flow_coo.data, strict=True)
+    }
     for a, b, c in zip(coo.row, coo.col, coo.data, strict=True):
         if c - flows.get((int(a), int(b)), 0) > 0:
             residual.setdefault(int(a), []).append(int(b))
@@ -186,7 +190,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(records, indent=1))
         return
-    pairs = [(r[f"dp_{b}_window_bytes"], r[f"mincut_{b}_bytes"]) for r in records for b in ("weights", "macs")]
+    pairs = [
+        (r[f"dp_{b}_window_bytes"], r[f"mincut_{b}_bytes"]) for r in records for b in ("weights", "macs")
+    ]
     matched = sum(1 for dp, cut in pairs if dp <= cut * 1.0001 + 1)
     worst = max((dp / cut if cut else 1.0) for dp, cut in pairs)
     print(

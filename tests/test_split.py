@@ -320,3 +320,17 @@ def test_random_nodes_are_not_folded(tmp_path: Path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     g = split_graph.load(_save(tmp_path, model))
     assert [n.op_type for n in g.nodes] == ["RandomNormalLike", "Add", "Relu"]
+
+
+def test_measured_link_from_pipeline_records() -> None:
+    from edgekit.split import _measured_link_mbps
+
+    stage = {
+        "kind": "pipeline-stage",
+        "device": {"name": "pi"},
+        "relay_bytes": 1_000_000,
+        "relay_ms": {"p50": 80.0},
+    }
+    other = dict(stage, device={"name": "nano"})
+    assert _measured_link_mbps([stage, other], "pi") == pytest.approx(100.0)  # 8 Mbit in 80 ms
+    assert _measured_link_mbps([other], "pi") is None

@@ -232,7 +232,14 @@ def _device_models(
         memory, _ = device_memory_mb({"name": name, **device.to_json()})
         link = device.link_mbps
         latency = device.link_latency_ms
-        if device.transport == "local":
+        relayed = _measured_link_mbps(records, name)
+        if relayed is not None:  # what an earlier pipeline bench moved over this device's transport
+            notes.append(
+                f"{name}: link from an earlier pipeline bench: {relayed:.0f} Mbit/s effective through "
+                "the host relay (replaces devices.toml's link keys)"
+            )
+            link, latency = relayed, 0.0
+        if device.transport == "local" and relayed is None:
             link = link if link is not None else math.inf
             latency = latency if latency is not None else 0.0
         elif link is None or latency is None:
@@ -294,6 +301,20 @@ def _whole_model_ms(
     return (float(value) if value else None), (
         f"edgekit bench record ({best['artifact'].get('name')}, {best['artifact'].get('precision')})"
     )
+
+
+def _measured_link_mbps(records: list[dict[str, Any]], device: str) -> float | None:
+    """Effective megabits per second a device's stage moved in and out in earlier pipeline benches
+    (bytes per inference over the relay time's median), or None."""
+    rates = [
+        r["relay_bytes"] * 8 / (r["relay_ms"]["p50"] / 1000.0) / 1e6
+        for r in records
+        if r.get("kind") == "pipeline-stage"
+        and (r.get("device") or {}).get("name") == device
+        and r.get("relay_bytes")
+        and (r.get("relay_ms") or {}).get("p50")
+    ]
+    return float(np.median(rates)) if rates else None
 
 
 def _measured_shards(

@@ -346,6 +346,7 @@ def _records(
             latency_ms=_stats(compute),
             throughput_fps=1000.0 / float(np.mean(compute)) if compute else None,
             relay_ms=_stats(relay),
+            relay_bytes=float(np.mean([c["in_bytes"] + c["out_bytes"] for c in calls])) if calls else None,
             init_ms=(stage.ready or {}).get("init_ms"),
             runtime=(stage.ready or {}).get("runtime"),
             peak_rss_mb=(stage.done or {}).get("peak_rss_mb"),
