@@ -198,7 +198,9 @@ def main() -> None:
     print()
     for runtime in args.runtime:
         rows = [r for r in records if r["runtime"] == runtime and r["ratio"] is not None]
-        if rows:
+        if not rows:
+            print(f"{runtime}: no memory model in edgekit.analysis.MEMORY_MODELS yet (see --fit)")
+        else:
             worst = max(rows, key=lambda r: abs(np.log(r["ratio"])))
             print(
                 f"{runtime}: worst estimate/measured ratio {worst['ratio']:.2f} ({worst['model']}) over "
@@ -207,6 +209,7 @@ def main() -> None:
         if args.fit:
             rows = [r for r in records if r["runtime"] == runtime]
             coef, loo = fit(rows)
+            print(f"  {runtime}:")
             labels = (
                 "overhead MB",
                 "per 100 nodes MB",

@@ -90,13 +90,23 @@ class MemoryModel:
 MEMORY_MODELS = {
     "onnxruntime": MemoryModel(
         runtime="onnxruntime",
-        overhead_mb=16.3,
-        per_100_nodes_mb=0.86,
-        conv=2.82,
-        other=1.34,
-        large=1.61,
-        activation=2.28,
-        calibration="onnxruntime 1.32 CPU EP, default session options, Linux x86-64",
+        overhead_mb=16.4,
+        per_100_nodes_mb=0.90,
+        conv=2.66,
+        other=1.27,
+        large=1.52,
+        activation=2.32,
+        calibration="onnxruntime 1.32 CPU EP, default session options, Linux x86-64, 28 architectures",
+    ),
+    "openvino": MemoryModel(
+        runtime="openvino",
+        overhead_mb=47.2,
+        per_100_nodes_mb=4.48,
+        conv=2.48,
+        other=1.92,
+        large=1.97,
+        activation=1.16,
+        calibration="OpenVINO 2026.4 CPU plugin, default compile options, Linux x86-64, 28 architectures",
     ),
 }
 DEFAULT_RUNTIME = "onnxruntime"

@@ -965,6 +965,13 @@ def demo(out_dir: str, only: tuple[str, ...], iterations: int) -> None:
     help="--parts: allowed excess over the best balance, traded for fewer crossing bytes.",
 )
 @click.option(
+    "--memory-margin",
+    type=click.FloatRange(min=0),
+    default=0.25,
+    show_default=True,
+    help="Plan shard memory as estimate x (1 + margin) (the estimate's worst underestimate is 0.8x).",
+)
+@click.option(
     "--devices-file",
     "devices_file",
     type=click.Path(),
@@ -1010,6 +1017,7 @@ def split(
     balance: str,
     precision: str | None,
     tolerance: float,
+    memory_margin: float,
     devices_file: str | None,
     results: tuple[str, ...],
     val: str | None,
@@ -1035,6 +1043,7 @@ def split(
         balance=balance,
         precision=precision or "fp32",
         tolerance=tolerance,
+        memory_margin=memory_margin,
         out_dir=out_dir,
         input_shapes=parse_input_shapes(input_shapes),
         val=val,

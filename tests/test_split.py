@@ -160,11 +160,18 @@ def test_cut_inside_block_carries_every_live_tensor(tmp_path: Path) -> None:
 def test_max_shard_mb_fits_and_is_fewest(tmp_path: Path) -> None:
     path = _save(tmp_path, _fpn())
     graph = split_graph.load(path)
-    whole = graph.memory(0, len(graph), "fp32") / split_graph.MB
-    single = max(graph.memory(i, i + 1, "fp32") for i in range(len(graph))) / split_graph.MB
+    margin = 1.25  # SplitRequest.memory_margin's default: shards are planned as estimate x 1.25
+
+    def planned(a: int, b: int) -> float:
+        return graph.memory(a, b, "fp32") / split_graph.MB * margin
+
+    whole = planned(0, len(graph))
+    single = max(planned(i, i + 1) for i in range(len(graph)))
     budget = (single + whole) / 2
     data = split(SplitRequest(path, max_shard_mb=budget, out_dir=tmp_path / "s", profile=False)).pipeline
-    assert all(s["memory_estimate_mb"] <= budget for s in data["shards"])
+    assert all(
+        s["memory_mb"] <= budget and s["memory_estimate_mb"] * margin <= budget + 0.01 for s in data["shards"]
+    )
     count = len(data["shards"])
     assert count >= 2
     # no plan with one shard fewer fits: for every cut set of count-1 shards some shard is over
@@ -172,7 +179,12 @@ def test_max_shard_mb_fits_and_is_fewest(tmp_path: Path) -> None:
     if count - 1 <= 2:
         for cuts in itertools.combinations(range(1, n), count - 2):
             bounds = list(itertools.pairwise((0, *cuts, n)))
-            assert any(graph.memory(a, b, "fp32") / split_graph.MB > budget for a, b in bounds)
+            assert any(planned(a, b) > budget for a, b in bounds)
+    # without the margin the same budget needs no more shards
+    raw = split(
+        SplitRequest(path, max_shard_mb=budget, out_dir=tmp_path / "r", profile=False, memory_margin=0)
+    )
+    assert len(raw.pipeline["shards"]) <= count
 
 
 def test_impossible_budget_names_smallest(tmp_path: Path, run_cli) -> None:

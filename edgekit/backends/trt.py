@@ -523,7 +523,9 @@ class TensorRTBackend(Backend):
             method = job.options.calib_method
             ranges = compute_ranges(job.prepared.path, job.calib, method)
             scales = scales_from_ranges(ranges)
-            write_text_atomic(out / CACHE_FILE, fmt.write_calib_cache(scales, trt_version, fmt.TRTEXEC_ALGORITHM))
+            write_text_atomic(
+                out / CACHE_FILE, fmt.write_calib_cache(scales, trt_version, fmt.TRTEXEC_ALGORITHM)
+            )
             quantize_qdq_from_scales(out / MODEL_FILE, out / QDQ_FILE, job.calib, scales)
             entry = QDQ_FILE
             int8_mode = str(extra.get("int8_mode", "qdq" if target.int8_native else "calib"))
