@@ -967,9 +967,9 @@ def demo(out_dir: str, only: tuple[str, ...], iterations: int) -> None:
 @click.option(
     "--memory-margin",
     type=click.FloatRange(min=0),
-    default=0.25,
+    default=0.3,
     show_default=True,
-    help="Plan shard memory as estimate x (1 + margin) (the estimate's worst underestimate is 0.8x).",
+    help="Plan shard memory as estimate x (1 + margin) (the estimate's worst underestimate is 0.76x).",
 )
 @click.option(
     "--devices-file",

@@ -160,7 +160,7 @@ def test_cut_inside_block_carries_every_live_tensor(tmp_path: Path) -> None:
 def test_max_shard_mb_fits_and_is_fewest(tmp_path: Path) -> None:
     path = _save(tmp_path, _fpn())
     graph = split_graph.load(path)
-    margin = 1.25  # SplitRequest.memory_margin's default: shards are planned as estimate x 1.25
+    margin = 1 + SplitRequest(path).memory_margin  # shards are planned as estimate x (1 + margin)
 
     def planned(a: int, b: int) -> float:
         return graph.memory(a, b, "fp32") / split_graph.MB * margin

@@ -59,7 +59,9 @@ def test_two_device_pipeline_end_to_end(tmp_path: Path, two_boards: Path, run_cl
 
     split_dir = tmp_path / "res.split"
     split(SplitRequest(path, parts=2, out_dir=split_dir, profile=False))
-    code, _, err = run_cli("export", split_dir, "--target", "x86-cpu", "--int8", "--calib", calib, "-o", tmp_path / "out")
+    code, _, err = run_cli(
+        "export", split_dir, "--target", "x86-cpu", "--int8", "--calib", calib, "-o", tmp_path / "out"
+    )
     assert code == 0, err
     pipe = tmp_path / "out" / "res.pipeline"
     exported = json.loads((pipe / "pipeline.json").read_text())
