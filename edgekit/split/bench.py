@@ -88,8 +88,9 @@ async def _read_frame(stage: Stage, timeout: float) -> tuple[dict[str, Any], byt
             f"{stage.device.name}: the stage server for shard {stage.index} stopped: {tail}"
         ) from exc
     except TimeoutError as exc:
+        tail = (stage.process.stderr_tail().strip().splitlines() or ["nothing on stderr"])[-1]
         raise Unreachable(
-            f"{stage.device.name}: shard {stage.index} did not answer in {timeout:.0f} s"
+            f"{stage.device.name}: shard {stage.index} did not answer in {timeout:.0f} s ({tail})"
         ) from exc
     meta = json.loads(body[:meta_len].decode("utf-8"))
     if meta.get("status") == "failed":
@@ -101,51 +102,33 @@ async def _read_frame(stage: Stage, timeout: float) -> tuple[dict[str, Any], byt
 
 async def _start(stage: Stage, settings: PipelineBenchSettings) -> None:
     from edgekit import runner
+    from edgekit.digest import file_sha256
 
     transport = stage.device.make_transport()
     await transport.connect()
     stage.transport = transport
     agent = await transport.ensure_agent()
-    script = transport.path(f"stage-{runner.sha256_file(STAGE_SCRIPT)[:12]}.py")
+    script = transport.path(f"stage-{file_sha256(STAGE_SCRIPT)[:12]}.py")
     await transport.upload(STAGE_SCRIPT, script)
     art = stage.artifact
     art_dir = transport.path("artifacts", art.sha256[:16])
     for rel, digest in art.files():
         await transport.upload(art.dir / rel, f"{art_dir}/{rel}", digest)
-    entry = f"{art_dir}/{art.manifest['entry']}"
-    if art.backend == "tensorrt":  # engines are built on the device (runner.device_engine)
-        entry = await runner.device_engine(
-            transport, runner.Job(art, stage.device), art_dir, runner.BenchSettings(), lambda _: None
-        )
+    job = runner.Job(art, stage.device)
+    bench_settings = runner.BenchSettings(threads=settings.threads, timeout_s=settings.timeout_s)
+    # the backend says what the device loads (TensorRT builds its engine there) and where it runs
+    entry = await art.backend_impl().on_device_entry(transport, job, art_dir, bench_settings, lambda _: None)
     stage.run_dir = transport.path("runs", uuid.uuid4().hex[:12])
     await transport.mkdirs(stage.run_dir)
-    job = {
-        "entry": entry,
-        "backend": art.backend,
-        "precision": art.precision,
-        "inputs": art.manifest["inputs"],
-        "outputs": art.manifest.get("outputs", []),
-        "threads": settings.threads or stage.device.threads,
-        "device": _device_string(art),
-    }
+    spec = runner.job_spec(job, entry, bench_settings)
     with tempfile.TemporaryDirectory(prefix="edgekit-stage-") as tmp:
         local = Path(tmp) / "job.json"
-        local.write_text(json.dumps(job), encoding="utf-8")
+        local.write_text(json.dumps(spec), encoding="utf-8")
         await transport.upload(local, f"{stage.run_dir}/job.json")
     stage.process = await transport.open_process(
         [*transport.python_argv, script, agent, f"{stage.run_dir}/job.json"]
     )
     stage.ready, _ = await _read_frame(stage, settings.timeout_s)
-
-
-def _device_string(art: Any) -> str:
-    """Where the runtime runs on the device (OpenVINO CPU/GPU/NPU), from the artifact's target."""
-    from edgekit import targets
-
-    try:
-        return targets.get(art.target).device or "CPU"
-    except BadInput:
-        return "CPU"
 
 
 async def _stop(stage: Stage) -> None:
