@@ -122,6 +122,10 @@ def make_sshd(root: Path, authorized_pub: Path, port: int | None = None) -> Sshd
         "LogLevel ERROR",
         "MaxStartups 50",
         "MaxSessions 50",
+        # Each session's shell sources the user's ~/.bashrc (bash does under sshd); a pyenv there runs
+        # `pyenv rehash`, which waits up to 60 s on a lock that a killed session (this fixture kills
+        # its sessions at teardown) can leave behind: give up after 1 s instead of stalling every command.
+        "SetEnv PYENV_REHASH_TIMEOUT=1",
     ]
     (root / "sshd_config").write_text("\n".join(line for line in lines if line) + "\n")
     return Sshd(port, root, host_key)

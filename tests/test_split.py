@@ -12,10 +12,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from edgekit.api import SplitRequest, split
 from edgekit.digest import file_sha256
 from edgekit.errors import BadInput
-from edgekit.split import SplitRequest, planner, split
 from edgekit.split import graph as split_graph
+from edgekit.split import planner
 from tests import analysis_models, models
 
 

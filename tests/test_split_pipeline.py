@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgekit.split import SplitRequest, split
+from edgekit.api import SplitRequest, split
 from tests import models
 from tests.sshd import keygen, known_hosts_line, make_sshd, require_sshd
 

@@ -3,6 +3,8 @@
     from edgekit.split import SplitRequest, split
     record = split(SplitRequest("model.onnx", parts=3, out_dir="model.split"))
 
+(the CLI and the public API call it through edgekit.api.split, which also exports the shards when
+the request names targets)
 The plan (planner.py) works on a PartitionGraph (graph.py); the shards are written by extract.py and
 run in sequence by chain.py for the check; pipeline.json (pipeline.py) describes the result for
 export per shard and for `edgekit bench PIPELINE_DIR`.
@@ -14,7 +16,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from edgekit import __version__, analysis
 from edgekit.analysis import record_source_sha256
+from edgekit.api.records import Progress, SplitRecord, SplitRequest, noop
 from edgekit.errors import BadInput, GateFailed
 from edgekit.fsio import staged_dir, write_json_atomic
 from edgekit.split import chain, extract, planner
@@ -31,77 +33,18 @@ from edgekit.split.graph import load as load_graph
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
-PRECISIONS = ("fp32", "fp16", "int8")
 #: assumed for a device without link keys in devices.toml (said in the plan's notes)
 DEFAULT_LINK_MBPS = 1000.0
 DEFAULT_LINK_LATENCY_MS = 1.0
-
-
-def _noop(_: str) -> None:
-    pass
-
-
-@dataclass
-class SplitRequest:
-    model: str | Path
-    parts: int | None = None
-    max_shard_mb: float | None = None
-    devices: Sequence[str] = ()
-    devices_file: str | Path | None = None
-    objective: str = "latency"
-    balance: str = "weights"
-    precision: str = "fp32"
-    tolerance: float = 0.1
-    #: shard memory is planned as estimate x (1 + margin): 0.3 covers estimates down to 0.77x of the
-    #: measurement (benchmarks/bench_memory.py: 0.76x at worst, ResNet-18; 0.8x..1.2x for the rest)
-    memory_margin: float = 0.3
-    out_dir: str | Path | None = None
-    input_shapes: dict[str, list[int]] = field(default_factory=dict)
-    val: str | Path | None = None
-    val_samples: int | None = None
-    verify_samples: int = 2
-    results: Sequence[str | Path] = ()
-    profile: bool = True
-    external_threshold: int = extract.EXTERNAL_THRESHOLD
-
-
-@dataclass
-class SplitRecord:
-    path: Path
-    pipeline: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), **self.pipeline}
 
 
 def default_out_dir(model: Path) -> Path:
     return model.with_name(f"{model.stem}.split")
 
 
-def _check_request(req: SplitRequest) -> None:
-    modes = [req.parts is not None, req.max_shard_mb is not None, bool(req.devices)]
-    if sum(modes) != 1:
-        raise BadInput("give exactly one of --parts N, --max-shard-mb M or --devices A,B,...")
-    if req.precision not in PRECISIONS:
-        raise BadInput(f"unknown precision '{req.precision}'; choose one of {', '.join(PRECISIONS)}")
-    if req.balance not in planner.BALANCE:
-        raise BadInput(f"unknown balance '{req.balance}'; choose one of {', '.join(planner.BALANCE)}")
-    if req.objective not in planner.OBJECTIVES:
-        raise BadInput(f"unknown objective '{req.objective}'; choose one of {', '.join(planner.OBJECTIVES)}")
-    if req.max_shard_mb is not None and req.max_shard_mb <= 0:
-        raise BadInput("--max-shard-mb must be positive")
-    if req.tolerance < 0:
-        raise BadInput("--tolerance must be >= 0")
-    if req.memory_margin < 0:
-        raise BadInput("--memory-margin must be >= 0")
-    if req.verify_samples < 1:
-        raise BadInput("at least one sample is needed to verify the split")
-
-
-def split(req: SplitRequest, progress: Progress = _noop) -> SplitRecord:
+def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
     """Plan, extract, verify and describe a split; nothing is left behind when a step fails."""
-    _check_request(req)
+    req.check()
     model_path = Path(req.model).expanduser()
     val = None
     if req.val is not None:
@@ -145,11 +88,12 @@ def split(req: SplitRequest, progress: Progress = _noop) -> SplitRecord:
     description["notes"] = notes + description.get("notes", [])
 
     out_dir = Path(req.out_dir).expanduser() if req.out_dir else default_out_dir(model_path)
+    threshold = extract.EXTERNAL_THRESHOLD if req.external_threshold is None else req.external_threshold
     with staged_dir(out_dir) as tmp:
         progress(f"writing {len(plan.bounds)} shards")
         shard_files = []
         for index, (start, end) in enumerate(plan.bounds):
-            shard_files.append(extract.write_shard(graph, start, end, index, tmp, req.external_threshold))
+            shard_files.append(extract.write_shard(graph, start, end, index, tmp, threshold))
         for record, shard in zip(description["shards"], shard_files, strict=True):
             record["file"] = shard.path.name
             record["files"] = shard.files
@@ -175,8 +119,8 @@ def _feeds(graph: PartitionGraph, val: Any, samples: int) -> list[dict[str, np.n
             InputInfo(name, tuple(graph.tensors[name].shape or ()), np.dtype(graph.tensors[name].dtype))
             for name in graph.model_inputs
         ]
-        val.validate(infos, "validation set")
-        feeds = [dict(feed) for _, feed in zip(range(samples), val.feeds(1), strict=False)]
+        reader = val.validate(infos, "validation set")
+        feeds = [dict(feed) for _, feed in zip(range(samples), reader.feeds(1), strict=False)]
         if feeds:
             return feeds
     specs = []
@@ -187,18 +131,12 @@ def _feeds(graph: PartitionGraph, val: Any, samples: int) -> list[dict[str, np.n
 
 
 def _inventory(req: SplitRequest) -> dict[str, Any]:
-    from edgekit.inventory import load_devices, select_devices
+    from edgekit.api.fleet import load_inventory
+    from edgekit.inventory import select_devices
 
-    path = req.devices_file
-    if path is None:
-        path = "devices.toml" if Path("devices.toml").is_file() else None
-    elif not Path(path).expanduser().is_file():
-        raise BadInput(f"devices file not found: {path}")
-    devices = load_devices(path)
+    devices = load_inventory(req.devices_file)
     select_devices(devices, list(req.devices))  # unknown names: one line with a suggestion
-    if len(set(req.devices)) != len(req.devices):
-        raise BadInput("--devices names a device twice; a pipeline runs one shard per device")
-    return devices
+    return dict(devices)
 
 
 # ---- device models --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,9 @@ class PipelineBenchSettings:
     threads: int | None = None
     timeout_s: float = 600.0
     seed: int = 0
+    #: end-to-end fidelity gates: the last shard's target profile, with these overrides
+    gate_overrides: Mapping[str, float | None] = field(default_factory=dict)
+    targets_dirs: Sequence[str] = ()
 
 
 @dataclass
@@ -256,6 +259,7 @@ def bench_pipeline(
     directory = Path(directory).expanduser()
     data = pipeline_file.read(directory)
     stages = load_stages(directory, data, devices, names)
+    gates = _gates(stages[-1], settings)  # an unknown profile fails before any device is touched
     feeds, labels = _inputs(data, settings)
     say = progress or (lambda _: None)
 
@@ -280,7 +284,7 @@ def bench_pipeline(
 
     measured = asyncio.run(run())
     record = _records(directory, data, stages, measured, settings, results)
-    record["fidelity"] = _fidelity(data, feeds, labels, measured["outputs"])
+    record["fidelity"] = _fidelity(data, feeds, labels, measured["outputs"], gates)
     from edgekit.runner import ResultWriter
 
     ResultWriter(results).write(record)
@@ -296,8 +300,8 @@ def _inputs(
     from edgekit.calib import CalibrationSet, InputInfo
 
     val = CalibrationSet.load(settings.val, settings.val_samples)
-    val.validate([InputInfo(n, tuple(s), np.dtype(d)) for n, s, d in specs], "validation set")
-    feeds = [dict(f) for f in val.feeds(1)]
+    reader = val.validate([InputInfo(n, tuple(s), np.dtype(d)) for n, s, d in specs], "validation set")
+    feeds = [dict(f) for f in reader.feeds(1)]
     return feeds, val.labels
 
 
@@ -429,16 +433,23 @@ def _estimate_mb(stage: Stage) -> float | None:
     ) / (1024 * 1024)
 
 
+def _gates(last: Stage, settings: PipelineBenchSettings) -> Any:
+    """The gates of the last shard's target profile (what its outputs are held to), with overrides."""
+    from edgekit.api.exporting import gates_for_artifact
+
+    return gates_for_artifact(last.artifact.manifest, settings.gate_overrides, settings.targets_dirs)
+
+
 def _fidelity(
     data: Mapping[str, Any],
     feeds: list[dict[str, np.ndarray]],
     labels: Any,
     actual: list[dict[str, np.ndarray]],
+    gates: Any,
 ) -> dict[str, Any] | None:
     """The pipeline's outputs vs the unsplit FP32 model run here (the same metrics as verify)."""
     from edgekit import ingest
     from edgekit.fidelity import compare
-    from edgekit.targets import Gates
 
     source = Path(data["source"].get("path", ""))
     if not source.is_file() or ingest.model_sha256(source) != data["source"]["sha256"]:
@@ -451,5 +462,5 @@ def _fidelity(
         n: np.stack([np.asarray(a[n], dtype=np.asarray(reference[0][n]).dtype) for a in actual])
         for n in names
     }
-    report = compare(ref, act, labels, Gates(), where="pipeline")
+    report = compare(ref, act, labels, gates, where="pipeline")
     return report.to_json()

@@ -1,6 +1,6 @@
 """Export every shard of a split directory for its device's target, like any model.
 
-    export_pipeline(PipelineExportRequest("model.split", targets=["jetson-nano", "x86-cpu"]))
+    api.export_pipeline(api.PipelineExportRequest("model.split", targets=["jetson-nano", "x86-cpu"]))
 
 Each shard is exported by `edgekit.api.export` (the one export path) into
 OUT/<model>.pipeline/shard_<i>.<target>.<precision>/; heterogeneous pipelines are fine (shard 0 to
@@ -15,51 +15,19 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekit.api.records import PipelineExportRecord, PipelineExportRequest, Progress, noop
 from edgekit.errors import BadInput
 from edgekit.fsio import staged_dir, write_json_atomic
 from edgekit.split import chain
 from edgekit.split import pipeline as pipeline_file
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str], None]
-
-
-def _noop(_: str) -> None:
-    pass
-
-
-@dataclass
-class PipelineExportRequest:
-    split_dir: str | Path
-    targets: Sequence[str]  # one for every shard, or one per shard
-    precision: str | None = None
-    calib: str | Path | None = None
-    val: str | Path | None = None
-    calib_samples: int | None = None
-    val_samples: int | None = None
-    out_dir: str | Path = "edgekit-out"
-    options: Any = None  # edgekit.backends.base.ExportOptions
-    gate_overrides: dict[str, float] = field(default_factory=dict)
-    targets_dirs: Sequence[str | Path] = ()
-    simplify: bool = True
-
-
-@dataclass
-class PipelineExport:
-    path: Path
-    pipeline: dict[str, Any]
-    outcomes: list[Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "pipeline": self.pipeline}
 
 
 def shard_targets(data: Mapping[str, Any], targets: Sequence[str]) -> list[str]:
@@ -91,7 +59,7 @@ def shard_sets(
         InputInfo(i["name"], tuple(i["shape"] or ()), np.dtype(i["dtype"] or "float32"))
         for i in data["source"]["inputs"]
     ]
-    data_set.validate(infos, what)
+    reader = data_set.validate(infos, what)
     stages = [
         chain.StageSpec(
             split_dir / s["file"], [i["name"] for i in s["inputs"]], [o["name"] for o in s["outputs"]]
@@ -100,7 +68,7 @@ def shard_sets(
     ]
     runner = chain.Chain(stages, [o["name"] for o in data["source"]["outputs"]])
     collected: list[dict[str, list[np.ndarray]]] = [{} for _ in stages]
-    for feed in data_set.feeds(1):
+    for feed in reader.feeds(1):
         values = runner.run(feed)
         for index, stage in enumerate(stages):
             for name in stage.inputs:
@@ -116,10 +84,9 @@ def shard_sets(
     return paths
 
 
-def export_pipeline(req: PipelineExportRequest, progress: Progress = _noop) -> PipelineExport:
+def export_pipeline(req: PipelineExportRequest, progress: Progress = noop) -> PipelineExportRecord:
     """Export every shard; all or nothing (a failed shard leaves no pipeline directory)."""
     from edgekit import api
-    from edgekit.backends.base import ExportOptions
 
     split_dir = Path(req.split_dir).expanduser()
     data = pipeline_file.read(split_dir)
@@ -143,7 +110,6 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = _noop) -> P
             val_sets = list(
                 shard_sets(split_dir, data, req.val, req.val_samples, Path(sets_dir), "validation set")
             )
-        outcomes = []
         described = dict(data)
         described["shards"] = [dict(s) for s in data["shards"]]
         for index, (shard, target) in enumerate(zip(described["shards"], targets, strict=True)):
@@ -156,7 +122,7 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = _noop) -> P
                 val=val_sets[index],
                 out_dir=tmp,
                 simplify=req.simplify,
-                options=req.options or ExportOptions(),
+                options=req.options,
                 gate_overrides=dict(req.gate_overrides),
                 targets_dirs=req.targets_dirs,
             )
@@ -165,7 +131,6 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = _noop) -> P
                 progress(f"shard {i}: {message}")
 
             outcome = api.export(request, shard_progress)
-            outcomes.append(outcome)
             shard["artifact"] = outcome.path.name
             shard["target"] = target
             shard["precision"] = outcome.manifest["precision"]
@@ -176,13 +141,4 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = _noop) -> P
                 shutil.copy2(split_dir / item["path"], tmp / item["path"])
         described["split_dir"] = str(split_dir.resolve())
         write_json_atomic(tmp / pipeline_file.PIPELINE, described)
-    failed = [o for o in outcomes if o.fidelity is not None and not o.fidelity.passed]
-    result = PipelineExport(final, described, outcomes)
-    if failed:
-        from edgekit.errors import GateFailed
-
-        names = ", ".join(o.path.name for o in failed)
-        raise GateFailed(
-            f"fidelity gate failed for shard artifact(s) {names} (the pipeline is written: {final})"
-        )
-    return result
+    return PipelineExportRecord(final, described)

@@ -22,6 +22,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from edgekit import analysis, ingest
+from edgekit import graph as onnx_graph
 from edgekit.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class PartitionGraph:
                     if out:
                         const_producer[out] = node
                 if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                    value = ingest._constant_value(node)
+                    value = onnx_graph.constant_value(node)
                     if value is not None:
                         value.name = node.output[0]
                         self.constant_values[node.output[0]] = value
