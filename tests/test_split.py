@@ -347,3 +347,57 @@ def test_measured_link_from_pipeline_records() -> None:
     other = dict(stage, device={"name": "nano"})
     assert _measured_link_mbps([stage, other], "pi") == pytest.approx(100.0)  # 8 Mbit in 80 ms
     assert _measured_link_mbps([other], "pi") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["squeezenet", "inception_v1", "resnet50"])
+def test_zoo_models_chain_exactly(tmp_path: Path, name: str) -> None:
+    """Real zoo architectures as old exporters wrote them (IR 3, opset 9, initializers listed as
+    inputs, names like 'gpu_0/conv1_w_0'; Inception's concatenated branches): 2, 3 and 4 shards
+    reproduce the model exactly, checked by edgekit and independently here."""
+    from tests import zoo
+
+    if not zoo.available():
+        pytest.skip("onnx's light zoo models are not installed")
+    path = zoo.zoo_model(name, tmp_path / f"{name}.onnx")
+    source = onnx.load(str(path))
+    feed = _feed(path)
+    full = _session(path).run(None, feed)
+    for parts in (2, 3, 4):
+        out = tmp_path / f"split{parts}"
+        data = split(SplitRequest(path, parts=parts, out_dir=out, profile=False)).pipeline
+        assert len(data["shards"]) == parts and data["verification"]["passed"]
+        chained = _run_pipeline(out, feed)
+        for vi, expected in zip(source.graph.output, full, strict=True):
+            np.testing.assert_allclose(chained[vi.name], expected, rtol=0, atol=1e-5)
+
+
+def test_records_round_trip_and_cli_json(tmp_path: Path, run_cli) -> None:
+    """The API's typed split request/record read back equal from their JSON; `--json` prints exactly
+    the record; `split --targets` exports every shard in the same call."""
+    from edgekit import api
+
+    path = _save(tmp_path, models.two_input_net()[0])
+    request = SplitRequest(path, parts=2, out_dir=tmp_path / "s", profile=False, devices_file=None)
+    assert SplitRequest.from_json(json.loads(json.dumps(request.to_json()))) == request
+    record = split(request)
+    assert api.SplitRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+    code, out, err = run_cli(
+        "split", path, "--parts", "2", "-o", tmp_path / "c", "--no-profile", "--targets", "x86-cpu", "--json"
+    )
+    assert code == 0, err
+    printed = api.SplitRecord.from_json(json.loads(out))
+    assert printed.export is not None and printed.path == tmp_path / "c"
+    shards = printed.export.pipeline["shards"]
+    assert [s["target"] for s in shards] == ["x86-cpu", "x86-cpu"]
+    assert all((printed.export.path / s["artifact"] / "manifest.json").is_file() for s in shards)
+    exported = api.PipelineExportRequest(printed.path, ["x86-cpu"], out_dir=tmp_path / "o")
+    assert api.PipelineExportRequest.from_json(exported.to_json()) == exported
+
+    # a pipeline directory is not an artifact: api.bench says which verb runs it
+    with pytest.raises(BadInput, match="bench_pipeline"):
+        api.bench(api.BenchRequest([printed.export.path]))
+    # the split directory itself holds FP32 shards, not artifacts: bench says to export it first
+    code, _, err = run_cli("bench", printed.path, "--device", "local", "--device", "local")
+    assert code == 2 and "export them first" in err
