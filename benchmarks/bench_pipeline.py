@@ -6,10 +6,12 @@ CPUs), then, each step an `edgekit` command line:
   1. export MODEL for x86-cpu and `edgekit bench` it on both devices (whole-model speed per device)
   2. `edgekit split MODEL --devices board-0,board-1 --objective O --results results.jsonl`
   3. `edgekit export SPLIT_DIR --target x86-cpu`
-  4. `edgekit bench PIPELINE_DIR` (planned devices)
+  4. `edgekit bench PIPELINE_DIR` (planned devices; its records go to the same results.jsonl)
+  5. (--rounds 2, default) steps 2-4 again: the plan now reads the measured shard times and the
+     effective link through the host relay from step 4's records
 
-and prints the plan's predicted end-to-end latency, throughput, stage and hop times next to what the
-pipeline bench measured.
+and prints, per round, the plan's predicted end-to-end latency, throughput, stage and hop times next to
+what the pipeline bench measured.
 
     python benchmarks/bench_pipeline.py [--model resnet18|dbnet|mobilenetv2] [--objective throughput|latency]
                                         [--samples N] [--link-mbps X] [--link-latency-ms Y]
@@ -56,6 +58,38 @@ def edgekit(*args: object, cwd: Path) -> dict:
     return json.loads(proc.stdout)
 
 
+def report(plan: dict, measured: dict, objective: str) -> None:
+    print(
+        f"plan ({objective}): {len(plan['shards'])} shard(s) on {', '.join(map(str, plan['plan']['devices']))}"
+    )
+    for shard, stage in zip(plan["shards"], measured["stages"], strict=True):
+        print(
+            f"  shard {shard['index']} nodes {shard['nodes']} on {stage['device']}: predicted {shard['predicted_ms']:.2f} ms, "
+            f"measured compute p50 {stage['compute_ms']['p50']:.2f} ms (+ relay {stage['relay_ms']['p50']:.2f} ms), "
+            f"runtime memory {stage['runtime_memory_mb']:.1f} MB (estimate {stage['memory_estimate_mb']:.1f})"
+        )
+    for hop in measured["hops"]:
+        print(
+            f"  hop {hop['from']}->{hop['to']}: {hop['bytes'] / 1024:.0f} KiB, predicted {hop['predicted_ms']:.2f} ms, measured {hop['measured_ms']:.2f} ms"
+        )
+    pred = plan["predicted"]
+    lat, fps = measured["latency_ms"]["p50"], measured["throughput_fps"]
+    print(
+        f"  end-to-end latency: predicted {pred['latency_ms']:.2f} ms, measured p50 {lat:.2f} ms "
+        f"(predicted/measured {pred['latency_ms'] / lat:.2f})"
+    )
+    print(
+        f"  pipelined throughput: predicted {pred['throughput_fps']:.1f}/s, measured {fps:.1f}/s "
+        f"(predicted/measured {pred['throughput_fps'] / fps:.2f})"
+    )
+    fid = measured.get("fidelity") or {}
+    if fid:
+        print(
+            f"  end-to-end fidelity vs the unsplit FP32 model: passed={fid['passed']}, min cosine "
+            f"{min(o['cosine'] for o in fid['outputs']):.6f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(MODELS), default="resnet18")
@@ -63,6 +97,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--link-mbps", type=float, default=2000.0)
     parser.add_argument("--link-latency-ms", type=float, default=0.5)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="plan, export and bench again with the earlier pipeline's records",
+    )
     args = parser.parse_args()
     require_sshd()
     with tempfile.TemporaryDirectory(prefix="edgekit-pipeline-") as tmp_name:
@@ -96,50 +136,37 @@ def main() -> None:
                 "bench", whole["artifact"], "--device", "board-0", "--device", "board-1",
                 "--iterations", args.samples, "-o", tmp / "results.jsonl", cwd=tmp,
             )  # fmt: skip
-            plan = edgekit(
-                "split", model, "--devices", "board-0,board-1", "--objective", args.objective,
-                "--results", tmp / "results.jsonl", "-o", tmp / "split", cwd=tmp,
-            )  # fmt: skip
-            exported = edgekit(
-                "export", tmp / "split", "--target", "x86-cpu", "--fp32", "-o", tmp / "out", cwd=tmp
-            )
-            measured = edgekit(
-                "bench", exported["path"], "--iterations", args.samples, "-o", tmp / "results.jsonl", cwd=tmp
-            )[0]
+            rounds = []
+            for round_no in range(1, args.rounds + 1):
+                # round 2 on: the plan also reads the earlier pipeline bench (measured shard times,
+                # the effective link through the host relay) from the same results.jsonl
+                plan = edgekit(
+                    "split", model, "--devices", "board-0,board-1", "--objective", args.objective,
+                    "--results", tmp / "results.jsonl", "-o", tmp / f"split{round_no}", cwd=tmp,
+                )  # fmt: skip
+                exported = edgekit(
+                    "export", tmp / f"split{round_no}", "--target", "x86-cpu", "--fp32",
+                    "-o", tmp / f"out{round_no}", cwd=tmp,
+                )  # fmt: skip
+                measured = edgekit(
+                    "bench",
+                    exported["path"],
+                    "--iterations",
+                    args.samples,
+                    "-o",
+                    tmp / "results.jsonl",
+                    cwd=tmp,
+                )[0]
+                rounds.append((plan, measured))
         finally:
             for server in servers:
                 server.kill()
     for record in bench:
         print(f"whole model on {record['device']['name']}: p50 {record['latency_ms']['p50']:.2f} ms")
-    print(
-        f"plan ({args.objective}): {len(plan['shards'])} shard(s) on {', '.join(map(str, plan['plan']['devices']))}"
-    )
-    for shard, stage in zip(plan["shards"], measured["stages"], strict=True):
-        print(
-            f"  shard {shard['index']} nodes {shard['nodes']} on {stage['device']}: predicted {shard['predicted_ms']:.2f} ms, "
-            f"measured compute p50 {stage['compute_ms']['p50']:.2f} ms (+ relay {stage['relay_ms']['p50']:.2f} ms), "
-            f"runtime memory {stage['runtime_memory_mb']:.1f} MB (estimate {stage['memory_estimate_mb']:.1f})"
-        )
-    for hop in measured["hops"]:
-        print(
-            f"  hop {hop['from']}->{hop['to']}: {hop['bytes'] / 1024:.0f} KiB, predicted {hop['predicted_ms']:.2f} ms, measured {hop['measured_ms']:.2f} ms"
-        )
-    pred = plan["predicted"]
-    lat, fps = measured["latency_ms"]["p50"], measured["throughput_fps"]
-    print(
-        f"end-to-end latency: predicted {pred['latency_ms']:.2f} ms, measured p50 {lat:.2f} ms "
-        f"(ratio {pred['latency_ms'] / lat:.2f})"
-    )
-    print(
-        f"pipelined throughput: predicted {pred['throughput_fps']:.1f}/s, measured {fps:.1f}/s "
-        f"(ratio {pred['throughput_fps'] / fps:.2f})"
-    )
-    fid = measured.get("fidelity") or {}
-    if fid:
-        print(
-            f"end-to-end fidelity vs the unsplit FP32 model: passed={fid['passed']}, min cosine "
-            f"{min(o['cosine'] for o in fid['outputs']):.6f}"
-        )
+    for round_no, (plan, measured) in enumerate(rounds, 1):
+        source = "devices.toml links, whole-model speed" if round_no == 1 else "+ the earlier pipeline bench"
+        print(f"round {round_no} ({source}):")
+        report(plan, measured, args.objective)
     print(
         "relay: host (each hop downloads a stage's outputs here and uploads them to the next); both devices share this machine's CPUs"
     )

@@ -9,7 +9,8 @@ Each step is an `edgekit` command line on a real architecture (tests/zoo.py's Re
   4. `edgekit split MODEL --max-shard-mb <tiny>`        (must exit 2 naming the smallest feasible budget)
 
 and prints per shard: weights, the estimate, the planned memory, the measured runtime memory, and the
-ratios measured/budget (must be <= 1) and measured/estimate; then the worst of each.
+ratios measured/budget (must be <= 1) and estimate/measured (as benchmarks/bench_memory.py prints
+it); then the worst of each.
 
     python benchmarks/bench_shard_memory.py [--model zoo-resnet50|resnet18|dbnet|...] [--max-shard-mb M]
 """
@@ -104,13 +105,13 @@ def main() -> None:
         f"(planned memory = onnxruntime estimate x {1 + margin:g}); exported fp32 x86-cpu, benched as a "
         f"pipeline of local stage processes ({args.iterations} samples)"
     )
-    head = f"{'shard':>5} {'nodes':>6} {'weights MiB':>12} {'estimate MiB':>13} {'planned MiB':>12} {'measured MiB':>13} {'meas/budget':>12} {'meas/est':>9}"
+    head = f"{'shard':>5} {'nodes':>6} {'weights MiB':>12} {'estimate MiB':>13} {'planned MiB':>12} {'measured MiB':>13} {'meas/budget':>12} {'est/meas':>9}"
     print(head)
     worst_budget, worst_est = 0.0, []
     for shard, stage in zip(shards, stages, strict=True):
         measured = stage.get("runtime_memory_mb")
         ratio_b = measured / budget if measured is not None else float("nan")
-        ratio_e = measured / shard["memory_estimate_mb"] if measured is not None else float("nan")
+        ratio_e = shard["memory_estimate_mb"] / measured if measured else float("nan")
         worst_budget = max(worst_budget, ratio_b)
         worst_est.append(ratio_e)
         print(
@@ -121,7 +122,7 @@ def main() -> None:
     fits = all(s["memory_mb"] <= budget for s in shards) and worst_budget <= 1.0
     print(
         f"every shard fits {budget:g} MB: {'yes' if fits else 'NO'} (worst measured/budget {worst_budget:.2f}; "
-        f"measured/estimate {min(worst_est):.2f}..{max(worst_est):.2f})"
+        f"estimate/measured {min(worst_est):.2f}..{max(worst_est):.2f})"
     )
     print(f"impossible budget (1 MB): exit 2, {err.strip().splitlines()[-1]}")
 
