@@ -253,3 +253,30 @@ def test_measured_memory_overrides_estimate(tmp_path: Path) -> None:
     rows = analysis.fit_table(report, [{"name": "board", "memory_mb": 60}], ("fp32",), measured)
     assert rows[0]["fits"] is False  # the measurement decides, not the (small) estimate
     assert rows[0]["estimated_mb"] < 60
+
+
+def test_inspect_results_from_a_real_bench(tmp_path: Path, run_cli) -> None:
+    """The user's path: export, `bench --device local`, then `inspect --devices --results`: the fit
+    table's measured column is that bench's peak RSS growth and decides `fits`; a missing results
+    file is one line, exit 2."""
+    from tests.helpers import assert_one_line, export_ok, local_device, write_devices
+
+    path, _ = _save(tmp_path, models.chain_model())
+    devices = write_devices(tmp_path / "devices.toml", local_device("local", "x86-cpu", tmp_path / "work"))
+    artifact = export_ok(run_cli, path, "x86-cpu", "fp32", out=tmp_path / "out")["artifact"]
+    results = tmp_path / "results.jsonl"
+    code, out, err = run_cli(
+        "bench", artifact, "--device", "local", "--devices", devices, "--iterations", "3", "--warmup", "0",
+        "-o", results, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    (run,) = json.loads(out)
+    growth = run["peak_rss_mb"] - run["rss_before_load_mb"]
+    code, out, err = run_cli("inspect", path, "--devices", devices, "--results", results, "--json")
+    assert code == 0, err
+    rows = {row["precision"]: row for row in json.loads(out)["fit"]}
+    assert rows["fp32"]["measured_mb"] == pytest.approx(growth, abs=0.05)
+    assert rows["fp32"]["headroom_mb"] == pytest.approx(rows["fp32"]["device_mb"] - growth, abs=0.1)
+    assert rows["int8"]["measured_mb"] is None  # nothing measured at int8: the estimate decides
+    code, _, err = run_cli("inspect", path, "--devices", devices, "--results", tmp_path / "none.jsonl")
+    assert_one_line(code, err, 2, "results file not found")
