@@ -32,22 +32,15 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 from edgekit import analysis  # noqa: E402
+from edgekit.split.measure import STATUS_HELPER  # noqa: E402
 from tests import zoo  # noqa: E402
 from tests.analysis_models import REALISTIC  # noqa: E402
 
 MB = 1024 * 1024
 
-CHILD = r"""
-import json, sys
-import numpy as np
-
-def status(key):
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
+CHILD = (
+    STATUS_HELPER
+    + r"""
 # the order of edgekit's agent (what `edgekit bench` records): runtime imported, baseline, load,
 # inputs made, runs; glibc's dynamic mmap threshold makes RSS depend on what the process did before
 runtime, path, shapes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -69,6 +62,7 @@ for _ in range(3):
     run(feeds)
 print(json.dumps({"base": base, "loaded": loaded, "ran": status("VmRSS"), "hwm": status("VmHWM")}))
 """
+)
 
 
 def models() -> dict[str, object]:

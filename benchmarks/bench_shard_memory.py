@@ -2,13 +2,15 @@
 
 Each step is an `edgekit` command line on a real architecture (tests/zoo.py's ResNet-50 by default):
 
-  1. `edgekit split MODEL --max-shard-mb M`            (planned memory = estimate x (1 + margin))
+  1. `edgekit split MODEL --max-shard-mb M`            (planned memory = estimate x (1 + margin), then
+                                                        each shard measured here and re-planned)
   2. `edgekit export SPLIT_DIR --target x86-cpu --fp32`
   3. `edgekit bench PIPELINE_DIR --device local ...`   (one stage server per shard, each its own process:
                                                         peak RSS minus the RSS before the model loaded)
   4. `edgekit split MODEL --max-shard-mb <tiny>`        (must exit 2 naming the smallest feasible budget)
 
-and prints per shard: weights, the estimate, the planned memory, the measured runtime memory, and the
+and prints per shard: weights, the estimate, the memory split measured (what it planned with), the
+runtime memory the pipeline bench measured, and the
 ratios measured/budget (must be <= 1) and estimate/measured (as benchmarks/bench_memory.py prints
 it); then the worst of each.
 
@@ -57,6 +59,10 @@ def edgekit(*args: object, cwd: Path, expect: int = 0) -> tuple[dict | list | No
     return (json.loads(proc.stdout) if proc.stdout.strip() else None), proc.stderr
 
 
+def num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def write_model(name: str, directory: Path) -> Path:
     if name.startswith("zoo-"):
         return zoo.zoo_model(name[4:], directory / f"{name}.onnx")
@@ -102,10 +108,10 @@ def main() -> None:
     budget = args.max_shard_mb
     print(
         f"{args.model}: `edgekit split --max-shard-mb {budget:g}` -> {len(shards)} shards "
-        f"(planned memory = onnxruntime estimate x {1 + margin:g}); exported fp32 x86-cpu, benched as a "
-        f"pipeline of local stage processes ({args.iterations} samples)"
+        f"(planned: estimate x {1 + margin:g}, then each shard measured at split time); exported fp32 "
+        f"x86-cpu, benched as a pipeline of local stage processes ({args.iterations} samples)"
     )
-    head = f"{'shard':>5} {'nodes':>6} {'weights MiB':>12} {'estimate MiB':>13} {'planned MiB':>12} {'measured MiB':>13} {'meas/budget':>12} {'est/meas':>9}"
+    head = f"{'shard':>5} {'nodes':>6} {'weights MiB':>12} {'estimate MiB':>13} {'split-measured':>15} {'bench-measured':>15} {'meas/budget':>12} {'est/meas':>9}"
     print(head)
     worst_budget, worst_est = 0.0, []
     for shard, stage in zip(shards, stages, strict=True):
@@ -116,8 +122,8 @@ def main() -> None:
         worst_est.append(ratio_e)
         print(
             f"{shard['index']:>5} {shard['node_count']:>6} {shard['weight_bytes'] / 2**20:>12.1f} "
-            f"{shard['memory_estimate_mb']:>13.1f} {shard['memory_mb']:>12.1f} "
-            f"{'-' if measured is None else f'{measured:.1f}':>13} {ratio_b:>12.2f} {ratio_e:>9.2f}"
+            f"{shard['memory_estimate_mb']:>13.1f} {num(shard.get('memory_measured_mb')):>15} "
+            f"{num(measured):>15} {ratio_b:>12.2f} {ratio_e:>9.2f}"
         )
     fits = all(s["memory_mb"] <= budget for s in shards) and worst_budget <= 1.0
     print(

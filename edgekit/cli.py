@@ -444,6 +444,11 @@ def demo(app: CliContext, out_dir: str, only: tuple[str, ...], iterations: int) 
     help="Plan shard memory as estimate x (1 + margin) (the estimate's worst underestimate is 0.76x).",
 )
 @click.option(
+    "--no-measure",
+    is_flag=True,
+    help="--max-shard-mb: trust the estimate; do not measure the shards here (onnxruntime CPU).",
+)
+@click.option(
     "--devices-file",
     "devices_file",
     type=click.Path(),
@@ -494,6 +499,7 @@ def split(app: CliContext, model: str, **kw: Any) -> None:
         precision=kw["precision"] or "fp32",
         tolerance=kw["tolerance"],
         memory_margin=kw["memory_margin"],
+        measure_memory=not kw["no_measure"],
         out_dir=kw["out_dir"],
         input_shapes=parse_input_shapes(kw["input_shapes"]),
         val=kw["val"],

@@ -169,7 +169,10 @@ def test_max_shard_mb_fits_and_is_fewest(tmp_path: Path) -> None:
     whole = planned(0, len(graph))
     single = max(planned(i, i + 1) for i in range(len(graph)))
     budget = (single + whole) / 2
-    data = split(SplitRequest(path, max_shard_mb=budget, out_dir=tmp_path / "s", profile=False)).pipeline
+    request = SplitRequest(
+        path, max_shard_mb=budget, out_dir=tmp_path / "s", profile=False, measure_memory=False
+    )
+    data = split(request).pipeline
     assert all(
         s["memory_mb"] <= budget and s["memory_estimate_mb"] * margin <= budget + 0.01 for s in data["shards"]
     )
@@ -183,9 +186,39 @@ def test_max_shard_mb_fits_and_is_fewest(tmp_path: Path) -> None:
             assert any(planned(a, b) > budget for a, b in bounds)
     # without the margin the same budget needs no more shards
     raw = split(
-        SplitRequest(path, max_shard_mb=budget, out_dir=tmp_path / "r", profile=False, memory_margin=0)
+        SplitRequest(
+            path,
+            max_shard_mb=budget,
+            out_dir=tmp_path / "r",
+            profile=False,
+            memory_margin=0,
+            measure_memory=False,
+        )
     )
     assert len(raw.pipeline["shards"]) <= count
+
+
+def test_max_shard_mb_measures_the_shards(tmp_path: Path) -> None:
+    """At fp32 every shard of the final plan is measured here in a fresh onnxruntime process; the plan
+    keeps only shards whose measurement fits, and a shard that contains a measured one is planned at
+    least at that measurement (memory only grows with nodes)."""
+    from edgekit.split import _memory_fn, measure
+
+    if not measure.available():
+        pytest.skip("needs /proc and onnxruntime")
+    path = _save(tmp_path, models.resnet_ish(size=64, width=32, blocks=4))
+    graph = split_graph.load(path)
+    planned = [graph.memory(i, i + 1, "fp32") * 1.3 / split_graph.MB for i in range(len(graph))]
+    budget = (max(planned) + graph.memory(0, len(graph), "fp32") * 1.3 / split_graph.MB) / 2
+    data = split(SplitRequest(path, max_shard_mb=budget, out_dir=tmp_path / "s", profile=False)).pipeline
+    assert len(data["shards"]) >= 2
+    for shard in data["shards"]:
+        assert shard["memory_measured_mb"] is not None and shard["memory_measured_mb"] <= budget
+        assert shard["memory_mb"] == shard["memory_measured_mb"]
+    assert any("measured here" in note for note in data["notes"])
+    (a, b), value = (2, 5), 10_000.0
+    memory = _memory_fn(graph, "fp32", {(a, b): value})
+    assert memory(a, b) == value and memory(0, len(graph)) >= value and memory(a + 1, b) < value
 
 
 def test_impossible_budget_names_smallest(tmp_path: Path, run_cli) -> None:

@@ -401,6 +401,9 @@ class SplitRequest(Request):
     #: shard memory is planned as estimate x (1 + margin): 0.3 covers estimates down to 0.77x of the
     #: measurement (benchmarks/bench_memory.py: 0.76x at worst, ResNet-18; 0.8x..1.2x for the rest)
     memory_margin: float = 0.3
+    #: --max-shard-mb at fp32: measure the planned shards here (onnxruntime CPU, a fresh process each)
+    #: and re-plan with the measurements until every shard is measured and fits
+    measure_memory: bool = True
     out_dir: str | Path | None = None
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     val: str | Path | None = None

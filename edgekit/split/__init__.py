@@ -26,7 +26,7 @@ from edgekit.analysis import record_source_sha256
 from edgekit.api.records import Progress, SplitRecord, SplitRequest, noop
 from edgekit.errors import BadInput, GateFailed
 from edgekit.fsio import staged_dir, write_json_atomic
-from edgekit.split import chain, extract, planner
+from edgekit.split import chain, extract, measure, planner
 from edgekit.split import pipeline as pipeline_file
 from edgekit.split.graph import MB, PartitionGraph
 from edgekit.split.graph import load as load_graph
@@ -77,6 +77,8 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
         plan = planner.plan_devices(graph, device_models, req.objective, req.precision, memory_fn)
     elif req.max_shard_mb is not None:
         plan = planner.plan_max_memory(graph, req.max_shard_mb, req.precision, memory_fn)
+        if req.measure_memory and req.precision == "fp32" and measure.available():
+            plan = _fit_measured(graph, plan, req, overrides, memory_fn, progress, notes)
     else:
         assert req.parts is not None
         plan = planner.plan_parts(graph, req.parts, req.balance, req.precision, req.tolerance)
@@ -294,16 +296,59 @@ def _measured_memory(graph: PartitionGraph, records: list[dict[str, Any]]) -> di
     return out
 
 
+#: plan -> measure the new shards here -> re-plan with the measurements, at most this many times
+MEASURE_ROUNDS = 10
+
+
+def _fit_measured(
+    graph: PartitionGraph,
+    plan: planner.Plan,
+    req: SplitRequest,
+    overrides: dict[tuple[int, int], float],
+    memory_fn: Callable[..., float],
+    progress: Progress,
+    notes: list[str],
+) -> planner.Plan:
+    """`--max-shard-mb`: measure each planned shard's memory here (onnxruntime CPU, fresh process); a
+    measurement replaces the estimate (`overrides`, read by `memory_fn`) and the plan is made again
+    until every shard is measured and fits."""
+    assert req.max_shard_mb is not None
+    measured, rounds = 0, 0
+    for _ in range(MEASURE_ROUNDS):
+        todo = [bounds for bounds in plan.bounds if bounds not in overrides]
+        if not todo:
+            break
+        rounds += 1
+        progress(f"measuring the memory of {len(todo)} shard(s) here")
+        for bounds, value in zip(todo, measure.shard_memory_mb(graph, todo), strict=True):
+            overrides[bounds] = value
+            measured += 1
+        if all(memory_fn(a, b) <= req.max_shard_mb for a, b in plan.bounds):
+            break
+        progress(f"re-planning with {measured} measured shard(s)")
+        plan = planner.plan_max_memory(graph, req.max_shard_mb, req.precision, memory_fn)
+    unmeasured = [bounds for bounds in plan.bounds if bounds not in overrides]
+    notes.append(
+        f"shard memory measured here ({measure.WHERE}) for {measured} candidate shard(s) in "
+        f"{rounds} round(s); a measurement replaces the estimate"
+        + (f"; {len(unmeasured)} shard(s) of the final plan kept the estimate" if unmeasured else "")
+    )
+    return plan
+
+
 def _memory_fn(
     graph: PartitionGraph, precision: str, overrides: Mapping[tuple[int, int], float], margin: float = 0.0
 ) -> Callable[..., float]:
-    """Shard memory in MB as planned: a measured peak from an earlier pipeline bench, else the runtime's
-    estimate plus the safety margin."""
+    """Shard memory in MB as planned: a measured peak (an earlier pipeline bench, or measured here) for
+    a measured shard, else the runtime's estimate plus the safety margin; never less than a measured
+    shard it contains (memory only grows with nodes: what the planner's search relies on)."""
 
     def memory(a: int, b: int, runtime: str = "onnxruntime") -> float:
         if (a, b) in overrides:
             return overrides[(a, b)]
-        return graph.memory(a, b, precision, runtime) / MB * (1.0 + margin)
+        inside = [value for (c, d), value in overrides.items() if a <= c and d <= b]
+        planned = graph.memory(a, b, precision, runtime) / MB * (1.0 + margin)
+        return max([planned, *inside])
 
     return memory
 

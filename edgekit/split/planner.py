@@ -230,7 +230,7 @@ def plan_max_memory(
         raise Infeasible(
             f"--max-shard-mb {budget_mb:g} is below what one node needs at {precision}: node "
             f"'{graph.node_label(worst)}' ({graph.nodes[worst].op_type}) alone needs {need:.1f} MB "
-            f"(as planned: estimate + margin); the smallest feasible budget is {math.ceil(need * 10) / 10:.1f} MB",
+            f"(as planned: estimate + margin, or measured); the smallest feasible budget is {math.ceil(need * 10) / 10:.1f} MB",
             math.ceil(need * 10) / 10,
         )
     # fewest shards, then fewest crossing bytes: minimise (count, bytes) lexicographically
