@@ -742,6 +742,8 @@ class CudaMemory(object):
             self._check(self.cudart.cudaStreamSynchronize(stream))
 
 
+RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",), "tensorrt": ("tensorrt",)}
+
 RUNNERS = {
     "onnxruntime": OrtRunner,
     "openvino": OpenVinoRunner,
@@ -873,6 +875,11 @@ def bench(job, job_dir):
         return bench_trtexec(job, entry, job_dir)
     if backend not in RUNNERS:
         raise AgentError("unknown backend %r (valid: %s)" % (backend, ", ".join(sorted(RUNNERS))))
+    for module in RUNTIME_MODULES.get(backend, ()):  # imported first: rss_before_load_mb is then the
+        try:  # baseline of what loading the model itself costs (edgekit.analysis compares with that)
+            __import__(module)
+        except ImportError:
+            pass  # the runner reports it
     rss_before = current_rss_mb()
     t0 = time.perf_counter()
     runner = RUNNERS[backend](job, entry)

@@ -26,16 +26,14 @@ from edgekit import ingest
 from edgekit.errors import BadInput
 from edgekit.memory_model import (  # noqa: F401 - the model's constants, re-exported
     ACTIVATION_BYTES,
-    ACTIVATION_FACTOR,
-    CONV_WEIGHT_FACTOR,
+    DEFAULT_RUNTIME,
     ESTIMATE_FORMULA,
     INT4_GROUP,
     LARGE_TENSOR_BYTES,
-    LARGE_WEIGHT_FACTOR,
     MB,
-    OVERHEAD_MB,
+    MEMORY_MODELS,
     PRECISIONS,
-    WEIGHT_FACTOR,
+    MemoryModel,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +85,8 @@ class ModelReport:
     peak_node: dict[str, Any]
     peak_activation_bytes_by_precision: dict[str, int]
     largest_tensors: list[TensorRow]
-    memory_estimate_bytes: dict[str, int]
+    memory_estimate_bytes: dict[str, int]  # onnxruntime's (DEFAULT_RUNTIME)
+    runtime_memory_bytes: dict[str, dict[str, int]]  # per measured runtime, per precision
     shape_inference: str
     unknown_shapes: int
     notes: list[str] = field(default_factory=list)
@@ -101,6 +100,10 @@ class ModelReport:
         data = asdict(self)
         data["op_histogram"] = [list(item) for item in self.op_histogram]
         data["memory_estimate_mb"] = {k: round(v / MB, 2) for k, v in self.memory_estimate_bytes.items()}
+        data["runtime_memory_mb"] = {
+            runtime: {k: round(v / MB, 2) for k, v in values.items()}
+            for runtime, values in self.runtime_memory_bytes.items()
+        }
         return data
 
 
@@ -118,7 +121,7 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
     file_bytes = ingest.model_bytes(path)
     histogram = Counter(_op_name(n) for n in original.graph.node)
     subgraphs = sum(1 for _ in ingest.all_graphs(original.graph)) - 1
-    header = {
+    header: dict[str, Any] = {
         "ir_version": int(original.ir_version),
         "opset": ingest.onnx_opset(original),
         "opsets": {(o.domain or "ai.onnx"): int(o.version) for o in original.opset_import},
@@ -169,7 +172,12 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
 
     peaks = {p: _peak_activations(graph, shapes, dtypes, inits, ACTIVATION_BYTES[p]) for p in PRECISIONS}
     native_peak, native_node = _peak_activations(graph, shapes, dtypes, inits, None)
-    estimate = {p: estimate_bytes(class_bytes[p], peaks[p][0]) for p in PRECISIONS}
+    nodes = header["node_count"]
+    per_runtime = {
+        runtime: {p: model.estimate(class_bytes[p], peaks[p][0], nodes) for p in PRECISIONS}
+        for runtime, model in MEMORY_MODELS.items()
+    }
+    estimate = per_runtime[DEFAULT_RUNTIME]
 
     largest = _largest_tensors(graph, shapes, dtypes, inits, 10)
     report = ModelReport(
@@ -199,6 +207,7 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
         peak_activation_bytes_by_precision={p: peaks[p][0] for p in PRECISIONS},
         largest_tensors=largest,
         memory_estimate_bytes=estimate,
+        runtime_memory_bytes=per_runtime,
         shape_inference=how,
         unknown_shapes=unknown,
         notes=notes,
@@ -207,15 +216,16 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
     return report
 
 
-def estimate_bytes(weight_bytes: Mapping[str, int], peak_activation_bytes: int) -> int:
-    """The formula of ESTIMATE_FORMULA; `weight_bytes` by class: conv, other, large."""
-    return int(
-        CONV_WEIGHT_FACTOR * weight_bytes.get("conv", 0)
-        + WEIGHT_FACTOR * weight_bytes.get("other", 0)
-        + LARGE_WEIGHT_FACTOR * weight_bytes.get("large", 0)
-        + ACTIVATION_FACTOR * peak_activation_bytes
-        + OVERHEAD_MB * MB
-    )
+def estimate_bytes(
+    weight_bytes: Mapping[str, int], peak_activation_bytes: int, nodes: int, runtime: str = DEFAULT_RUNTIME
+) -> int:
+    """The runtime's MemoryModel; `weight_bytes` by class: conv, other, large."""
+    return memory_model(runtime).estimate(weight_bytes, peak_activation_bytes, nodes)
+
+
+def memory_model(runtime: str) -> MemoryModel:
+    """The runtime's own model where it was measured, else onnxruntime's (callers say so)."""
+    return MEMORY_MODELS.get(runtime, MEMORY_MODELS[DEFAULT_RUNTIME])
 
 
 # ---- shapes ----------------------------------------------------------------------------------------
@@ -293,6 +303,24 @@ def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
+def static_shapes(
+    model: onnx.ModelProto, notes: list[str]
+) -> tuple[dict[str, list[int]], dict[str, int], str, int]:
+    """Static shapes and element types of every tensor of `model` (inputs already fixed), inferred on
+    a weightless copy: (shapes, elem types, how, tensors left unknown)."""
+    inferred, how, unknown = _infer(_without_weights(model), notes)
+    shapes, dtypes = _shape_table(inferred)
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+        dtypes[init.name] = init.data_type
+    return shapes, dtypes, how, unknown
+
+
+def assume_ones(model: onnx.ModelProto) -> list[str]:
+    """Set every remaining non-static input dim to 1 (in place); returns 'input[axis]=name' for each."""
+    return _assume_ones(model)
+
+
 def _missing(model: onnx.ModelProto) -> int:
     shapes, _ = _shape_table(model)
     return sum(1 for n in model.graph.node for out in n.output if out and out not in shapes)
@@ -331,7 +359,7 @@ def _numel(dims: Iterable[int]) -> int:
 def _itemsize(elem_type: int) -> float:
     if elem_type in (TensorProto.STRING, TensorProto.UNDEFINED):
         return 0.0
-    bits = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
+    bits: dict[int, int] = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
     if hasattr(TensorProto, "FLOAT4E2M1"):
         bits[TensorProto.FLOAT4E2M1] = 4
     if elem_type in bits:
@@ -355,6 +383,15 @@ def _count_weights(inits: Iterable[TensorProto]) -> tuple[int, int, int, int, in
             other += 1
             other_bytes += size
     return params, tensors, stored, other_bytes, other
+
+
+def weight_bytes(tensor: TensorProto, precision: str) -> int:
+    """Bytes of one float weight tensor at `precision` (0 for non-float tensors); see ESTIMATE_FORMULA."""
+    return _weight_bytes([tensor], precision)
+
+
+def is_float(elem_type: int) -> bool:
+    return elem_type in _FLOAT_TYPES
 
 
 def _weight_bytes(inits: Iterable[TensorProto], precision: str) -> int:
@@ -403,37 +440,45 @@ def _macs(
     macs: Counter[str] = Counter()
     skipped: list[str] = []
     for index, node in enumerate(graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in (
-            "Conv",
-            "ConvTranspose",
-            "Gemm",
-            "MatMul",
-        ):
-            continue
-        ins = [shapes.get(name) for name in node.input[:2]]
-        out = shapes.get(node.output[0])
-        label = node.op_type
         try:
-            if node.op_type == "Conv":
-                # N*Cout*Hout*Wout * Cin/group * kh*kw ; W is [Cout, Cin/group, kh, kw]
-                value = _numel(out) * _numel(ins[1][1:])
-            elif node.op_type == "ConvTranspose":
-                # every input element meets Cout/group * kh*kw weights; W is [Cin, Cout/group, kh, kw]
-                value = _numel(ins[0]) * _numel(ins[1][1:])
-            elif node.op_type == "Gemm":
-                trans_a = _attr(node, "transA", 0)
-                k = ins[0][0] if trans_a else ins[0][-1]
-                value = _numel(out) * int(k)  # M*N*K
-            else:  # MatMul: broadcast batch * M * N * K
-                k = ins[0][-1]
-                value = _numel(out) * int(k)
-                if node.input[0] not in inits and node.input[1] not in inits:
-                    label = "MatMul (attention)"
+            counted = node_macs(node, shapes, inits)
         except (TypeError, IndexError):
             skipped.append(node.name or f"{node.op_type}#{index}")
             continue
-        macs[label] += int(value)
+        if counted is not None:
+            macs[counted[0]] += counted[1]
     return dict(sorted(macs.items(), key=lambda kv: -kv[1])), macs.get("MatMul (attention)", 0), skipped
+
+
+MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def node_macs(
+    node: onnx.NodeProto, shapes: Mapping[str, list[int]], weights: Mapping[str, Any] | set[str]
+) -> tuple[str, int] | None:
+    """(label, MACs) of one Conv/ConvTranspose/Gemm/MatMul node, None for other ops; raises
+    TypeError/IndexError when a shape it needs is unknown. `weights`: names of constant tensors."""
+    if node.domain not in ("", "ai.onnx") or node.op_type not in MAC_OPS:
+        return None
+    ins = [shapes.get(name) for name in node.input[:2]]
+    out = shapes.get(node.output[0])
+    label = node.op_type
+    if node.op_type == "Conv":
+        # N*Cout*Hout*Wout * Cin/group * kh*kw ; W is [Cout, Cin/group, kh, kw]
+        value = _numel(out) * _numel(ins[1][1:])  # type: ignore[arg-type,index]
+    elif node.op_type == "ConvTranspose":
+        # every input element meets Cout/group * kh*kw weights; W is [Cin, Cout/group, kh, kw]
+        value = _numel(ins[0]) * _numel(ins[1][1:])  # type: ignore[arg-type,index]
+    elif node.op_type == "Gemm":
+        trans_a = _attr(node, "transA", 0)
+        k = ins[0][0] if trans_a else ins[0][-1]  # type: ignore[index]
+        value = _numel(out) * int(k)  # type: ignore[arg-type]  # M*N*K
+    else:  # MatMul: broadcast batch * M * N * K
+        k = ins[0][-1]  # type: ignore[index]
+        value = _numel(out) * int(k)  # type: ignore[arg-type]
+        if node.input[0] not in weights and node.input[1] not in weights:
+            label = "MatMul (attention)"
+    return label, int(value)
 
 
 def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
@@ -546,20 +591,33 @@ def fit_table(
     report: ModelReport,
     devices: Sequence[Mapping[str, Any]],
     precisions: Sequence[str] = PRECISIONS,
+    measured: Mapping[tuple[str, str], float] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per device and precision: estimated MB, device MB, headroom MB and %, fits."""
+    """One row per device and precision: estimated MB (the memory model of the device target's
+    runtime where that runtime was measured, else onnxruntime's, said in `estimate_runtime`), the
+    runtime memory `edgekit bench` measured for this model there (it decides `fits` when present),
+    device MB, headroom MB and %, fits."""
     rows = []
+    measured = measured or {}
     for device in devices:
         memory, source = device_memory_mb(device)
+        runtime = _device_runtime(device)
+        model_runtime = runtime if runtime in report.runtime_memory_bytes else DEFAULT_RUNTIME
         for precision in precisions:
             if precision not in report.memory_estimate_bytes:
                 raise BadInput(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-            estimate = report.memory_estimate_bytes[precision] / MB
+            estimate = report.runtime_memory_bytes[model_runtime][precision] / MB
+            seen = measured.get((str(device.get("name")), precision))
+            basis = estimate if seen is None else seen
             row: dict[str, Any] = {
                 "device": device.get("name", "?"),
                 "target": device.get("target"),
                 "precision": precision,
                 "estimated_mb": round(estimate, 1),
+                "estimate_runtime": model_runtime
+                if model_runtime == runtime or runtime is None
+                else f"{model_runtime} ({runtime} not measured)",
+                "measured_mb": None if seen is None else round(seen, 1),
                 "device_mb": memory,
                 "memory_source": source,
                 "headroom_mb": None,
@@ -567,8 +625,68 @@ def fit_table(
                 "fits": None,
             }
             if memory:
-                row["headroom_mb"] = round(memory - estimate, 1)
-                row["headroom_pct"] = round(100.0 * (memory - estimate) / memory, 1)
-                row["fits"] = estimate <= memory
+                row["headroom_mb"] = round(memory - basis, 1)
+                row["headroom_pct"] = round(100.0 * (memory - basis) / memory, 1)
+                row["fits"] = basis <= memory
             rows.append(row)
     return rows
+
+
+def _device_runtime(device: Mapping[str, Any]) -> str | None:
+    target = device.get("target")
+    if not target:
+        return None
+    from edgekit import targets
+
+    try:
+        return targets.get(str(target)).backend
+    except BadInput:
+        return None
+
+
+# ---- measured memory from bench records ------------------------------------------------------------
+def record_source_sha256(record: Mapping[str, Any]) -> str | None:
+    """The source model's sha256 of a bench record: from the record, or its artifact's manifest."""
+    if record.get("kind") in ("pipeline", "pipeline-stage"):
+        return None  # a split's records: edgekit.split reads those (by shard nodes)
+    art = record.get("artifact") or {}
+    if art.get("source_sha256"):
+        return str(art["source_sha256"])
+    directory = art.get("dir")
+    if not directory:
+        return None
+    try:
+        from edgekit.manifest import read_manifest
+
+        return str(read_manifest(directory)["source"]["sha256"])
+    except Exception:  # noqa: BLE001 - a moved or deleted artifact: the record cannot be matched
+        return None
+
+
+def measured_growth_mb(record: Mapping[str, Any]) -> float | None:
+    """A bench record's runtime memory: peak RSS minus the RSS before the model was loaded (the
+    interpreter and runtime import), or the whole process's peak when no baseline was recorded."""
+    peak = record.get("peak_rss_mb")
+    if peak is None:
+        return None
+    base = record.get("rss_before_load_mb")
+    return float(peak) - float(base) if base is not None else float(peak)
+
+
+def measured_memory(records: Iterable[Mapping[str, Any]], source_sha256: str) -> dict[tuple[str, str], float]:
+    """(device, precision) -> the largest measured runtime memory (MB) of this model's artifacts."""
+    out: dict[tuple[str, str], float] = {}
+    for record in records:
+        if record.get("status") != "ok" or record.get("kind") == "pipeline":
+            continue
+        if record_source_sha256(record) != source_sha256:
+            continue
+        growth = measured_growth_mb(record)
+        if growth is None:
+            continue
+        key = (
+            str((record.get("device") or {}).get("name")),
+            str((record.get("artifact") or {}).get("precision")),
+        )
+        out[key] = max(out.get(key, 0.0), growth)
+    return out

@@ -24,6 +24,7 @@ from edgekit.cli_options import (
     gates,
     input_shape_option,
     parse_kv,
+    results_option,
     targets_dir_option,
 )
 from edgekit.errors import BadInput, EdgekitError, GateFailed, Unreachable, error_for_exit_code
@@ -64,13 +65,21 @@ def targets(app: CliContext, targets_dir: tuple[str, ...]) -> None:
 @click.option(
     "--devices", "devices_file", type=click.Path(), help="devices.toml: add a fit table per device."
 )
+@results_option("Bench records: the runtime memory measured there replaces the estimate.")
 @common
-def inspect(app: CliContext, model: str, input_shapes: tuple[str, ...], devices_file: str | None) -> None:
+def inspect(
+    app: CliContext,
+    model: str,
+    input_shapes: tuple[str, ...],
+    devices_file: str | None,
+    results: tuple[str, ...],
+) -> None:
     """Parameters, sizes per precision, MACs, peak activations and which devices can hold MODEL."""
     from edgekit import api, render
     from edgekit.ingest import parse_input_shapes
 
-    record = api.inspect(api.InspectRequest(model, parse_input_shapes(input_shapes), devices_file))
+    request = api.InspectRequest(model, parse_input_shapes(input_shapes), devices_file, list(results))
+    record = api.inspect(request)
     if not app.emit(record):
         render.inspect(record.report, record.fit)
 
@@ -115,7 +124,10 @@ def inspect(app: CliContext, model: str, input_shapes: tuple[str, ...], devices_
 @gate_options
 @common
 def export(app: CliContext, model: str, **kw: Any) -> None:
-    """Export MODEL for one target and precision into OUT/<model>.<target>.<precision>/."""
+    """Export MODEL for one target and precision into OUT/<model>.<target>.<precision>/.
+
+    MODEL may be a split directory (`edgekit split`): every shard is exported, for one target
+    (--target A) or one per shard (--target A,B,...), into OUT/<model>.pipeline/."""
     from edgekit import api, render
     from edgekit.backends.base import ExportOptions
     from edgekit.ingest import parse_input_shapes
@@ -129,6 +141,9 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
         threads=kw["threads"],
         extra=parse_kv(kw["extra"]),
     )
+    if api.is_pipeline_dir(model):
+        _export_pipeline(app, model, options, kw)
+        return
     request = api.ExportRequest(
         model=model,
         target=kw["target"],
@@ -150,6 +165,41 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
     if not app.emit(record):
         render.export(record.to_json())
     _fidelity_gate(record.fidelity)
+
+
+def _export_pipeline(app: CliContext, split_dir: str, options: Any, kw: dict[str, Any]) -> None:
+    from edgekit import api, render
+
+    if kw["input_shapes"]:
+        raise BadInput("--input-shape is fixed at split time: give it to `edgekit split`")
+    request = api.PipelineExportRequest(
+        split_dir=split_dir,
+        targets=kw["target"].split(","),
+        precision=kw["precision"],
+        calib=kw["calib"],
+        val=kw["val"],
+        calib_samples=kw["calib_samples"],
+        val_samples=kw["val_samples"],
+        out_dir=kw["out_dir"],
+        options=options,
+        gate_overrides=gates(kw["min_cosine"], kw["max_accuracy_drop"], kw["min_snr_db"]),
+        targets_dirs=list(kw["targets_dir"]),
+        simplify=not kw["no_simplify"],
+    )
+    with render.Steps(f"export {Path(split_dir).name} (split) -> {kw['target']}") as steps:
+        record = api.export_pipeline(request, steps)
+    if not app.emit(record):
+        render.pipeline_export(record.to_json())
+    _shard_gates(record)
+
+
+def _shard_gates(record: Any) -> None:
+    failed = record.failed_shards()
+    if failed:
+        raise GateFailed(
+            f"fidelity gate failed for shard artifact(s) {', '.join(failed)} (the pipeline is written: "
+            f"{record.path})"
+        )
 
 
 @cli.command()
@@ -271,7 +321,11 @@ def devices_trust(app: CliContext, name: str, devices_file: str | None, yes: boo
 @gate_options
 @common
 def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
-    """Benchmark ARTIFACTS on your devices over SSH (or locally), as a fleet; append to results.jsonl."""
+    """Benchmark ARTIFACTS on your devices over SSH (or locally), as a fleet; append to results.jsonl.
+
+    An exported split (`edgekit export SPLIT_DIR`) runs as a pipeline: one shard per device (the
+    planned ones, or --device A --device B ... in shard order), intermediate tensors relayed through
+    this host; --iterations samples are timed one at a time, then with every stage busy."""
     from edgekit import api, render
 
     request = api.BenchRequest(
@@ -290,6 +344,9 @@ def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
         targets_dirs=list(kw["targets_dir"]),
         gate_overrides=gates(kw["min_cosine"], kw["max_accuracy_drop"], kw["min_snr_db"]),
     )
+    if any(api.is_pipeline_dir(a) for a in artifacts):
+        _bench_pipelines(app, request)
+        return
     record = api.bench(request, render.BenchView(quiet=app.json, debug=app.debug))
     render.warnings(record.warnings)
     if not app.emit(record):
@@ -303,6 +360,18 @@ def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
         raise GateFailed(
             f"on-device fidelity failed for {len(below_gate)} run(s); see the table and {request.results}"
         )
+
+
+def _bench_pipelines(app: CliContext, request: Any) -> None:
+    from edgekit import api, render
+
+    with render.Steps("bench pipeline") as steps:
+        record = api.bench_pipeline(request, steps)
+    if not app.emit(record):
+        render.pipeline_bench(record.to_json(), str(request.results))
+    failed = record.fidelity_failed()
+    if failed:
+        raise GateFailed(f"end-to-end fidelity failed for {len(failed)} pipeline(s); see {request.results}")
 
 
 @cli.command()
@@ -434,6 +503,127 @@ def release(app: CliContext, **kw: Any) -> None:
                 f"release not built, {len(record.failures)} gate failure(s): {record.failure_summary()}"
             )
         click.echo(f"released with --allow-failures; left out: {record.failure_summary()}", err=True)
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--parts", type=click.IntRange(1), help="Cut into N shards balanced by --balance.")
+@click.option(
+    "--max-shard-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Fewest shards whose planned runtime memory is at most M MB each.",
+)
+@click.option(
+    "--devices", "device_names", metavar="A,B,...", help="One shard per device, in this order (devices.toml)."
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["latency", "throughput"]),
+    default="latency",
+    show_default=True,
+    help="With --devices.",
+)
+@click.option(
+    "--balance",
+    type=click.Choice(["weights", "macs"]),
+    default="weights",
+    show_default=True,
+    help="With --parts.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    help="Precision the memory estimate assumes (default fp32), and of the --targets exports.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.1,
+    show_default=True,
+    help="--parts: allowed excess over the best balance, traded for fewer crossing bytes.",
+)
+@click.option(
+    "--memory-margin",
+    type=click.FloatRange(min=0),
+    default=0.3,
+    show_default=True,
+    help="Plan shard memory as estimate x (1 + margin) (the estimate's worst underestimate is 0.76x).",
+)
+@click.option(
+    "--no-measure",
+    is_flag=True,
+    help="--max-shard-mb: trust the estimate; do not measure the shards here (onnxruntime CPU).",
+)
+@click.option(
+    "--devices-file",
+    "devices_file",
+    type=click.Path(),
+    help="Inventory (default: ./devices.toml if present).",
+)
+@results_option("Bench records: device speeds, measured shard latency and memory.")
+@click.option(
+    "--val", type=click.Path(), help="Inputs for the equality check (.npz or image dir); default: random."
+)
+@click.option("--val-samples", type=int, help="Seeded subset of the validation set.")
+@input_shape_option
+@click.option(
+    "--no-profile", is_flag=True, help="Node times from MACs instead of an onnxruntime profile here."
+)
+@click.option(
+    "--targets",
+    "export_targets",
+    metavar="A,B,...",
+    help="Then export each shard for these targets (one, or one per shard).",
+)
+@click.option("--calib", type=click.Path(), help="With --targets: calibration set of the whole model (INT8).")
+@click.option("--calib-samples", type=int, help="Seeded subset of the calibration set.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(),
+    help="Output directory (default: MODEL-stem.split next to MODEL).",
+)
+@targets_dir_option
+@common
+def split(app: CliContext, model: str, **kw: Any) -> None:
+    """Cut MODEL into shards (ONNX) + pipeline.json; the shards are checked against MODEL at once."""
+    from edgekit import api, render
+    from edgekit.ingest import parse_input_shapes
+
+    def names(value: str | None) -> list[str]:
+        return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+    request = api.SplitRequest(
+        model=model,
+        parts=kw["parts"],
+        max_shard_mb=kw["max_shard_mb"],
+        devices=names(kw["device_names"]),
+        devices_file=kw["devices_file"],
+        objective=kw["objective"],
+        balance=kw["balance"],
+        precision=kw["precision"] or "fp32",
+        tolerance=kw["tolerance"],
+        memory_margin=kw["memory_margin"],
+        measure_memory=not kw["no_measure"],
+        out_dir=kw["out_dir"],
+        input_shapes=parse_input_shapes(kw["input_shapes"]),
+        val=kw["val"],
+        val_samples=kw["val_samples"],
+        results=list(kw["results"]),
+        profile=not kw["no_profile"],
+        targets=names(kw["export_targets"]),
+        export_precision=kw["precision"],
+        calib=kw["calib"],
+        calib_samples=kw["calib_samples"],
+        targets_dirs=list(kw["targets_dir"]),
+    )
+    with render.Steps(f"split {Path(model).name}") as steps:
+        record = api.split(request, steps)
+    if not app.emit(record):
+        render.split_plan(record.to_json())
+    if record.export is not None:
+        _shard_gates(record.export)
 
 
 # ---- entry point -------------------------------------------------------------------------------

@@ -75,6 +75,13 @@ targets_dir_option = click.option(
 input_shape_option = click.option(
     "--input-shape", "input_shapes", multiple=True, metavar="NAME:D0,D1,..", help="Fix a dynamic input shape."
 )
+
+
+def results_option(help_text: str) -> Callable[..., Any]:
+    """--results FILE (repeatable): bench records (results.jsonl) the command reads measurements from."""
+    return click.option("--results", multiple=True, type=click.Path(), help=help_text)
+
+
 gate_options = _options(
     click.option("--min-cosine", type=float, help="Gate: minimum cosine similarity per output."),
     click.option("--max-accuracy-drop", type=float, help="Gate: maximum accuracy drop (points)."),

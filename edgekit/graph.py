@@ -148,7 +148,7 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
     moved = 0
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in DEFAULT_DOMAINS and len(node.output) == 1:
-            tensor = _constant_value(node)
+            tensor = constant_value(node)
             if tensor is not None:
                 tensor.name = node.output[0]
                 graph.initializer.append(tensor)
@@ -161,7 +161,7 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
     return moved
 
 
-def _constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
+def constant_value(node: onnx.NodeProto) -> onnx.TensorProto | None:
     for attr in node.attribute:
         if attr.name == "value":
             tensor = onnx.TensorProto()

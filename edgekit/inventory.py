@@ -46,6 +46,8 @@ DEVICE_KEYS: dict[str, type | tuple[type, ...]] = {
     "python": str,
     "workdir": str,
     "memory_mb": int,
+    "link_mbps": (int, float),  # the device's network link, for `edgekit split --devices`
+    "link_latency_ms": (int, float),
     "threads": int,
     "connect_timeout": (int, float),
     "description": str,
@@ -68,6 +70,8 @@ class Device:
     python: str = "python3"
     workdir: str = ""
     memory_mb: int | None = None
+    link_mbps: float | None = None  # megabits per second; None: not given (split assumes a default)
+    link_latency_ms: float | None = None
     threads: int | None = None
     connect_timeout: float = 15.0
     description: str = ""
@@ -103,6 +107,8 @@ class Device:
             "python": self.python,
             "workdir": self.workdir,
             "memory_mb": self.memory_mb,
+            "link_mbps": self.link_mbps,
+            "link_latency_ms": self.link_latency_ms,
             "threads": self.threads,
             "description": self.description,
         }
@@ -225,12 +231,25 @@ def _parse_device(
         python=spec.get("python", "python3"),
         workdir=spec.get("workdir", cls.default_workdir()),
         memory_mb=spec.get("memory_mb"),
+        link_mbps=_positive(spec, "link_mbps", at),
+        link_latency_ms=_positive(spec, "link_latency_ms", at, allow_zero=True),
         threads=spec.get("threads"),
         connect_timeout=float(spec.get("connect_timeout", 15.0)),
         description=spec.get("description", ""),
         source=where,
         settings=cls.settings_from_config(config),
     )
+
+
+def _positive(
+    spec: dict[str, Any], key: str, at: Callable[[str], str], allow_zero: bool = False
+) -> float | None:
+    if key not in spec:
+        return None
+    value = float(spec[key])
+    if value < 0 or (value == 0 and not allow_zero):
+        raise BadInput(f"{at(key)}: {key} must be {'>= 0' if allow_zero else '> 0'}, got {spec[key]!r}")
+    return value
 
 
 def select_devices(devices: dict[str, Device], names: list[str]) -> list[Device]:

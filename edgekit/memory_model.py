@@ -1,4 +1,4 @@
-"""inspect's runtime-memory model: its constants and the formula's text.
+"""inspect's and split's runtime-memory model: per-runtime constants and the formula's text.
 
 Kept apart from `edgekit.analysis` (which needs onnx and numpy) so that `edgekit --help` can print the
 formula without importing either.
@@ -6,43 +6,108 @@ formula without importing either.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 MB = 1024 * 1024
 
 # ---- the memory model ---------------------------------------------------------------------------
-# Calibrated with benchmarks/bench_memory.py (onnxruntime 1.31 CPU EP, default session options,
-# Linux/glibc x86-64): process RSS growth over 11 models from 0 to 54 M params and 0 to 98 MB peak
-# activations (ResNet/VGG/MobileNet-like CNNs, transformer stacks, big-Gemm MLPs) lands within
-# -18%..+8% of this formula; a bare session costs ~9.4 MB; Conv kernels cost ~3.3x their bytes,
-# MatMul/Gemm weights ~1.5x (1.0x for tensors >= 32 MiB, whose parse copy is unmapped).
-#: multiplier on Conv/ConvTranspose weight bytes: onnxruntime CPU keeps the initializer, a
-#: re-laid-out (NCHWc / pre-packed) copy and the heap left over from parsing the protobuf
-CONV_WEIGHT_FACTOR = 3.3
-#: multiplier on the other weights (MatMul/Gemm/norms/...): the initializer plus parse left-overs
-WEIGHT_FACTOR = 1.6
-#: tensors at least this big are allocated with mmap by glibc and the parse copy is returned to
-#: the OS, so they cost about their own size once
+#: weights in tensors at least this big are a class of their own: glibc serves them with mmap, so the
+#: copy made while parsing the protobuf goes back to the OS instead of staying on the heap
 LARGE_TENSOR_BYTES = 32 * 1024 * 1024
-LARGE_WEIGHT_FACTOR = 1.0
-#: multiplier on the liveness-walk peak (arena rounding, imperfect buffer reuse)
-ACTIVATION_FACTOR = 1.1
-#: fixed cost of a session: thread pools, kernel registry, graph, allocator bookkeeping
-OVERHEAD_MB = 10.0
-
 #: bytes per floating-point activation element assumed at each precision
 ACTIVATION_BYTES = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 2.0}
 INT4_GROUP = 32
 
-ESTIMATE_FORMULA = (
-    f"runtime memory = {CONV_WEIGHT_FACTOR:g} x Conv weight bytes + {WEIGHT_FACTOR:g} x other weight "
-    f"bytes (tensors >= {LARGE_TENSOR_BYTES // MB} MiB: {LARGE_WEIGHT_FACTOR:g} x) + {ACTIVATION_FACTOR:g} "
-    f"x peak activation bytes + {OVERHEAD_MB:g} MB runtime overhead, all at the chosen precision. "
-    f"Weight bytes: fp32 4 B/param, "
-    f"fp16 2 B/param, int8 1 B/param + one fp32 scale per output channel (1-D tensors such as biases "
-    f"stay 4 B), int4 0.5 B/param + one fp16 scale per group of {INT4_GROUP} (1-D tensors 2 B). Peak "
-    "activations: liveness walk over the topological order (a tensor lives from its producer to its "
-    "last consumer; the running node's inputs and outputs both live; weights excluded) with float "
-    "activations at 4 B (fp32), 2 B (fp16), 1 B (int8, full-integer), 2 B (int4: weight-only, fp16 "
-    "compute). Constants calibrated against onnxruntime CPU process-memory growth "
-    "(benchmarks/bench_memory.py)."
-)
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Peak process-memory growth of one runtime running a model (session creation + inference):
+
+        overhead + per_100_nodes x nodes/100 + conv x Conv kernel bytes + other x other weight bytes
+        + large x bytes of weight tensors >= 32 MiB + activation x liveness-walk peak activation bytes
+
+    What each term stands for (onnxruntime CPU, default options; found with benchmarks/bench_memory.py
+    by switching the mechanisms off one at a time): `overhead`, the bare session (thread pool, kernel
+    registry, allocator); `per_100_nodes`, kernels, graph and execution plan per node; `conv`, the
+    initializer copy in the session's planned weight buffer, the NCHWc re-laid-out (pre-packed)
+    kernel, and the heap the protobuf parse copy leaves behind; `other`, the weight buffer copy and
+    part of the parse left-overs (MatMul/Gemm, norms); `large`, the transient of loading a big
+    tensor (parse copy and weight buffer at once, then the parse copy unmapped); `activation`, the
+    first run's arena (freed blocks of other sizes are not reused, the arena grows in doubling chunks)
+    plus the memory-pattern block every later run allocates on top of it: about 1.2x + 1.0x the
+    liveness peak. OpenVINO's CPU plugin costs more up front (plugin, per-node primitives) and
+    much less per activation byte. The constants are a relative least-squares fit over the 28
+    architectures of benchmarks/bench_memory.py (its --fit option reproduces them); on that set the
+    estimate is 0.76x..1.18x of the measurement for onnxruntime and 0.78x..1.10x for OpenVINO."""
+
+    runtime: str
+    overhead_mb: float
+    per_100_nodes_mb: float
+    conv: float
+    other: float
+    large: float
+    activation: float
+    calibration: str
+
+    def estimate(self, weight_bytes: Mapping[str, int], peak_activation_bytes: int, nodes: int) -> int:
+        return int(
+            self.overhead_mb * MB
+            + self.per_100_nodes_mb * MB * nodes / 100.0
+            + self.conv * weight_bytes.get("conv", 0)
+            + self.other * weight_bytes.get("other", 0)
+            + self.large * weight_bytes.get("large", 0)
+            + self.activation * peak_activation_bytes
+        )
+
+    def formula(self) -> str:
+        return (
+            f"{self.runtime}: {self.overhead_mb:g} MB + {self.per_100_nodes_mb:g} MB per 100 nodes + "
+            f"{self.conv:g} x Conv kernel bytes + {self.other:g} x other weight bytes + {self.large:g} x "
+            f"bytes of weight tensors >= {LARGE_TENSOR_BYTES // MB} MiB + {self.activation:g} x peak "
+            f"activation bytes ({self.calibration})"
+        )
+
+
+#: one model per runtime that was measured; other runtimes get no estimate of their own
+MEMORY_MODELS = {
+    "onnxruntime": MemoryModel(
+        runtime="onnxruntime",
+        overhead_mb=16.4,
+        per_100_nodes_mb=0.90,
+        conv=2.66,
+        other=1.27,
+        large=1.52,
+        activation=2.32,
+        calibration="onnxruntime 1.32 CPU EP, default session options, Linux x86-64, 28 architectures",
+    ),
+    "openvino": MemoryModel(
+        runtime="openvino",
+        overhead_mb=47.2,
+        per_100_nodes_mb=4.48,
+        conv=2.48,
+        other=1.92,
+        large=1.97,
+        activation=1.16,
+        calibration="OpenVINO 2026.4 CPU plugin, default compile options, Linux x86-64, 28 architectures",
+    ),
+}
+DEFAULT_RUNTIME = "onnxruntime"
+
+
+def _formula() -> str:
+    models = "; ".join(m.formula() for m in MEMORY_MODELS.values())
+    return (
+        f"runtime memory = the peak process-memory growth while loading and running, per runtime: {models}. "
+        "All at the chosen precision. Weight bytes: fp32 4 B/param, fp16 2 B/param, int8 1 B/param + one "
+        "fp32 scale per output channel (1-D tensors such as biases stay 4 B), int4 0.5 B/param + one fp16 "
+        f"scale per group of {INT4_GROUP} (1-D tensors 2 B). Peak activations: liveness walk over the "
+        "topological order (a tensor lives from its producer to its last consumer; the running node's "
+        "inputs and outputs both live; weights excluded) with float activations at 4 B (fp32), 2 B (fp16), "
+        "1 B (int8, full-integer), 2 B (int4: weight-only, fp16 compute). Calibrated at fp32 "
+        "(benchmarks/bench_memory.py); a device's measured peak RSS from `edgekit bench` replaces it."
+    )
+
+
+ESTIMATE_FORMULA = _formula()

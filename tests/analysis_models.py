@@ -153,6 +153,202 @@ def decoderish(res: int = 256, batch: int = 1, widths=(256, 128, 64, 32)) -> Bui
     return _image_model(b, y, batch, res, [batch, 8, res // 2, res // 2], "decoderish")
 
 
+# ---- real-world architectures (OCR pipeline, mobile classifiers) ------------------------------------
+def _hswish(b: Builder, x: str) -> str:
+    return b.op("HardSwish", [x])
+
+
+def _se(b: Builder, x: str, c: int, r: int = 4) -> str:
+    """Squeeze-excite: GAP, 1x1 reduce + ReLU, 1x1 expand + HardSigmoid, scale."""
+    s = b.op("GlobalAveragePool", [x])
+    s = b.op("Relu", [b.conv(s, c, max(8, c // r), 1)])
+    s = b.op("HardSigmoid", [b.conv(s, max(8, c // r), c, 1)], alpha=1.0 / 6, beta=0.5)
+    return b.op("Mul", [x, s])
+
+
+def _mbv3_block(b: Builder, x: str, cin: int, exp: int, cout: int, k: int, stride, se: bool, hs: bool) -> str:
+    """MobileNetV3 bneck: 1x1 expand, kxk depthwise (stride int or (sh, sw)), optional SE, 1x1 project,
+    residual when shapes allow."""
+    act = (lambda t: _hswish(b, t)) if hs else (lambda t: b.op("Relu", [t]))
+    y = act(b.conv(x, cin, exp, 1, bias=False, bn=True)) if exp != cin else x
+    strides = list(stride) if isinstance(stride, tuple) else [stride, stride]
+    w = b.weight((exp, 1, k, k))
+    y = b.op("Conv", [y, w], kernel_shape=[k, k], pads=[k // 2] * 4, strides=strides, group=exp)
+    y = act(b.batch_norm(y, exp))
+    if se:
+        y = _se(b, y, exp)
+    y = b.conv(y, exp, cout, 1, bias=False, bn=True)
+    return b.op("Add", [x, y]) if (strides == [1, 1] and cin == cout) else y
+
+
+# (kernel, expansion, out, SE, hard-swish, stride) of MobileNetV3-large x0.5 / small x0.35 as PaddleOCR uses them
+_MBV3_LARGE = [
+    (3, 16, 16, False, False, 1), (3, 64, 24, False, False, 2), (3, 72, 24, False, False, 1),
+    (5, 72, 40, True, False, 2), (5, 120, 40, True, False, 1), (5, 120, 40, True, False, 1),
+    (3, 240, 80, False, True, 2), (3, 200, 80, False, True, 1), (3, 184, 80, False, True, 1),
+    (3, 184, 80, False, True, 1), (3, 480, 112, True, True, 1), (3, 672, 112, True, True, 1),
+    (5, 672, 160, True, True, 2), (5, 960, 160, True, True, 1), (5, 960, 160, True, True, 1),
+]  # fmt: skip
+
+
+def _scaled(c: int, scale: float) -> int:
+    return max(8, int(c * scale + 4) // 8 * 8)
+
+
+def dbnet(res: int = 640, scale: float = 0.5, inner: int = 96, batch: int = 1) -> Built:
+    """DBNet text detector as PaddleOCR exports it (PP-OCR det): MobileNetV3-large backbone, FPN neck
+    (1x1 laterals to `inner` channels, top-down nearest Resize x2 + Add, 3x3 smoothing to inner/4,
+    Resize to 1/4 resolution and Concat of the four levels), DB head (3x3 conv, two 2x2/2
+    ConvTranspose back to full resolution, Sigmoid): big 1/4-resolution activations, four live branches."""
+    b = Builder(13)
+    y = _hswish(b, b.conv("image", 3, _scaled(16, scale), 3, 2, bias=False, bn=True))
+    cin = _scaled(16, scale)
+    taps: list[tuple[str, int]] = []
+    for index, (k, exp, out, se, hs, stride) in enumerate(_MBV3_LARGE):
+        if stride == 2 and index > 1:
+            taps.append((y, cin))
+        exp_c, out_c = _scaled(exp, scale), _scaled(out, scale)
+        y = _mbv3_block(b, y, cin, exp_c, out_c, k, stride, se, hs)
+        cin = out_c
+    y = _hswish(b, b.conv(y, cin, _scaled(960, scale), 1, bias=False, bn=True))
+    taps.append((y, _scaled(960, scale)))
+    laterals = [b.conv(t, c, inner, 1, bias=False) for t, c in taps]  # strides 4, 8, 16, 32
+    scales2 = b.tensor(np.array([1, 1, 2, 2], np.float32))
+    roi = b.tensor(np.array([], np.float32))
+    merged = [laterals[-1]]
+    for lateral in reversed(laterals[:-1]):
+        up = b.op("Resize", [merged[-1], roi, scales2], mode="nearest")
+        merged.append(b.op("Add", [lateral, up]))
+    merged.reverse()  # strides 4, 8, 16, 32
+    branches = []
+    for level, feat in enumerate(merged):
+        p = b.conv(feat, inner, inner // 4, 3, bias=False)
+        if level:
+            factor = float(2**level)
+            p = b.op(
+                "Resize", [p, roi, b.tensor(np.array([1, 1, factor, factor], np.float32))], mode="nearest"
+            )
+        branches.append(p)
+    fuse = b.op("Concat", list(reversed(branches)), axis=1)
+    h = b.op("Relu", [b.conv(fuse, inner, inner // 4, 3, bias=False, bn=True)])
+    w1 = b.weight((inner // 4, inner // 4, 2, 2))
+    h = b.op(
+        "ConvTranspose",
+        [h, w1, b.tensor(np.zeros(inner // 4, np.float32))],
+        kernel_shape=[2, 2],
+        strides=[2, 2],
+    )
+    h = b.op("Relu", [b.batch_norm(h, inner // 4)])
+    w2 = b.weight((inner // 4, 1, 2, 2))
+    h = b.op("ConvTranspose", [h, w2, b.tensor(np.zeros(1, np.float32))], kernel_shape=[2, 2], strides=[2, 2])
+    out = b.op("Sigmoid", [h], name="maps")
+    return _image_model(b, out, batch, res, [batch, 1, res, res], "dbnet")
+
+
+def crnn(height: int = 48, width: int = 320, hidden: int = 96, classes: int = 6625, batch: int = 1) -> Built:
+    """CRNN text recognizer as PP-OCRv2 rec exports it: MobileNetV3-small-like backbone with (2, 1)
+    strides that keep the width, an average pool to height 1, Squeeze + Transpose to a sequence, a
+    2-layer bidirectional LSTM, a Gemm-style MatMul to the character classes, Softmax."""
+    b = Builder(14)
+    y = _hswish(b, b.conv("image", 3, 16, 3, 2, bias=False, bn=True))
+    cin = 16
+    cfg = [
+        (3, 16, 16, True, False, (2, 1)), (3, 72, 24, False, False, (2, 1)), (3, 88, 24, False, False, 1),
+        (5, 96, 40, True, True, (2, 1)), (5, 240, 40, True, True, 1), (5, 240, 40, True, True, 1),
+        (5, 120, 48, True, True, 1), (5, 144, 48, True, True, 1), (5, 288, 96, True, True, (2, 1)),
+        (5, 576, 96, True, True, 1), (5, 576, 96, True, True, 1),
+    ]  # fmt: skip
+    for k, exp, out, se, hs, stride in cfg:
+        y = _mbv3_block(b, y, cin, exp, out, k, stride, se, hs)
+        cin = out
+    y = _hswish(b, b.conv(y, cin, 288, 1, bias=False, bn=True))
+    y = b.op("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])  # height 1, width / 4
+    seq = width // 4
+    y = b.op("Squeeze", [y, b.tensor(np.array([2], np.int64))])  # [N, C, T]
+    y = b.op("Transpose", [y], perm=[2, 0, 1])  # [T, N, C]
+    feat = 288
+    for _ in range(2):
+        w = b.weight((2, 4 * hidden, feat), scale=feat**-0.5)
+        r = b.weight((2, 4 * hidden, hidden), scale=hidden**-0.5)
+        bias = b.tensor(np.zeros((2, 8 * hidden), np.float32))
+        y = b.op("LSTM", [y, w, r, bias], hidden_size=hidden, direction="bidirectional")  # [T, 2, N, H]
+        y = b.op("Transpose", [y], perm=[0, 2, 1, 3])
+        y = b.op("Reshape", [y, b.tensor(np.array([seq, batch, 2 * hidden], np.int64))])
+        feat = 2 * hidden
+    y = b.op("Transpose", [y], perm=[1, 0, 2])  # [N, T, 2H]
+    y = b.linear(y, feat, classes)
+    out = b.op("Softmax", [y], name="probs", axis=-1)
+    return b.model(
+        [helper.make_tensor_value_info("image", F32, [batch, 3, height, width])],
+        [helper.make_tensor_value_info(out, F32, [batch, seq, classes])],
+        opset=17,
+        name="crnn",
+        ir_version=8,
+    ), b.weights
+
+
+def mobilenetv3_small(height: int = 224, width: int = 224, classes: int = 1000, scale: float = 1.0) -> Built:
+    """MobileNetV3-small classifier (hard-swish, SE, 1x1 head convs); at 48x192 and 2 classes it is
+    PaddleOCR's text-direction classifier."""
+    b = Builder(15)
+    c = _scaled(16, scale)
+    y = _hswish(b, b.conv("image", 3, c, 3, 2, bias=False, bn=True))
+    cfg = [
+        (3, 16, 16, True, False, 2), (3, 72, 24, False, False, 2), (3, 88, 24, False, False, 1),
+        (5, 96, 40, True, True, 2), (5, 240, 40, True, True, 1), (5, 240, 40, True, True, 1),
+        (5, 120, 48, True, True, 1), (5, 144, 48, True, True, 1), (5, 288, 96, True, True, 2),
+        (5, 576, 96, True, True, 1), (5, 576, 96, True, True, 1),
+    ]  # fmt: skip
+    cin = c
+    for k, exp, out, se, hs, stride in cfg:
+        exp_c, out_c = _scaled(exp, scale), _scaled(out, scale)
+        y = _mbv3_block(b, y, cin, exp_c, out_c, k, stride, se, hs)
+        cin = out_c
+    last = _scaled(576, scale)
+    y = _hswish(b, b.conv(y, cin, last, 1, bias=False, bn=True))
+    y = b.op("GlobalAveragePool", [y])
+    y = _hswish(b, b.conv(y, last, 1024, 1))
+    y = b.op("Flatten", [y])
+    out = b.op("Softmax", [b.gemm(y, 1024, classes)], name="probs", axis=-1)
+    return b.model(
+        [helper.make_tensor_value_info("image", F32, [1, 3, height, width])],
+        [helper.make_tensor_value_info(out, F32, [1, classes])],
+        opset=17,
+        name="mbv3small",
+        ir_version=8,
+    ), b.weights
+
+
+def mobilenetv2(res: int = 224, classes: int = 1000) -> Built:
+    """MobileNetV2: inverted residuals (1x1 expand x6, 3x3 depthwise, 1x1 linear project), Clip (ReLU6)."""
+    b = Builder(16)
+
+    def relu6(t: str) -> str:
+        return b.op("Clip", [t, b.tensor(np.array(0.0, np.float32)), b.tensor(np.array(6.0, np.float32))])
+
+    y = relu6(b.conv("image", 3, 32, 3, 2, bias=False, bn=True))
+    cin = 32
+    for t, c, n, s in [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]:
+        for i in range(n):
+            stride = s if i == 0 else 1
+            exp = cin * t
+            h = relu6(b.conv(y, cin, exp, 1, bias=False, bn=True)) if t != 1 else y
+            h = relu6(b.conv(h, exp, exp, 3, stride, group=exp, bias=False, bn=True))
+            h = b.conv(h, exp, c, 1, bias=False, bn=True)
+            y = b.op("Add", [y, h]) if (stride == 1 and cin == c) else h
+            cin = c
+    y = relu6(b.conv(y, cin, 1280, 1, bias=False, bn=True))
+    return _image_model(b, _head(b, y, 1280, classes), 1, res, [1, classes], "mobilenetv2")
+
+
 REALISTIC = {
     "resnetish-224": lambda: resnetish(224),
     "resnetish-224-b8": lambda: resnetish(224, batch=8),
@@ -165,9 +361,15 @@ REALISTIC = {
     "resnet18-224": lambda: resnetish(224, widths=(64, 128, 256, 512)),
     "resnet-narrow-224": lambda: resnetish(224, widths=(16, 32, 64, 128)),
     "tiny-convnet": lambda: small_convnet(16),
-    # not used when choosing the constants (held out)
     "mobilenetish-224": lambda: mobilenetish(224),
     "decoderish-512": lambda: decoderish(512),
+    # an OCR pipeline as PaddleOCR exports it, and mobile classifiers
+    "dbnet-mbv3-640": lambda: dbnet(640),
+    "dbnet-mbv3-960": lambda: dbnet(960),
+    "crnn-48x320": lambda: crnn(),
+    "cls-mbv3s-48x192": lambda: mobilenetv3_small(48, 192, 2, 0.35),
+    "mbv3s-224": lambda: mobilenetv3_small(),
+    "mobilenetv2-224": lambda: mobilenetv2(),
 }
 
 

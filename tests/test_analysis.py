@@ -155,8 +155,15 @@ def test_weight_bytes_per_precision(tmp_path: Path) -> None:
         "int8": 200 + 4 * 10,  # 1 B/param + fp32 scale per output channel
         "int4": 100 + 2 * math.ceil(200 / analysis.INT4_GROUP),  # 0.5 B/param + fp16 scale per group
     }
-    expected = analysis.WEIGHT_FACTOR * 800 + analysis.ACTIVATION_FACTOR * 240 + analysis.OVERHEAD_MB * MB
+    model = analysis.MEMORY_MODELS["onnxruntime"]
+    expected = (
+        model.other * 800
+        + model.activation * 240
+        + model.overhead_mb * MB
+        + model.per_100_nodes_mb * MB * report.node_count / 100
+    )
     assert report.memory_estimate_bytes["fp32"] == int(expected)
+    assert report.runtime_memory_bytes["onnxruntime"] == report.memory_estimate_bytes
 
 
 def test_conv_weights_use_conv_factor(tmp_path: Path) -> None:
@@ -214,4 +221,62 @@ def test_fit_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_formula_is_documented() -> None:
     text = analysis.ESTIMATE_FORMULA
-    assert f"{analysis.OVERHEAD_MB:g} MB" in text and "peak activation" in text and "int4" in text
+    for model in analysis.MEMORY_MODELS.values():
+        assert f"{model.runtime}: {model.overhead_mb:g} MB" in text
+    assert "peak activation" in text and "int4" in text
+
+
+def test_measured_memory_overrides_estimate(tmp_path: Path) -> None:
+    """A bench record of this model on a device (matched through its artifact's manifest) replaces the
+    estimate in the fit table: runtime memory = peak RSS - RSS before loading."""
+    from edgekit import ingest
+
+    path, _ = _save(tmp_path, models.chain_model())
+    report = analysis.analyze(path)
+    artifact = tmp_path / "chain.x86-cpu.fp32"
+    artifact.mkdir()
+    manifest = {"backend": "onnxruntime", "target": "x86-cpu", "precision": "fp32", "entry": "m.onnx"}
+    manifest.update(inputs=[], outputs=[], source={"sha256": ingest.model_sha256(path)})
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    record = {
+        "status": "ok",
+        "artifact": {"dir": str(artifact), "precision": "fp32"},
+        "device": {"name": "board"},
+        "peak_rss_mb": 130.0,
+        "rss_before_load_mb": 60.0,
+    }
+    other = dict(record, artifact={"dir": str(tmp_path / "gone"), "precision": "fp32"}, peak_rss_mb=999.0)
+    measured = analysis.measured_memory([record, other], ingest.model_sha256(path))
+    assert measured == {("board", "fp32"): 70.0}
+    rows = analysis.fit_table(report, [{"name": "board", "memory_mb": 80}], ("fp32",), measured)
+    assert rows[0]["measured_mb"] == 70.0 and rows[0]["fits"] is True and rows[0]["headroom_mb"] == 10.0
+    rows = analysis.fit_table(report, [{"name": "board", "memory_mb": 60}], ("fp32",), measured)
+    assert rows[0]["fits"] is False  # the measurement decides, not the (small) estimate
+    assert rows[0]["estimated_mb"] < 60
+
+
+def test_inspect_results_from_a_real_bench(tmp_path: Path, run_cli) -> None:
+    """The user's path: export, `bench --device local`, then `inspect --devices --results`: the fit
+    table's measured column is that bench's peak RSS growth and decides `fits`; a missing results
+    file is one line, exit 2."""
+    from tests.helpers import assert_one_line, export_ok, local_device, write_devices
+
+    path, _ = _save(tmp_path, models.chain_model())
+    devices = write_devices(tmp_path / "devices.toml", local_device("local", "x86-cpu", tmp_path / "work"))
+    artifact = export_ok(run_cli, path, "x86-cpu", "fp32", out=tmp_path / "out")["artifact"]
+    results = tmp_path / "results.jsonl"
+    code, out, err = run_cli(
+        "bench", artifact, "--device", "local", "--devices", devices, "--iterations", "3", "--warmup", "0",
+        "-o", results, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    (run,) = json.loads(out)
+    growth = run["peak_rss_mb"] - run["rss_before_load_mb"]
+    code, out, err = run_cli("inspect", path, "--devices", devices, "--results", results, "--json")
+    assert code == 0, err
+    rows = {row["precision"]: row for row in json.loads(out)["fit"]}
+    assert rows["fp32"]["measured_mb"] == pytest.approx(growth, abs=0.05)
+    assert rows["fp32"]["headroom_mb"] == pytest.approx(rows["fp32"]["device_mb"] - growth, abs=0.1)
+    assert rows["int8"]["measured_mb"] is None  # nothing measured at int8: the estimate decides
+    code, _, err = run_cli("inspect", path, "--devices", devices, "--results", tmp_path / "none.jsonl")
+    assert_one_line(code, err, 2, "results file not found")

@@ -47,9 +47,16 @@ def targets(req: TargetsRequest) -> TargetsRecord:
 
 
 def inspect(req: InspectRequest) -> InspectRecord:
-    """Parameters, sizes per precision, MACs, peak activations; with devices, which can hold it."""
+    """Parameters, sizes per precision, MACs, peak activations; with devices, which can hold it
+    (measured runtime memory from the bench records in `req.results` decides where there is one)."""
     from edgekit import analysis
+    from edgekit.errors import BadInput
+    from edgekit.ingest import model_sha256
+    from edgekit.runner import read_results
 
+    missing = [p for p in req.results if not Path(p).expanduser().is_file()]
+    if missing:
+        raise BadInput(f"results file not found: {missing[0]}")
     report = analysis.analyze(req.model, req.input_shapes)
     fit = None
     if req.devices_file is not None:
@@ -57,7 +64,9 @@ def inspect(req: InspectRequest) -> InspectRecord:
             {"name": d.name, "target": d.target, "memory_mb": d.memory_mb, "transport": d.transport}
             for d in load_inventory(req.devices_file).values()
         ]
-        fit = analysis.fit_table(report, devices)
+        records = [r for path in req.results for r in read_results(Path(path).expanduser())]
+        measured = analysis.measured_memory(records, model_sha256(req.model)) if records else None
+        fit = analysis.fit_table(report, devices, measured=measured)
     return InspectRecord(report.to_json(), fit)
 
 

@@ -77,7 +77,14 @@ class _OnDeviceFidelity:
 
 
 def bench(req: BenchRequest, progress: BenchProgress | None = None) -> BenchRecord:
-    """Run artifacts on devices (matched by target, or the named ones) through the device agent."""
+    """Run artifacts on devices (matched by target, or the named ones) through the device agent.
+    Split pipelines run through `bench_pipeline` (edgekit.api.splitting)."""
+    from edgekit.split.pipeline import is_pipeline_dir
+
+    if any(is_pipeline_dir(a) for a in req.artifacts):
+        raise BadInput(
+            "a split pipeline directory is benchmarked with api.bench_pipeline (the CLI chooses it)"
+        )
     artifacts = runner.load_artifacts(req.artifacts, req.targets_dirs)
     jobs, warnings = runner.plan(artifacts, load_inventory(req.devices_file), req.devices or None)
     if not jobs:

@@ -203,7 +203,14 @@ async def run_job(
             record["error"] = f"{job.device.name}: {result.get('error')}"
             record["error_kind"] = result.get("error_kind", "agent")
         else:
-            for key in ("latency_ms", "throughput_fps", "init_ms", "first_inference_ms", "peak_rss_mb"):
+            for key in (
+                "latency_ms",
+                "throughput_fps",
+                "init_ms",
+                "first_inference_ms",
+                "peak_rss_mb",
+                "rss_before_load_mb",  # the runtime's own memory = peak - this (edgekit.analysis)
+            ):
                 record[key] = result.get(key)
             for key in STATISTICS_KEYS:  # what `edgekit report` needs for its statistics
                 if key in result:

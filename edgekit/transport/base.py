@@ -103,6 +103,28 @@ def quote_argv(argv: list[str]) -> str:
     return " ".join(shlex.quote(str(arg)) for arg in argv)
 
 
+class StreamProcess:
+    """A device process with open pipes (the pipeline bench streams tensors through one per stage).
+    `stdin`: write(bytes), await drain(), write_eof(); `stdout`: await readexactly(n); `stderr_tail()`
+    what it printed on stderr so far (for errors)."""
+
+    def __init__(self, stdin: Any, stdout: Any, wait: Any, kill: Any, stderr_tail: Any) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self._wait = wait
+        self._kill = kill
+        self.stderr_tail = stderr_tail
+
+    async def wait(self) -> int | None:
+        return await self._wait()
+
+    def kill(self) -> None:
+        try:
+            self._kill()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
 class Transport(ABC):
     """One device. Use as `async with transport:` or call connect()/close()."""
 
@@ -178,6 +200,12 @@ class Transport(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    async def open_process(self, argv: list[str]) -> StreamProcess:
+        """Start argv on the device with its stdin/stdout kept open for streaming."""
+        raise TransportError(
+            f"{self.name}: the {self.kind} transport cannot stream to a device process", "remote"
+        )
 
     def agent_argv(self, agent: str, job: str) -> list[str]:
         """How to start the agent on this device (SSH adds a watchdog that exits on channel close)."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.transport.base import Transport, TransportError
+from edgekit.transport.base import StreamProcess, Transport, TransportError
 
 if TYPE_CHECKING:
     from edgekit.inventory import Device
@@ -73,6 +73,33 @@ class LocalTransport(Transport):
                 raise
             raise TransportError(f"{self.name}: command timed out after {timeout:.0f} s", "timeout") from None
         return proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    async def open_process(self, argv: list[str]) -> StreamProcess:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        tail = bytearray()
+
+        async def drain_stderr() -> None:
+            assert proc.stderr is not None
+            while chunk := await proc.stderr.read(65536):
+                tail.extend(chunk)
+                del tail[:-8192]
+
+        reader = asyncio.ensure_future(drain_stderr())
+
+        async def wait() -> int | None:
+            code = await proc.wait()
+            await reader
+            return code
+
+        return StreamProcess(
+            proc.stdin, proc.stdout, wait, proc.kill, lambda: tail.decode("utf-8", "replace")
+        )
 
     async def _put(self, local: Path, remote: str) -> None:
         await asyncio.to_thread(shutil.copyfile, local, remote)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import MissingDependency
-from edgekit.transport.base import DeviceConfig, Transport, TransportError, quote_argv
+from edgekit.transport.base import DeviceConfig, StreamProcess, Transport, TransportError, quote_argv
 from edgekit.transport.ssh_config import expand_identity, resolve_ssh_config
 
 if TYPE_CHECKING:
@@ -298,6 +298,34 @@ class SshTransport(Transport):
         if result.exit_signal:
             err += f"\nkilled by signal {result.exit_signal[0]}"
         return rc, out, err
+
+    async def open_process(self, argv: list[str]) -> StreamProcess:
+        """The process ends when the channel closes (stdin EOF), so a lost host leaves nothing running."""
+        asyncssh = _asyncssh()
+        if self.conn is None:
+            raise TransportError(f"{self.name}: not connected", "lost")
+        try:
+            proc = await self.conn.create_process(quote_argv(argv), encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._lost(exc) from exc
+        tail = bytearray()
+
+        async def drain_stderr() -> None:
+            with contextlib.suppress(Exception):
+                while chunk := await proc.stderr.read(65536):
+                    tail.extend(chunk)
+                    del tail[:-8192]
+
+        reader = asyncio.ensure_future(drain_stderr())
+
+        async def wait() -> int | None:
+            result = await proc.wait()
+            await reader
+            return result.exit_status
+
+        return StreamProcess(
+            proc.stdin, proc.stdout, wait, lambda: self._abort(proc), lambda: tail.decode("utf-8", "replace")
+        )
 
     @staticmethod
     def _abort(proc: Any) -> None:

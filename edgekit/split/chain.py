@@ -1,0 +1,128 @@
+"""Run shards in sequence on this host (onnxruntime CPU), the way the pipeline passes tensors along:
+used to verify a split against the full model and to make each later shard's calibration data from
+the earlier shards' FP32 outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import BadInput
+
+#: verification compares exact kernels: graph optimizations (fusions, layout changes) are off on both
+#: sides, so a correct split reproduces the full model bit for bit up to threading order
+TOLERANCE = 1e-5
+
+
+@dataclass
+class StageSpec:
+    path: Path
+    inputs: list[str]
+    outputs: list[str]
+
+
+def session(path: str | Path, optimize: bool = False) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class Chain:
+    """Shards run one after another; every tensor a shard makes stays available to the later ones
+    (the host relays them), and the model's outputs are collected from whichever shard makes them."""
+
+    def __init__(
+        self, stages: Sequence[StageSpec], model_outputs: Sequence[str], optimize: bool = False
+    ) -> None:
+        self.stages = list(stages)
+        self.model_outputs = list(model_outputs)
+        self.optimize = optimize
+        self._sessions: dict[int, Any] = {}
+
+    def _session(self, index: int) -> Any:
+        if index not in self._sessions:
+            self._sessions[index] = session(self.stages[index].path, self.optimize)
+        return self._sessions[index]
+
+    def run(self, feed: Mapping[str, np.ndarray], upto: int | None = None) -> dict[str, np.ndarray]:
+        """All tensors after running stages [0, upto) (default: every stage) on one feed."""
+        values: dict[str, np.ndarray] = dict(feed)
+        last = len(self.stages) if upto is None else upto
+        for index in range(last):
+            stage = self.stages[index]
+            missing = [n for n in stage.inputs if n not in values]
+            if missing:
+                raise BadInput(
+                    f"shard {index} needs {', '.join(missing)}, which no earlier shard or input gives"
+                )
+            outs = self._session(index).run(stage.outputs, {n: values[n] for n in stage.inputs})
+            values.update(zip(stage.outputs, outs, strict=True))
+        return values
+
+    def outputs(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.run(feed)
+        return {name: values[name] for name in self.model_outputs}
+
+    def close(self) -> None:
+        self._sessions.clear()
+
+
+def full_outputs(
+    model_path: Path, feeds: Iterable[Mapping[str, np.ndarray]], optimize: bool = False
+) -> list[dict[str, np.ndarray]]:
+    sess = session(model_path, optimize)
+    names = [o.name for o in sess.get_outputs()]
+    return [dict(zip(names, sess.run(names, dict(feed)), strict=True)) for feed in feeds]
+
+
+def compare(
+    reference: Sequence[Mapping[str, np.ndarray]], actual: Sequence[Mapping[str, np.ndarray]]
+) -> dict[str, Any]:
+    """Largest absolute difference per output over all samples (NaN where both are NaN is equal)."""
+    per_output: dict[str, float] = {}
+    for ref, act in zip(reference, actual, strict=True):
+        for name, value in ref.items():
+            a = np.asarray(value)
+            b = np.asarray(act[name])
+            if a.shape != b.shape:
+                per_output[name] = float("inf")
+                continue
+            if a.dtype.kind in "fc":
+                both_nan = np.isnan(a) & np.isnan(b)
+                diff = np.where(both_nan, 0.0, np.abs(a.astype(np.float64) - b.astype(np.float64)))
+                worst = float(diff.max()) if diff.size else 0.0
+                if np.isnan(worst):
+                    worst = float("inf")
+            else:
+                worst = 0.0 if np.array_equal(a, b) else float("inf")
+            per_output[name] = max(per_output.get(name, 0.0), worst)
+    worst_all = max(per_output.values(), default=0.0)
+    return {"max_abs_diff": worst_all, "per_output": per_output, "passed": worst_all <= TOLERANCE}
+
+
+def random_feeds(
+    specs: Sequence[tuple[str, Sequence[int], str]], samples: int, seed: int = 0
+) -> list[dict[str, np.ndarray]]:
+    """Seeded inputs: standard normal floats, small non-negative integers, random booleans."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(samples):
+        feed = {}
+        for name, shape, dtype_name in specs:
+            dtype = np.dtype(dtype_name)
+            if np.issubdtype(dtype, np.floating):
+                feed[name] = rng.standard_normal(list(shape)).astype(dtype)
+            elif dtype == np.bool_:
+                feed[name] = rng.integers(0, 2, list(shape)).astype(dtype)
+            else:
+                feed[name] = rng.integers(0, 4, list(shape)).astype(dtype)
+        feeds.append(feed)
+    return feeds
