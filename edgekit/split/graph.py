@@ -23,6 +23,7 @@ from onnx import TensorProto, helper
 
 from edgekit import analysis, ingest
 from edgekit import graph as onnx_graph
+from edgekit.analysis.shapes import _itemsize, _without_weights
 from edgekit.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -196,11 +197,7 @@ class PartitionGraph:
         elem = self.dtypes.get(name, TensorProto.FLOAT)
         size = 0
         if shape is not None:
-            size = (
-                int(np.prod(shape, dtype=np.int64) * analysis._itemsize(elem))
-                if shape
-                else int(analysis._itemsize(elem))
-            )
+            size = int(np.prod(shape, dtype=np.int64) * _itemsize(elem)) if shape else int(_itemsize(elem))
         return Tensor(name, producer, [], shape, elem, size)
 
     def const_closure(self, names: set[str]) -> tuple[list[onnx.NodeProto], set[str]]:
@@ -347,9 +344,7 @@ class PartitionGraph:
         float_bytes = analysis.ACTIVATION_BYTES[precision] if precision else None
         sizes = self.t_bytes.astype(np.float64)
         if float_bytes is not None:
-            itemsizes = np.array(
-                [analysis._itemsize(self.tensors[t].elem_type) or 1.0 for t in self.tensor_names]
-            )
+            itemsizes = np.array([_itemsize(self.tensors[t].elem_type) or 1.0 for t in self.tensor_names])
             sizes = np.where(self.t_float, sizes / itemsizes * float_bytes, sizes)
         prod = self.t_producer
         inside = (prod >= start) & (prod < end)
@@ -469,7 +464,7 @@ def _is_sorted(graph: onnx.GraphProto) -> bool:
 
 
 def _weightless(model: onnx.ModelProto) -> onnx.ModelProto:
-    return analysis._without_weights(model)
+    return _without_weights(model)
 
 
 def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
