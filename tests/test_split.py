@@ -369,7 +369,7 @@ def test_random_nodes_are_not_folded(tmp_path: Path) -> None:
 
 
 def test_measured_link_from_pipeline_records() -> None:
-    from edgekit.split import _measured_link_mbps
+    from edgekit.split.devices import _measured_link_mbps
 
     stage = {
         "kind": "pipeline-stage",

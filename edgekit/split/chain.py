@@ -4,14 +4,18 @@ the earlier shards' FP32 outputs."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekit.errors import BadInput
+
+if TYPE_CHECKING:
+    from edgekit.split.graph import PartitionGraph
 
 #: verification compares exact kernels: graph optimizations (fusions, layout changes) are off on both
 #: sides, so a correct split reproduces the full model bit for bit up to threading order
@@ -126,3 +130,31 @@ def random_feeds(
                 feed[name] = rng.integers(0, 4, list(shape)).astype(dtype)
         feeds.append(feed)
     return feeds
+
+
+def verify(
+    graph: PartitionGraph,
+    directory: Path,
+    description: Mapping[str, Any],
+    feeds: list[dict[str, np.ndarray]],
+    from_val: bool,
+) -> dict[str, Any]:
+    """Run the shards in sequence and the full model on the same inputs (onnxruntime CPU, graph
+    optimizations off on both sides) and compare every model output."""
+    stages = [
+        StageSpec(directory / s["file"], [i["name"] for i in s["inputs"]], [o["name"] for o in s["outputs"]])
+        for s in description["shards"]
+    ]
+    runner = Chain(stages, graph.model_outputs)
+    started = time.perf_counter()
+    reference = full_outputs(graph.path, feeds)
+    actual = [runner.outputs(feed) for feed in feeds]
+    result = compare(reference, actual)
+    result.update(
+        samples=len(feeds),
+        input_source="validation set" if from_val else "random (seed 0)",
+        tolerance=TOLERANCE,
+        graph_optimizations="off",
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return result
