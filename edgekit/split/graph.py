@@ -6,14 +6,14 @@ Transpose or DequantizeLinear of a weight) are not cut points: they travel with 
 their value, duplicated into each shard that reads it, like initializers. A cut at position k (between
 compute nodes k-1 and k) carries every tensor produced before k and read at or after k, so a cut
 inside a residual block or between FPN branches carries every live tensor. Model inputs are fed to
-whichever shard reads them; model outputs are collected from the shard that makes them.
+whichever shard reads them; model outputs are collected from the shard that makes them. The node-level
+pieces (reads, folding, order check, boundary value infos) are in nodes.py.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,57 +23,20 @@ from onnx import TensorProto, helper
 
 from edgekit import analysis, ingest
 from edgekit import graph as onnx_graph
-from edgekit.analysis.shapes import _itemsize, _without_weights
+from edgekit.analysis.shapes import _itemsize
 from edgekit.errors import BadInput
+from edgekit.split.nodes import MB as MB  # planner, measure and split read it from here
+from edgekit.split.nodes import (
+    SegmentStats,
+    Tensor,
+    _foldable,
+    _is_sorted,
+    _reads,
+    _value_infos,
+    _weightless,
+)
 
 log = logging.getLogger(__name__)
-
-MB = 1024 * 1024
-#: ops whose output is not a function of their inputs: never folded into a constant
-NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial"}
-
-
-@dataclass
-class Tensor:
-    """A non-constant tensor: a model input (producer -1) or a compute node's output."""
-
-    name: str
-    producer: int
-    consumers: list[int]
-    shape: list[int] | None
-    elem_type: int
-    nbytes: int  # at its own dtype, with the analysis shapes (0 when unknown)
-
-    @property
-    def dtype(self) -> str:
-        try:
-            return np.dtype(helper.tensor_dtype_to_np_dtype(self.elem_type)).name
-        except Exception:  # noqa: BLE001 - exotic types
-            return str(self.elem_type)
-
-    @property
-    def is_float(self) -> bool:
-        return analysis.is_float(self.elem_type)
-
-
-@dataclass
-class SegmentStats:
-    """What a shard [start, end) holds and costs at one precision."""
-
-    start: int
-    end: int
-    weight_bytes: int
-    weight_bytes_by_class: dict[str, int]
-    macs: int
-    peak_activation_bytes: int
-    nodes: int
-    memory_bytes: int
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-
-    @property
-    def memory_mb(self) -> float:
-        return self.memory_bytes / MB
 
 
 class PartitionGraph:
@@ -434,43 +397,3 @@ def load(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | Non
     path = Path(model_path).expanduser()
     model = ingest.load_model(path)
     return PartitionGraph(model, path, input_shapes)
-
-
-# ---- helpers ------------------------------------------------------------------------------------
-def _reads(node: onnx.NodeProto) -> list[str]:
-    return [n for n in node.input if n] + sorted(ingest.subgraph_inputs(node))
-
-
-def _foldable(
-    node: onnx.NodeProto,
-    reads: list[str],
-    const_producer: Mapping[str, onnx.NodeProto],
-    values: Mapping[str, TensorProto],
-) -> bool:
-    if node.op_type in NONDETERMINISTIC:
-        return False
-    if not reads:
-        return node.op_type == "Constant" and node.domain in ("", "ai.onnx")
-    return all(name in values or name in const_producer for name in reads)
-
-
-def _is_sorted(graph: onnx.GraphProto) -> bool:
-    known = {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
-    for node in graph.node:
-        if any(name not in known for name in _reads(node)):
-            return False
-        known.update(node.output)
-    return True
-
-
-def _weightless(model: onnx.ModelProto) -> onnx.ModelProto:
-    return _without_weights(model)
-
-
-def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    light = _weightless(model)
-    inferred = ingest.infer_shapes(light)
-    table = {vi.name: vi for vi in inferred.graph.value_info}
-    for vi in model.graph.value_info:  # the exporter's own declarations, where inference found none
-        table.setdefault(vi.name, vi)
-    return table
