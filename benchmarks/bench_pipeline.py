@@ -13,16 +13,14 @@ CPUs), then, each step an `edgekit` command line:
 and prints, per round, the plan's predicted end-to-end latency, throughput, stage and hop times next to
 what the pipeline bench measured.
 
-    python benchmarks/bench_pipeline.py [--model resnet18|dbnet|mobilenetv2] [--objective throughput|latency]
-                                        [--samples N] [--link-mbps X] [--link-latency-ms Y]
+    python benchmarks/bench_pipeline.py [--model resnet18|dbnet|mobilenetv2|transformer]
+                                        [--objective throughput|latency] [--samples N]
+                                        [--link-mbps X] [--link-latency-ms Y] [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,30 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
 
-from tests import analysis_models  # noqa: E402
-from tests.sshd import keygen, known_hosts_line, make_sshd, require_sshd  # noqa: E402
+from benchmarks.split_common import edgekit, split_models  # noqa: E402
+from tests.sshd import ssh_boards  # noqa: E402
 
-MODELS = {
-    "resnet18": lambda: analysis_models.resnetish(224, widths=(64, 128, 256, 512))[0],
-    "dbnet": lambda: analysis_models.dbnet(320)[0],
-    "mobilenetv2": lambda: analysis_models.mobilenetv2()[0],
-}
-
-
-def edgekit(*args: object, cwd: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgekit", *map(str, args), "--json"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"edgekit {' '.join(map(str, args))} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}"
-        )
-    return json.loads(proc.stdout)
+MODELS = split_models(dbnet_res=320)
 
 
 def report(plan: dict, measured: dict, objective: str) -> None:
@@ -104,63 +82,38 @@ def main() -> None:
         help="plan, export and bench again with the earlier pipeline's records",
     )
     args = parser.parse_args()
-    require_sshd()
     with tempfile.TemporaryDirectory(prefix="edgekit-pipeline-") as tmp_name:
         tmp = Path(tmp_name)
-        client = keygen(tmp / "client_key")
-        servers = [make_sshd(tmp / f"sshd-{i}", Path(f"{client}.pub")).start() for i in range(2)]
-        try:
-            known = tmp / "known_hosts"
-            known.write_text("".join(known_hosts_line(s) for s in servers))
-            lines = []
-            for i, server in enumerate(servers):
-                lines += [
-                    f"[devices.board-{i}]",
-                    'host = "127.0.0.1"',
-                    f"port = {server.port}",
-                    f'identity_file = "{client}"',
-                    f'known_hosts = "{known}"',
-                    f'python = "{sys.executable}"',
-                    f'workdir = "{tmp / f"work-{i}"}"',
-                    'target = "x86-cpu"',
-                    f"link_mbps = {args.link_mbps}",
-                    f"link_latency_ms = {args.link_latency_ms}",
-                    "",
-                ]
-            (tmp / "devices.toml").write_text("\n".join(lines))
+        # edgekit runs in tmp: it reads tmp/devices.toml
+        with ssh_boards(tmp, 2, link_mbps=args.link_mbps, link_latency_ms=args.link_latency_ms):
             model = tmp / f"{args.model}.onnx"
             onnx.save(MODELS[args.model](), str(model))
 
-            whole = edgekit("export", model, "--target", "x86-cpu", "--fp32", "-o", tmp / "out", cwd=tmp)
-            bench = edgekit(
+            whole, _ = edgekit("export", model, "--target", "x86-cpu", "--fp32", "-o", tmp / "out", cwd=tmp)
+            assert isinstance(whole, dict)
+            bench, _ = edgekit(
                 "bench", whole["artifact"], "--device", "board-0", "--device", "board-1",
                 "--iterations", args.samples, "-o", tmp / "results.jsonl", cwd=tmp,
             )  # fmt: skip
+            assert isinstance(bench, list)
             rounds = []
             for round_no in range(1, args.rounds + 1):
                 # round 2 on: the plan also reads the earlier pipeline bench (measured shard times,
                 # the effective link through the host relay) from the same results.jsonl
-                plan = edgekit(
+                plan, _ = edgekit(
                     "split", model, "--devices", "board-0,board-1", "--objective", args.objective,
                     "--results", tmp / "results.jsonl", "-o", tmp / f"split{round_no}", cwd=tmp,
                 )  # fmt: skip
-                exported = edgekit(
+                exported, _ = edgekit(
                     "export", tmp / f"split{round_no}", "--target", "x86-cpu", "--fp32",
                     "-o", tmp / f"out{round_no}", cwd=tmp,
                 )  # fmt: skip
-                measured = edgekit(
-                    "bench",
-                    exported["path"],
-                    "--iterations",
-                    args.samples,
-                    "-o",
-                    tmp / "results.jsonl",
-                    cwd=tmp,
-                )[0]
-                rounds.append((plan, measured))
-        finally:
-            for server in servers:
-                server.kill()
+                assert isinstance(plan, dict) and isinstance(exported, dict)
+                runs, _ = edgekit(
+                    "bench", exported["path"], "--iterations", args.samples, "-o", tmp / "results.jsonl", cwd=tmp
+                )  # fmt: skip
+                assert isinstance(runs, list)
+                rounds.append((plan, runs[0]))
     for record in bench:
         print(f"whole model on {record['device']['name']}: p50 {record['latency_ms']['p50']:.2f} ms")
     for round_no, (plan, measured) in enumerate(rounds, 1):

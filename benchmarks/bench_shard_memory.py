@@ -20,9 +20,6 @@ it); then the worst of each.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,31 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
 
-from tests import analysis_models, zoo  # noqa: E402
+from benchmarks.split_common import edgekit, split_models  # noqa: E402
+from tests import zoo  # noqa: E402
 
-MODELS = {
-    "resnet18": lambda: analysis_models.resnetish(224, widths=(64, 128, 256, 512))[0],
-    "dbnet": lambda: analysis_models.dbnet(640)[0],
-    "mobilenetv2": lambda: analysis_models.mobilenetv2()[0],
-    "transformer": lambda: analysis_models.transformer(256, 512, 6, 8, 2048)[0],
-}
-
-
-def edgekit(*args: object, cwd: Path, expect: int = 0) -> tuple[dict | list | None, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgekit", *map(str, args), "--json"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != expect:
-        raise SystemExit(
-            f"edgekit {' '.join(map(str, args))} exited {proc.returncode}, expected {expect}: "
-            f"{proc.stderr.strip()[-800:]}"
-        )
-    return (json.loads(proc.stdout) if proc.stdout.strip() else None), proc.stderr
+MODELS = split_models(dbnet_res=640)
 
 
 def num(value: float | None) -> str:

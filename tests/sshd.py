@@ -8,9 +8,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 SFTP_SERVER = next(
@@ -144,3 +148,35 @@ def require_sshd() -> str:
 def known_hosts_line(sshd: Sshd, key: Path | None = None) -> str:
     pub = Path(str(key or sshd.host_key) + ".pub").read_text().split()
     return f"[127.0.0.1]:{sshd.port} {pub[0]} {pub[1]}\n"
+
+
+@contextmanager
+def ssh_boards(root: Path, count: int = 2, target: str = "x86-cpu", **extra: Any) -> Iterator[Path]:
+    """`count` sshd "devices" board-0, board-1, .. on loopback, each with its own workdir under `root`
+    and this interpreter, in `root`/devices.toml (its path is yielded; `extra`: more keys per device,
+    such as link_mbps); the servers are killed on exit."""
+    from tests.helpers import ssh_device, write_devices
+
+    require_sshd()
+    client = keygen(root / "client_key")
+    servers = [make_sshd(root / f"sshd-{i}", Path(f"{client}.pub")).start() for i in range(count)]
+    try:
+        known = root / "known_hosts"
+        known.write_text("".join(known_hosts_line(s) for s in servers))
+        blocks = [
+            ssh_device(
+                f"board-{i}",
+                s.port,
+                client,
+                known,
+                target,
+                root / f"work-{i}",
+                python=sys.executable,
+                **extra,
+            )
+            for i, s in enumerate(servers)
+        ]
+        yield write_devices(root / "devices.toml", *blocks)
+    finally:
+        for server in servers:
+            server.kill()

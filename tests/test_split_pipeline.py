@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,36 +12,13 @@ import pytest
 
 from edgekit.api import SplitRequest, split
 from tests import models
-from tests.sshd import keygen, known_hosts_line, make_sshd, require_sshd
+from tests.sshd import ssh_boards
 
 
 @pytest.fixture
 def two_boards(tmp_path: Path):
-    require_sshd()
-    client = keygen(tmp_path / "client_key")
-    servers = [make_sshd(tmp_path / f"sshd-{i}", Path(f"{client}.pub")).start() for i in range(2)]
-    known = tmp_path / "known_hosts"
-    known.write_text("".join(known_hosts_line(s) for s in servers))
-    lines = []
-    for i, server in enumerate(servers):
-        lines += [
-            f"[devices.board-{i}]",
-            'host = "127.0.0.1"',
-            f"port = {server.port}",
-            f'identity_file = "{client}"',
-            f'known_hosts = "{known}"',
-            f'python = "{sys.executable}"',
-            f'workdir = "{tmp_path / f"work-{i}"}"',
-            'target = "x86-cpu"',
-            "link_mbps = 1000",
-            "link_latency_ms = 0.5",
-            "",
-        ]
-    inventory = tmp_path / "devices.toml"
-    inventory.write_text("\n".join(lines))
-    yield inventory
-    for server in servers:
-        server.kill()
+    with ssh_boards(tmp_path, 2, link_mbps=1000, link_latency_ms=0.5) as inventory:
+        yield inventory
 
 
 @pytest.mark.slow
