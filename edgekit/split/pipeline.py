@@ -1,5 +1,5 @@
 """pipeline.json: the description of a split directory, read by export per shard and by the pipeline
-bench. Written by edgekit.split.split (see `describe` there for every key)."""
+bench. Written by edgekit.split.split (every key: `describe` in describe.py)."""
 
 from __future__ import annotations
 
