@@ -121,7 +121,9 @@ def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
     try:
         progress(f"exporting {precision} for {target.name} ({backend.name})")
         started = time.perf_counter()
-        result = backend.export(ExportJob(prepared, target, precision, tmp, job_calib, req.options, job_val))
+        gates = gates_for(target, req.gate_overrides)
+        job = ExportJob(prepared, target, precision, tmp, job_calib, req.options, job_val, gates=gates)
+        result = backend.export(job)
         export_s = time.perf_counter() - started
         manifest = _manifest(req, target, precision, prepared, result, tmp, calib, export_s)
         write_json_atomic(tmp / MANIFEST, manifest)

@@ -271,6 +271,34 @@ def _gate_options(func: Callable) -> Callable:
     return func
 
 
+def _int8_search_options(func: Callable) -> Callable:
+    """INT8 search flags (edgekit.int8): by default --int8 searches recipes and keeps sensitive nodes
+    in float until the target's gate holds."""
+    func = click.option(
+        "--allow-float-ops",
+        is_flag=True,
+        help="Full-integer targets: let INT8 fallback leave float ops in the artifact.",
+    )(func)
+    func = click.option(
+        "--search-budget",
+        type=click.FloatRange(min=0),
+        default=600.0,
+        show_default=True,
+        help="Seconds the INT8 search may take.",
+    )(func)
+    func = click.option(
+        "--max-revert",
+        type=click.FloatRange(0.0, 1.0),
+        default=0.25,
+        show_default=True,
+        help="Share of quantized nodes INT8 fallback may keep in float.",
+    )(func)
+    func = click.option(
+        "--no-search", is_flag=True, help="INT8: the single default recipe, no search nor fallback."
+    )(func)
+    return func
+
+
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--target", "-t", required=True, help="Target profile name (see `edgekit targets`).")
@@ -310,6 +338,7 @@ def _gate_options(func: Callable) -> Callable:
 @click.option("--option", "extra", multiple=True, metavar="KEY=VALUE", help="Backend-specific option.")
 @click.option("--no-simplify", is_flag=True, help="Skip constant folding with onnxslim.")
 @click.option("--targets-dir", multiple=True, type=click.Path(), help="Extra directory of target TOMLs.")
+@_int8_search_options
 @_gate_options
 @common
 def export(
@@ -331,6 +360,10 @@ def export(
     extra: tuple[str, ...],
     no_simplify: bool,
     targets_dir: tuple[str, ...],
+    no_search: bool,
+    max_revert: float,
+    search_budget: float,
+    allow_float_ops: bool,
     min_cosine: float | None,
     max_accuracy_drop: float | None,
     min_snr_db: float | None,
@@ -348,6 +381,10 @@ def export(
         max_accuracy_drop=max_accuracy_drop if accuracy_control else None,
         threads=threads,
         extra=_parse_kv(extra),
+        search=not no_search,
+        max_revert=max_revert,
+        search_budget_s=search_budget,
+        allow_float_ops=allow_float_ops,
     )
     request = api.ExportRequest(
         model=model,
@@ -385,6 +422,9 @@ def export(
             _print_fidelity(outcome.fidelity)
     if outcome.fidelity is not None and not outcome.fidelity.passed:
         raise GateFailed("fidelity gate failed: " + "; ".join(outcome.fidelity.failures))
+    search = manifest.get("details", {}).get("int8_search")
+    if search and not search.get("passed", True):  # no --val: the gate was checked on held-out samples
+        raise GateFailed(f"INT8 {search['summary']} (on {search['scored_on']}); artifact kept in {outcome.path}")
 
 
 def _parse_kv(items: tuple[str, ...]) -> dict[str, str]:

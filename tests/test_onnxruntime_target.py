@@ -83,11 +83,13 @@ def test_inspect_export_and_verify_every_precision(key: str, tmp_path: Path, run
 
 
 def test_int8_is_per_channel_qdq_and_smaller(tmp_path: Path, run_cli) -> None:
+    """The profile's default recipe (--no-search): per-channel weights, the target's activation type."""
     model, calib, _, _ = write_model_and_sets(tmp_path, "conv")
     for target, act_type in (("x86-cpu", onnx.TensorProto.UINT8), ("arm64-cpu", onnx.TensorProto.INT8)):
         code, stdout, stderr = run_cli(
-            "export", model, "--target", target, "--int8", "--calib", calib, "-o", tmp_path / "o", "--json"
-        )
+            "export", model, "--target", target, "--int8", "--calib", calib, "-o", tmp_path / "o", "--json",
+            "--no-search", "--min-cosine", "0",
+        )  # fmt: skip
         assert code == 0, stderr
         manifest = json.loads(stdout)["manifest"]
         quantized = onnx.load(str(Path(json.loads(stdout)["artifact"]) / "model.onnx"))

@@ -26,7 +26,7 @@ from edgekit.errors import BadInput, MissingDependency
 if TYPE_CHECKING:
     from edgekit.calib import CalibrationSet
     from edgekit.ingest import PreparedModel
-    from edgekit.targets import TargetProfile
+    from edgekit.targets import Gates, TargetProfile
 
 
 @dataclass
@@ -79,6 +79,11 @@ class ExportOptions:
     max_accuracy_drop: float | None = None  # accuracy-controlled quantization, where supported
     threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific, from --option k=v
+    # INT8 search (edgekit.int8): recipe search + sensitive-node fallback to meet the gate
+    search: bool = True  # False: the single default recipe (--no-search)
+    max_revert: float = 0.25  # share of quantized nodes fallback may keep in float (--max-revert)
+    search_budget_s: float = 600.0  # wall-clock bound of the search (--search-budget)
+    allow_float_ops: bool = False  # full-integer targets: fallback may leave float ops (--allow-float-ops)
 
 
 @dataclass
@@ -92,6 +97,7 @@ class ExportJob:
     calib: CalibrationSet | None
     options: ExportOptions
     val: CalibrationSet | None = None  # only for accuracy-controlled quantization
+    gates: Gates | None = None  # the goal of INT8 search (target's gates + overrides); None: target's
 
 
 @dataclass

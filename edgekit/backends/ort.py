@@ -145,25 +145,22 @@ class OnnxRuntimeBackend(Backend):
                 f"--int8 for target '{job.target.name}' needs a calibration set: pass --calib SET "
                 "(or --dynamic for weights-only int8)"
             )
-        result = quant.quantize_qdq(
-            job.prepared.path,
-            out,
-            job.calib,
-            method=job.options.calib_method,
-            activation_type=settings.get("activation_type", "uint8"),
-            weight_type=settings.get("weight_type", "int8"),
-            per_channel=settings.get("per_channel", True),
-            symmetric_activations=settings.get("symmetric_activations", False),
-            nodes_to_exclude=_matching_nodes(job.prepared.load(), job.options.ignore),
-        )
+        ignored = _matching_nodes(job.prepared.load(), job.options.ignore)
+        from edgekit.int8.qdq_export import search_qdq  # the INT8 search (edgekit.int8)
+
+        search = search_qdq(job, out, settings=settings, always_exclude=ignored, save=save_onnx)
+        recipe = search["recipe"]
         return {
             "mode": "static-qdq",
             "activation_type": settings.get("activation_type", "uint8"),
             "weight_type": settings.get("weight_type", "int8"),
-            "per_channel": result.per_channel,
-            "symmetric_activations": settings.get("symmetric_activations", False),
-            "excluded_nodes": _matching_nodes(job.prepared.load(), job.options.ignore),
-            "notes": result.notes,
+            "per_channel": str(recipe.get("weights", "")).startswith("per-channel"),
+            "reduce_range": str(recipe.get("weights", "")).endswith("7bit"),
+            "symmetric_activations": recipe.get("activations") == "symmetric",
+            "calibration": recipe.get("calibration"),
+            "excluded_nodes": ignored,
+            "int8_search": search,
+            "notes": search["notes"],
         }
 
     def open_runner(self, artifact_dir: Path, manifest: Mapping[str, Any]) -> HostRunner:

@@ -1,0 +1,193 @@
+"""An export job's INT8 Q/DQ model through the search: split the data, run the engine, write the
+artifact, `sensitivity.json`, and the manifest section (every candidate with its score, the nodes
+kept in float by original name, and what that costs in bytes and host latency)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+
+from edgekit.fsio import write_json_atomic
+from edgekit.int8.engine import Outcome, Search, Settings
+from edgekit.int8.ort_qdq import HOST, OrtQdqAdapter, session
+from edgekit.int8.scoring import ScoringSet, split
+
+if TYPE_CHECKING:
+    from edgekit.backends.base import ExportJob
+    from edgekit.calib import CalibrationSet
+
+log = logging.getLogger(__name__)
+
+SENSITIVITY_FILE = "sensitivity.json"
+
+
+def batched(data: CalibrationSet) -> bool:
+    """Whether samples carry the model's batch axis (set by CalibrationSet.validate)."""
+    flags = getattr(data, "_batched", {})
+    return all(flags.get(name, False) for name in data.names)
+
+
+def settings_for(job: ExportJob) -> Settings:
+    options = job.options
+    return Settings(
+        search=bool(getattr(options, "search", True)),
+        max_revert=float(getattr(options, "max_revert", 0.25)),
+        time_budget_s=float(getattr(options, "search_budget_s", 600.0)),
+    )
+
+
+def scoring_data(
+    adapter: OrtQdqAdapter,
+    feeds: list[dict[str, np.ndarray]],
+    held: Sequence[int],
+    calib: CalibrationSet,
+    val: CalibrationSet | None,
+) -> ScoringSet:
+    if val is not None:
+        score_feeds = list(val.feeds(1))
+        labels, is_batched = val.labels, batched(val)
+        source = f"the validation set ({len(score_feeds)} samples)"
+    else:
+        score_feeds = [feeds[i] for i in held]
+        labels = None if calib.labels is None else calib.labels[list(held)]
+        is_batched = batched(calib)
+        source = (
+            f"{len(score_feeds)} held-out calibration samples"
+            if len(held) < len(feeds)
+            else f"the {len(feeds)} calibration samples themselves (too few to hold any out; pass --val)"
+        )
+    return ScoringSet(score_feeds, labels, adapter.reference(score_feeds, is_batched), is_batched, source)
+
+
+def search_qdq(
+    job: ExportJob,
+    out: Path,
+    *,
+    settings: Mapping[str, Any],
+    always_exclude: Sequence[str] = (),
+    symmetric_only: bool = False,
+    semantics: str = HOST,
+    save: Callable[[onnx.ModelProto, Path], None] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Run the search for a Q/DQ target and write the chosen model to `out`. Returns the manifest's
+    `int8_search` section (its `passed` says whether the gate holds on the scoring samples)."""
+    from edgekit.targets import Gates
+
+    assert job.calib is not None
+    feeds = list(job.calib.feeds(1))
+    calib_idx, held = split(len(feeds), job.val is not None)
+    adapter = OrtQdqAdapter(
+        job.prepared.path,
+        [feeds[i] for i in calib_idx],
+        settings,
+        calib_method=job.options.calib_method,
+        always_exclude=always_exclude,
+        symmetric_only=symmetric_only,
+        semantics=semantics,
+        threads=job.options.threads,
+        source_path=job.prepared.source_path,
+        name_map=job.prepared.name_map,
+    )
+    try:
+        data = scoring_data(adapter, feeds, held, job.calib, job.val)
+        gates: Gates = job.gates or job.target.fidelity
+        search = Search(adapter, data, gates, settings_for(job), progress)
+        outcome = search.run()
+        model = onnx.load(str(adapter.path(outcome.candidate)))
+        if save is not None:
+            save(model, out)
+        else:
+            onnx.save(model, str(out))
+        record = _record(outcome, adapter, data, gates, len(calib_idx), semantics)
+        if outcome.sensitivity:
+            write_json_atomic(
+                out.parent / SENSITIVITY_FILE,
+                {
+                    "scored_on": data.source,
+                    "metric": "recovery: share of the error on the worst samples removed by keeping only "
+                    "this node in float; local_error: relative error this node adds to its output",
+                    "nodes": outcome.sensitivity,
+                },
+            )
+            record["sensitivity_file"] = SENSITIVITY_FILE
+        return record
+    finally:
+        adapter.close()
+
+
+def _record(
+    outcome: Outcome,
+    adapter: OrtQdqAdapter,
+    data: ScoringSet,
+    gates: Any,
+    calib_samples: int,
+    semantics: str,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "passed": outcome.passed,
+        "summary": outcome.summary(),
+        "goal": gates.to_json(),
+        "scored_on": data.source,
+        "calibrated_on": f"{calib_samples} calibration samples (one pass; every candidate's ranges from it)",
+        "runtime_semantics": (
+            "this host's onnxruntime int8 kernels (as verify runs the artifact)"
+            if semantics == HOST
+            else "reference Q/DQ semantics (onnxruntime without Q/DQ fusion)"
+        ),
+        "recipe": outcome.candidate.recipe.to_json(),
+        "default_recipe": adapter.space().default().to_json(),
+        "default_score": outcome.default_score.to_json(),
+        "score": outcome.score.to_json(),
+        "space": adapter.space().to_json(),
+        "candidates": [t.to_json() for t in outcome.trials],
+        "quantized_nodes": outcome.quantized_nodes,
+        "reverted": [adapter.describe(n) for n in outcome.excluded],
+        "seconds": round(outcome.seconds, 2),
+        "notes": adapter.notes + outcome.notes,
+    }
+    if outcome.would_take:
+        record["would_take"] = outcome.would_take
+    if outcome.before_fallback is not None:
+        record["fallback_cost"] = _fallback_cost(adapter, outcome, data)
+    return record
+
+
+def _fallback_cost(adapter: OrtQdqAdapter, outcome: Outcome, data: ScoringSet) -> dict[str, Any]:
+    """Bytes and host p50 of the artifact with and without the nodes kept in float."""
+    from edgekit.agent import latency_stats, timed_loop
+
+    assert outcome.before_fallback is not None
+    without = adapter.path(outcome.before_fallback)
+    feed = data.feeds[0]
+    timings: dict[str, float] = {}
+    for label, path in (("all_int8", without), ("with_fallback", adapter.path(outcome.candidate))):
+        sess = session(path, adapter.semantics, adapter.threads)
+        names = [o.name for o in sess.get_outputs()]
+        for _ in range(3):
+            sess.run(names, feed)
+        samples, _ = timed_loop(lambda s=sess, n=names: s.run(n, feed), 30, 0.5)
+        timings[label] = latency_stats(samples)["p50"]
+    size_without = _bytes(without)
+    size_with = _bytes(adapter.path(outcome.candidate))
+    return {
+        "bytes_all_int8": size_without,
+        "bytes_with_fallback": size_with,
+        "bytes_added": size_with - size_without,
+        "p50_ms_all_int8": round(timings["all_int8"], 4),
+        "p50_ms_with_fallback": round(timings["with_fallback"], 4),
+        "score_all_int8": outcome.before_fallback_score.to_json() if outcome.before_fallback_score else None,
+        "timed_on": "this host, onnxruntime CPU",
+    }
+
+
+def _bytes(path: Path) -> int:
+    """Size of the model as an artifact is saved (shape annotations dropped), weights included."""
+    model = onnx.load(str(path))
+    del model.graph.value_info[:]
+    return model.ByteSize()
