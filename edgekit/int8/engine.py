@@ -238,6 +238,25 @@ class Search:
                     best_c, best_t, best_o = cand, trial, outputs
                 else:
                     self.adapter.release(cand)
+        # a passing recipe that keeps ops in float: try giving back each float choice
+        share = self.adapter.float_share(best_t.recipe)
+        if best_t.score.passed and share > 0:
+            for dimension in space.dimensions:
+                recipe = best_t.recipe.with_(dimension.name, dimension.values[0])
+                if (
+                    recipe in seen
+                    or self.adapter.float_share(recipe) >= share
+                    or self._out_of_time("the search")
+                ):
+                    continue
+                seen.add(recipe)
+                cand, trial, outputs = self._build_and_score(recipe, (), "recipe")
+                if _key(self.adapter, trial) < _key(self.adapter, best_t):
+                    self.adapter.release(best_c)
+                    best_c, best_t, best_o = cand, trial, outputs
+                    share = self.adapter.float_share(best_t.recipe)
+                else:
+                    self.adapter.release(cand)
         return best_c, best_t, best_o, default_score
 
     # ---- stage 2: ranking ----------------------------------------------------------------------

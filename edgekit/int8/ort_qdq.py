@@ -37,6 +37,7 @@ QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 WEIGHTS = ("per-channel", "per-tensor", "per-channel-7bit", "per-tensor-7bit")
 CALIBRATIONS = ("entropy", "minmax", "p99.999", "p99.99")
 SCOPES = ("all", "compute")
+OUTPUTS = ("int8", "float")
 HOST = "host"  # onnxruntime with every optimization: the CPU target's own int8 kernels
 REFERENCE = "reference"  # no Q/DQ fusion: exact Q/DQ semantics (what TensorRT computes)
 
@@ -135,12 +136,18 @@ class OrtQdqAdapter(Adapter):
             ),
             Dimension("calibration", ordered(self.calib_method, CALIBRATIONS), "activation range estimator"),
             Dimension("activations", activations, "symmetric vs asymmetric activation ranges"),
+            Dimension(
+                "outputs",
+                OUTPUTS,
+                "graph outputs through Q/DQ (as onnxruntime quantizes them) or straight from the last "
+                "op in float: a few-value output loses most to its own 8-bit grid",
+            ),
             Dimension("scope", SCOPES, "all supported ops in INT8, or only Conv/MatMul/Gemm"),
         ]
         return Space(tuple(d for d in dims if d.values))
 
     def float_share(self, recipe: Recipe) -> int:
-        return 1 if recipe.get("scope") == "compute" else 0
+        return int(recipe.get("scope") == "compute") + int(recipe.get("outputs") == "float")
 
     # ---- building ------------------------------------------------------------------------------
     def ranges(self, calibration: str, symmetric: bool) -> dict[str, tuple[float, float]]:
@@ -167,6 +174,10 @@ class OrtQdqAdapter(Adapter):
             op_types=quant.COMPUTE_OPS if recipe.get("scope") == "compute" else None,
             nodes_to_exclude=list(dict.fromkeys([*self.always_exclude, *exclude])),
         )
+        if recipe.get("outputs") == "float":
+            model = onnx.load(str(out))
+            if float_outputs(model):
+                onnx.save(model, str(out))
         return Candidate(recipe, exclude, {"path": out})
 
     def preview(self, base: Candidate, exclude: Sequence[str]) -> Candidate:
@@ -424,6 +435,8 @@ def revert_nodes(qdq: onnx.ModelProto, original: onnx.ModelProto, names: set[str
                     node.input[index] = weight
                 continue
             node.input[index] = float_tensor(tensor)
+    reverted_outputs = {out for node in graph.node if node.name in names for out in node.output}
+    float_outputs(model, only=reverted_outputs)
     if clones:
         graph.node.extend(clones)
         from edgekit.ingest import toposort
@@ -431,6 +444,38 @@ def revert_nodes(qdq: onnx.ModelProto, original: onnx.ModelProto, names: set[str
         toposort(graph)
     _prune(graph)
     return model
+
+
+def float_outputs(model: onnx.ModelProto, only: set[str] | None = None) -> int:
+    """Let graph outputs come straight from the op that computes them: drop the Q/DQ pair between a
+    float tensor and a graph output (for tensors in `only`, when given). Returns how many."""
+    graph = model.graph
+    writers = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    done = 0
+    for output in graph.output:
+        dq = writers.get(output.name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = writers.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or readers.get(q.output[0], 0) != 1:
+            continue
+        source = q.input[0]
+        producer = writers.get(source)
+        if producer is None or producer.op_type in QDQ_OPS or (only is not None and source not in only):
+            continue
+        # the producer writes the graph output's name; readers of either name read that float tensor
+        for node in graph.node:
+            node.input[:] = [output.name if n == source else n for n in node.input]
+        producer.output[:] = [output.name if n == source else n for n in producer.output]
+        graph.node.remove(q)
+        graph.node.remove(dq)
+        writers = {out: node for node in graph.node for out in node.output}
+        done += 1
+    return done
 
 
 def _dq_fed(writers: Mapping[str, onnx.NodeProto], tensor: str) -> bool:
