@@ -80,6 +80,10 @@ def artifact_name(model: Path, target: str, precision: str) -> str:
 
 def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
     """Prepare, export, record and (with a validation set) verify one artifact, atomically."""
+    if req.precision == "auto":  # every precision the target offers; the fastest that passes
+        from edgekit.int8.auto import export_auto
+
+        return export_auto(req, progress)
     target = target_profiles.get(req.target, req.targets_dirs)
     backend = get_backend(target.backend)
     backend.require()

@@ -305,6 +305,12 @@ def _int8_search_options(func: Callable) -> Callable:
 @click.option("--int8", "precision", flag_value="int8", help="INT8 (needs --calib unless --dynamic).")
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16.")
 @click.option("--fp32", "precision", flag_value="fp32", help="FP32.")
+@click.option(
+    "--precision",
+    "precision_choice",
+    type=click.Choice(["fp32", "fp16", "int8", "auto"]),
+    help="Precision by name; auto: the fastest precision here that passes the gate.",
+)
 @click.option("--calib", type=click.Path(), help="Calibration set (.npz or image dir + calibration.toml).")
 @click.option("--val", type=click.Path(), help="Validation set: verify the artifact and record fidelity.")
 @click.option(
@@ -345,6 +351,7 @@ def export(
     model: str,
     target: str,
     precision: str | None,
+    precision_choice: str | None,
     calib: str | None,
     val: str | None,
     input_shapes: tuple[str, ...],
@@ -386,10 +393,12 @@ def export(
         search_budget_s=search_budget,
         allow_float_ops=allow_float_ops,
     )
+    if precision and precision_choice and precision != precision_choice:
+        raise BadInput(f"--{precision} and --precision {precision_choice} disagree; give one")
     request = api.ExportRequest(
         model=model,
         target=target,
-        precision=precision,
+        precision=precision_choice or precision,
         calib=calib,
         val=val,
         input_shapes=parse_input_shapes(input_shapes),
@@ -420,11 +429,36 @@ def export(
         )
         if outcome.fidelity is not None:
             _print_fidelity(outcome.fidelity)
+        if manifest.get("precision_choice"):
+            _print_precision_choice(manifest["precision_choice"])
     if outcome.fidelity is not None and not outcome.fidelity.passed:
         raise GateFailed("fidelity gate failed: " + "; ".join(outcome.fidelity.failures))
     search = manifest.get("details", {}).get("int8_search")
     if search and not search.get("passed", True):  # no --val: the gate was checked on held-out samples
         raise GateFailed(f"INT8 {search['summary']} (on {search['scored_on']}); artifact kept in {outcome.path}")
+
+
+def _print_precision_choice(choice: dict[str, Any]) -> None:
+    """--precision auto: every precision with its fidelity and p50, and why one was kept."""
+    from rich.table import Table
+
+    table = Table(title="precision auto")
+    for col in ("precision", "gate", "cosine", "drop", "p50 ms", "size", ""):
+        table.add_column(col)
+    for row in choice["alternatives"]:
+        table.add_row(
+            row["precision"],
+            "pass" if row.get("passed") else row.get("status", "-"),
+            "-" if row.get("cosine") is None else f"{row['cosine']:.5f}",
+            "-" if row.get("accuracy_drop") is None else f"{row['accuracy_drop']:+.2f}",
+            "-" if row.get("p50_ms") is None else f"{row['p50_ms']:.3f}",
+            "-" if row.get("bytes") is None else _mb(row["bytes"]),
+            "[green]chosen[/green]" if row["precision"] == choice["chosen"] else "",
+        )
+    console = _stdout()
+    console.print(table)
+    for line in choice["why"]:
+        console.print(f"note: {line}")
 
 
 def _parse_kv(items: tuple[str, ...]) -> dict[str, str]:
