@@ -182,7 +182,12 @@ class OrtRunner(HostRunner):
     """A CPU InferenceSession; fp16-I/O artifacts get their inputs cast and outputs widened."""
 
     def __init__(
-        self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int | None = None
+        self,
+        path: Path,
+        inputs: list[TensorSpec],
+        outputs: list[TensorSpec],
+        threads: int | None = None,
+        reference_qdq: bool = False,
     ):
         import onnxruntime as ort
 
@@ -191,6 +196,11 @@ class OrtRunner(HostRunner):
         if threads:
             options.intra_op_num_threads = int(threads)
         options.log_severity_level = 3
+        if reference_qdq:
+            # no Q/DQ fusion: exact Q/DQ semantics, as TensorRT computes an explicit-quantization ONNX
+            # (this CPU's fused int8 kernels would add their own errors, e.g. u8 x s8 saturation on
+            # x86 without VNNI, that TensorRT does not have)
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

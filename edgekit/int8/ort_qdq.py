@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from edgekit import quant
+from edgekit.errors import BadInput
 from edgekit.int8 import stats as stats_mod
 from edgekit.int8.engine import Adapter, Candidate
 from edgekit.int8.names import NodeOrigins, name_unnamed_nodes
@@ -40,6 +41,11 @@ SCOPES = ("all", "compute")
 OUTPUTS = ("int8", "float")
 HOST = "host"  # onnxruntime with every optimization: the CPU target's own int8 kernels
 REFERENCE = "reference"  # no Q/DQ fusion: exact Q/DQ semantics (what TensorRT computes)
+
+
+# builds a Q/DQ model: (model, out, ranges, *, activation_type, weight_type, per_channel,
+# reduce_range, symmetric_activations, op_types, nodes_to_exclude, keep_activations) -> out
+QdqBuilder = Callable[..., Path]
 
 
 def calibration_value(method: str) -> str:
@@ -96,6 +102,7 @@ class OrtQdqAdapter(Adapter):
         source_path: Path | None = None,
         name_map: Mapping[str, str] | None = None,
         work_dir: Path | None = None,
+        builder: QdqBuilder | None = None,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-int8-") if work_dir is None else None
         self.work = Path(self._tmp.name) if self._tmp else work_dir  # type: ignore[assignment]
@@ -104,6 +111,7 @@ class OrtQdqAdapter(Adapter):
         self.symmetric_only = symmetric_only
         self.semantics = semantics
         self.threads = threads
+        self.builder: QdqBuilder = builder or quant.quantize_with_ranges
         self.pre = self.work / "pre.onnx"
         self.notes = [quant.preprocess(Path(model_path), self.pre)]
         model = onnx.load(str(self.pre))
@@ -144,6 +152,17 @@ class OrtQdqAdapter(Adapter):
             ),
             Dimension("scope", SCOPES, "all supported ops in INT8, or only Conv/MatMul/Gemm"),
         ]
+        allowed = self.settings.get("search") or {}
+        for key in allowed:
+            if key not in {d.name for d in dims}:
+                names = ", ".join(d.name for d in dims)
+                raise BadInput(f"[quantization.search] has unknown dimension '{key}' (known: {names})")
+        dims = [
+            Dimension(d.name, tuple(v for v in d.values if v in allowed[d.name]) or d.values[:1], d.why)
+            if d.name in allowed
+            else d
+            for d in dims
+        ]
         return Space(tuple(d for d in dims if d.values))
 
     def float_share(self, recipe: Recipe) -> int:
@@ -157,12 +176,12 @@ class OrtQdqAdapter(Adapter):
             self._ranges[key] = self.stats.ranges(method, symmetric, pct)
         return self._ranges[key]
 
-    def build(self, recipe: Recipe, exclude: Sequence[str] = ()) -> Candidate:
+    def build(self, recipe: Recipe, exclude: Sequence[str] = (), keep_activations: bool = True) -> Candidate:
         weights = str(recipe.get("weights", "per-channel"))
         symmetric = recipe.get("activations") == "symmetric"
         self._count += 1
         out = self.work / f"candidate-{self._count}.onnx"
-        quant.quantize_with_ranges(
+        self.builder(
             self.pre,
             out,
             self.ranges(str(recipe.get("calibration", "minmax")), symmetric),
@@ -173,6 +192,7 @@ class OrtQdqAdapter(Adapter):
             symmetric_activations=symmetric,
             op_types=quant.COMPUTE_OPS if recipe.get("scope") == "compute" else None,
             nodes_to_exclude=list(dict.fromkeys([*self.always_exclude, *exclude])),
+            keep_activations=keep_activations,
         )
         if recipe.get("outputs") == "float":
             model = onnx.load(str(out))

@@ -14,8 +14,8 @@ import onnx
 
 from edgekit.fsio import write_json_atomic
 from edgekit.int8.engine import Outcome, Search, Settings
-from edgekit.int8.ort_qdq import HOST, OrtQdqAdapter, session
-from edgekit.int8.scoring import ScoringSet, split
+from edgekit.int8.ort_qdq import HOST, OrtQdqAdapter, QdqBuilder, session
+from edgekit.int8.scoring import ScoringSet, score, split
 
 if TYPE_CHECKING:
     from edgekit.backends.base import ExportJob
@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SENSITIVITY_FILE = "sensitivity.json"
+
+# TensorRT explicit quantization: symmetric int8 activations and weights; 7-bit weights (an x86
+# onnxruntime kernel workaround) mean nothing to TensorRT, so they are not searched
+TENSORRT_QUANTIZATION: dict[str, Any] = {
+    "activation_type": "int8",
+    "weight_type": "int8",
+    "per_channel": True,
+    "symmetric_activations": True,
+    "search": {"weights": ["per-channel", "per-tensor"]},
+}
 
 
 def batched(data: CalibrationSet) -> bool:
@@ -72,11 +82,17 @@ def search_qdq(
     always_exclude: Sequence[str] = (),
     symmetric_only: bool = False,
     semantics: str = HOST,
+    builder: QdqBuilder | None = None,
     save: Callable[[onnx.ModelProto, Path], None] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Run the search for a Q/DQ target and write the chosen model to `out`. Returns the manifest's
-    `int8_search` section (its `passed` says whether the gate holds on the scoring samples)."""
+    `int8_search` section (its `passed` says whether the gate holds on the scoring samples).
+
+    `settings` is the target's [quantization] table; its optional `search` table restricts the
+    dimensions (e.g. `weights = ["per-channel", "per-tensor"]`). TensorRT's explicit quantization calls
+    this with `symmetric_only=True`, `semantics=REFERENCE` (its host runner must then run the Q/DQ
+    ONNX without Q/DQ fusion, as TensorRT computes it) and its own Q/DQ placement as `builder`."""
     from edgekit.targets import Gates
 
     assert job.calib is not None
@@ -93,12 +109,15 @@ def search_qdq(
         threads=job.options.threads,
         source_path=job.prepared.source_path,
         name_map=job.prepared.name_map,
+        builder=builder,
     )
     try:
         data = scoring_data(adapter, feeds, held, job.calib, job.val)
         gates: Gates = job.gates or job.target.fidelity
         search = Search(adapter, data, gates, settings_for(job), progress)
         outcome = search.run()
+        if not outcome.excluded:
+            _compact(adapter, outcome, data, gates)
         model = onnx.load(str(adapter.path(outcome.candidate)))
         if save is not None:
             save(model, out)
@@ -119,6 +138,47 @@ def search_qdq(
         return record
     finally:
         adapter.close()
+
+
+def search_tensorrt_qdq(
+    job: ExportJob,
+    out: Path,
+    builder: QdqBuilder | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """The search for a TensorRT target's Q/DQ ONNX, scored with reference Q/DQ semantics (what
+    TensorRT computes; the backend's host runner must verify the same way: OrtRunner(reference_qdq=True)).
+    `builder` is the TensorRT-aware Q/DQ placement (default: onnxruntime's quantizer)."""
+    from edgekit.int8.ort_qdq import REFERENCE
+
+    settings = {**TENSORRT_QUANTIZATION, **(job.target.quantization or {})}
+    return search_qdq(
+        job,
+        out,
+        settings=settings,
+        symmetric_only=True,
+        semantics=REFERENCE,
+        builder=builder,
+        progress=progress,
+    )
+
+
+def _compact(adapter: OrtQdqAdapter, outcome: Outcome, data: ScoringSet, gates: Any) -> None:
+    """Without fallback, ship the recipe as onnxruntime builds it by default (Relu/Clip folded into the
+    Q/DQ ranges: fewer nodes, same kernels once optimized), when it scores no worse."""
+    try:
+        compact = adapter.build(outcome.candidate.recipe, (), keep_activations=False)
+        result = score(adapter.run(compact, data), data, gates)
+    except Exception as exc:  # noqa: BLE001 - the searched candidate stays
+        log.debug("compact rebuild failed: %s", exc)
+        return
+    if result.passed >= outcome.score.passed and result.budget <= outcome.score.budget * 1.02 + 1e-9:
+        adapter.release(outcome.candidate)
+        outcome.candidate, outcome.score = compact, result
+        outcome.passed = result.passed
+        outcome.notes.append("shipped with Relu/Clip folded into the Q/DQ ranges (fewer nodes, scored again)")
+    else:
+        adapter.release(compact)
 
 
 def _record(
