@@ -152,3 +152,47 @@ def test_engine_stops_at_its_time_budget() -> None:
     outcome = Search(adapter, _data(), Gates(min_cosine=0.9999), Settings(time_budget_s=0.0)).run()
     assert outcome.budget_exhausted and adapter.built == 1  # only the default recipe was scored
     assert any("time budget" in note for note in outcome.notes)
+
+
+# ---- OpenVINO: NNCF's knobs as recipes, NNCF's accuracy control aimed at edgekit's gate -----------
+def _nncf_case(tmp_path: Path, gates: Gates, **kwargs):
+    import onnx
+    from int8_models import outlier_channel_net
+
+    from edgekit.int8.nncf_search import search_nncf
+    from edgekit.int8.ort_qdq import run_session, session
+
+    ov = pytest.importorskip("openvino")
+    nncf = pytest.importorskip("nncf")
+    path = tmp_path / "m.onnx"
+    onnx.save(outlier_channel_net(), str(path))
+    images = np.random.default_rng(5).uniform(0, 1, (96, 1, 3, 16, 16)).astype(np.float32)
+    feeds = [{"image": images[i]} for i in range(96)]
+    reference = run_session(session(path), ScoringSet(feeds[64:], None, {}, True, ""))
+    data = ScoringSet(feeds[64:], None, reference, True, "held out")
+    base = {"preset": "performance", "subset_size": 64, "target_device": nncf.TargetDevice.CPU}
+    return search_nncf(ov.convert_model(str(path)), feeds[:64], data, gates, base, **kwargs)
+
+
+@pytest.mark.slow
+def test_nncf_search_scores_every_recipe_against_the_gate(tmp_path: Path) -> None:
+    outcome = _nncf_case(tmp_path, Gates(min_cosine=0.99))
+    record = outcome.record()
+    assert outcome.passed and record["score"]["passed"]
+    assert len(record["candidates"]) >= 3 and record["candidates"][0]["recipe"]["preset"] == "performance"
+    passing = [c for c in record["candidates"] if c["passed"]]
+    if any(c["recipe"]["preset"] == "performance" for c in passing):
+        assert outcome.recipe.get("preset") == "performance"  # the faster preset wins among passing
+
+
+@pytest.mark.slow
+def test_nncf_accuracy_control_runs_on_the_gate_metric(tmp_path: Path) -> None:
+    """A gate no recipe meets: NNCF's accuracy control restores quantizers, bounded by max_revert;
+    what is kept is never worse than the best recipe, and `passed` is the gate's verdict on it."""
+    outcome = _nncf_case(tmp_path, Gates(min_cosine=0.99999), max_revert=0.4)
+    record = outcome.record()
+    stages = [c["stage"] for c in record["candidates"]]
+    assert "accuracy_control" in stages
+    best_recipe = min(c["budget_used"] for c in record["candidates"] if c["stage"] == "recipe")
+    assert record["score"]["budget_used"] <= best_recipe
+    assert outcome.passed == record["score"]["passed"]
