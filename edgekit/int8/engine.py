@@ -138,6 +138,7 @@ class Outcome:
     budget_exhausted: bool = False
     before_fallback: Candidate | None = None  # the best recipe without fallback, kept to cost it
     before_fallback_score: Score | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def summary(self) -> str:
         verdict = "passes" if self.passed else "FAILS"
@@ -390,7 +391,10 @@ class Search:
 
     # ---- all -----------------------------------------------------------------------------------
     def run(self) -> Outcome:
+        timings: dict[str, float] = {}
+        mark = time.perf_counter()
         best, best_trial, best_outputs, default_score = self.recipes()
+        timings["recipes_s"] = time.perf_counter() - mark
         nodes = self.adapter.quantized_nodes(best)
         sensitivity: list[dict[str, Any]] = []
         excluded: list[str] = []
@@ -398,8 +402,12 @@ class Search:
         before: tuple[Candidate, Score] | None = None
         if not best_trial.score.passed and self.settings.search and self.settings.fallback and nodes:
             self.progress(f"int8: best recipe {best_trial.score.summary()}; ranking {len(nodes)} nodes")
+            mark = time.perf_counter()
             sensitivity = self.rank(best, best_outputs, nodes)
+            timings["ranking_s"] = time.perf_counter() - mark
+            mark = time.perf_counter()
             final, final_trial, excluded, would_take = self.fallback(best, sensitivity)
+            timings["fallback_s"] = time.perf_counter() - mark
             if final is not best and (
                 final_trial.score.passed or _key(self.adapter, final_trial) < _key(self.adapter, best_trial)
             ):
@@ -441,6 +449,7 @@ class Search:
             budget_exhausted=self.exhausted,
             before_fallback=before[0] if before else None,
             before_fallback_score=before[1] if before else None,
+            timings={k: round(v, 2) for k, v in timings.items()},
         )
 
 

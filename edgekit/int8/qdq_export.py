@@ -5,6 +5,7 @@ kept in float by original name, and what that costs in bytes and host latency)."
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,7 @@ def search_qdq(
     from edgekit.targets import Gates
 
     assert job.calib is not None
+    started = time.perf_counter()
     feeds = list(job.calib.feeds(1))
     calib_idx, held = split(len(feeds), job.val is not None)
     adapter = OrtQdqAdapter(
@@ -111,6 +113,7 @@ def search_qdq(
         name_map=job.prepared.name_map,
         builder=builder,
     )
+    prepare_s = time.perf_counter() - started
     try:
         data = scoring_data(adapter, feeds, held, job.calib, job.val)
         gates: Gates = job.gates or job.target.fidelity
@@ -124,6 +127,11 @@ def search_qdq(
         else:
             onnx.save(model, str(out))
         record = _record(outcome, adapter, data, gates, len(calib_idx), semantics)
+        record["timings"] = {
+            "calibration_s": round(prepare_s, 2),  # pre-processing + the one statistics pass
+            **outcome.timings,
+            "total_s": round(time.perf_counter() - started, 2),
+        }
         if outcome.sensitivity:
             write_json_atomic(
                 out.parent / SENSITIVITY_FILE,
