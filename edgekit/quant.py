@@ -109,13 +109,15 @@ def compute_ranges(
     from onnxruntime.quantization import create_calibrator
 
     with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
+        # onnxruntime < 1.21 has no `providers` argument (and uses the CPU anyway)
+        takes_providers = "providers" in inspect.signature(create_calibrator).parameters
         calibrator = create_calibrator(
             Path(model_path),
             None,
             augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=_method(method),
-            providers=["CPUExecutionProvider"],
             extra_options=_calib_options(method, symmetric),
+            **({"providers": ["CPUExecutionProvider"]} if takes_providers else {}),
         )
         with quiet():  # onnxruntime prints progress with print()
             calibrator.collect_data(ort_reader(calib))
