@@ -105,7 +105,7 @@ class OrtQdqAdapter(Adapter):
         builder: QdqBuilder | None = None,
     ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgekit-int8-") if work_dir is None else None
-        self.work = Path(self._tmp.name) if self._tmp else work_dir  # type: ignore[assignment]
+        self.work: Path = Path(self._tmp.name) if self._tmp is not None else Path(work_dir or ".")
         self.settings = dict(settings)
         self.calib_method = calibration_value(calib_method)
         self.symmetric_only = symmetric_only
