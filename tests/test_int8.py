@@ -196,3 +196,29 @@ def test_nncf_accuracy_control_runs_on_the_gate_metric(tmp_path: Path) -> None:
     best_recipe = min(c["budget_used"] for c in record["candidates"] if c["stage"] == "recipe")
     assert record["score"]["budget_used"] <= best_recipe
     assert outcome.passed == record["score"]["passed"]
+
+
+# ---- --precision auto --------------------------------------------------------------------------------
+def test_precision_auto_keeps_the_fastest_passing_precision_and_says_why(tmp_path: Path, run_cli) -> None:
+    from edgekit.int8.auto import TIE
+    from edgekit.resources import demo_paths
+
+    paths = demo_paths()
+    code, out, err = run_cli(
+        "export", paths["model"], "--target", "x86-cpu", "--precision", "auto", "--calib", paths["calib"],
+        "--val", paths["val"], "-o", tmp_path, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    choice = result["manifest"]["precision_choice"]
+    rows = {r["precision"]: r for r in choice["alternatives"]}
+    assert set(rows) == {"fp32", "fp16", "int8"}
+    assert all(r["p50_ms"] > 0 and r["cosine"] is not None for r in rows.values())
+    chosen = rows[choice["chosen"]]
+    assert chosen["passed"] and result["manifest"]["precision"] == choice["chosen"]
+    fastest = min(r["p50_ms"] for r in rows.values() if r["passed"])
+    assert chosen["p50_ms"] <= fastest * (1 + TIE)
+    # only the winner is kept, under its own precision's name
+    assert [p.name for p in tmp_path.iterdir()] == [f"digits_cnn.x86-cpu.{choice['chosen']}"]
+    if rows["int8"]["passed"] and rows["int8"]["p50_ms"] > fastest * (1 + TIE):
+        assert any("INT8 passes the gate but is" in line for line in choice["why"])

@@ -92,6 +92,9 @@ class Adapter(ABC):
     def release(self, candidate: Candidate) -> None:  # noqa: B027 - optional hook
         """Free a candidate that was not kept."""
 
+    def park(self, candidate: Candidate) -> None:  # noqa: B027 - optional hook
+        """Free what running a candidate held (a session) while keeping the candidate itself."""
+
 
 @dataclass
 class Settings:
@@ -315,6 +318,7 @@ class Search:
                 preview = self.adapter.preview(base, names[:k])
                 verdicts[k] = self._evaluate(preview, "fallback")[0]
                 if self.adapter.exact_preview:
+                    self.adapter.park(preview)
                     kept[k] = preview
                 else:
                     self.adapter.release(preview)

@@ -216,3 +216,38 @@ def search_nncf(
     outcome.passed = outcome.score.passed
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def search_openvino(
+    job: Any,
+    ov_model: Any,
+    base_kwargs: Mapping[str, Any],
+    *,
+    transformer: bool = False,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[Any, dict[str, Any]]:
+    """For the OpenVINO backend's INT8 export (job: ExportJob): the quantized ov.Model and the manifest's
+    `int8_search` section. Calibrates on the job's calibration set (less its held-out part when there
+    is no --val), scores on --val or the held-out part, aims at the job's gates."""
+    from edgekit.int8.jobdata import job_data, settings_for
+
+    inputs = job_data(job, job.options.threads)
+    settings = settings_for(job)
+    kwargs = dict(base_kwargs)
+    kwargs["subset_size"] = len(inputs.calib_feeds)
+    outcome = search_nncf(
+        ov_model,
+        inputs.calib_feeds,
+        inputs.data,
+        job.gates or job.target.fidelity,
+        kwargs,
+        transformer=transformer,
+        search=settings.search,
+        max_revert=settings.max_revert,
+        time_budget_s=settings.time_budget_s,
+        progress=progress,
+    )
+    record = outcome.record()
+    record["scored_on"] = inputs.data.source
+    record["goal"] = (job.gates or job.target.fidelity).to_json()
+    return outcome.model, record

@@ -212,6 +212,9 @@ class OrtQdqAdapter(Adapter):
             for file in Path(path).parent.glob(Path(path).name + "*"):
                 file.unlink(missing_ok=True)
 
+    def park(self, candidate: Candidate) -> None:
+        candidate.handle.pop("session", None)
+
     def close(self) -> None:
         self._reference_session = None
         if self._tmp is not None:

@@ -10,17 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import onnx
 
 from edgekit.fsio import write_json_atomic
-from edgekit.int8.engine import Outcome, Search, Settings
+from edgekit.int8.engine import Outcome, Search
+from edgekit.int8.jobdata import job_data, settings_for
 from edgekit.int8.ort_qdq import HOST, OrtQdqAdapter, QdqBuilder, session
-from edgekit.int8.scoring import ScoringSet, score, split
+from edgekit.int8.scoring import ScoringSet, score
 
 if TYPE_CHECKING:
     from edgekit.backends.base import ExportJob
-    from edgekit.calib import CalibrationSet
 
 log = logging.getLogger(__name__)
 
@@ -35,44 +34,6 @@ TENSORRT_QUANTIZATION: dict[str, Any] = {
     "symmetric_activations": True,
     "search": {"weights": ["per-channel", "per-tensor"]},
 }
-
-
-def batched(data: CalibrationSet) -> bool:
-    """Whether samples carry the model's batch axis (set by CalibrationSet.validate)."""
-    flags = getattr(data, "_batched", {})
-    return all(flags.get(name, False) for name in data.names)
-
-
-def settings_for(job: ExportJob) -> Settings:
-    options = job.options
-    return Settings(
-        search=bool(getattr(options, "search", True)),
-        max_revert=float(getattr(options, "max_revert", 0.25)),
-        time_budget_s=float(getattr(options, "search_budget_s", 600.0)),
-    )
-
-
-def scoring_data(
-    adapter: OrtQdqAdapter,
-    feeds: list[dict[str, np.ndarray]],
-    held: Sequence[int],
-    calib: CalibrationSet,
-    val: CalibrationSet | None,
-) -> ScoringSet:
-    if val is not None:
-        score_feeds = list(val.feeds(1))
-        labels, is_batched = val.labels, batched(val)
-        source = f"the validation set ({len(score_feeds)} samples)"
-    else:
-        score_feeds = [feeds[i] for i in held]
-        labels = None if calib.labels is None else calib.labels[list(held)]
-        is_batched = batched(calib)
-        source = (
-            f"{len(score_feeds)} held-out calibration samples"
-            if len(held) < len(feeds)
-            else f"the {len(feeds)} calibration samples themselves (too few to hold any out; pass --val)"
-        )
-    return ScoringSet(score_feeds, labels, adapter.reference(score_feeds, is_batched), is_batched, source)
 
 
 def search_qdq(
@@ -98,11 +59,10 @@ def search_qdq(
 
     assert job.calib is not None
     started = time.perf_counter()
-    feeds = list(job.calib.feeds(1))
-    calib_idx, held = split(len(feeds), job.val is not None)
+    inputs = job_data(job, job.options.threads)
     adapter = OrtQdqAdapter(
         job.prepared.path,
-        [feeds[i] for i in calib_idx],
+        inputs.calib_feeds,
         settings,
         calib_method=job.options.calib_method,
         always_exclude=always_exclude,
@@ -115,7 +75,7 @@ def search_qdq(
     )
     prepare_s = time.perf_counter() - started
     try:
-        data = scoring_data(adapter, feeds, held, job.calib, job.val)
+        data = inputs.data
         gates: Gates = job.gates or job.target.fidelity
         search = Search(adapter, data, gates, settings_for(job), progress)
         outcome = search.run()
@@ -126,7 +86,7 @@ def search_qdq(
             save(model, out)
         else:
             onnx.save(model, str(out))
-        record = _record(outcome, adapter, data, gates, len(calib_idx), semantics)
+        record = _record(outcome, adapter, data, gates, len(inputs.calib_feeds), semantics)
         record["timings"] = {
             "calibration_s": round(prepare_s, 2),  # pre-processing + the one statistics pass
             **outcome.timings,
