@@ -147,6 +147,18 @@ def test_engine_respects_max_revert_and_says_what_it_would_take() -> None:
     assert outcome.would_take and "--max-revert" in outcome.would_take
 
 
+def test_full_integer_targets_fall_back_only_with_consent() -> None:
+    errors = [0.0001] * 12 + [0.02, 0.012, 0.004]
+    adapter = _Additive(errors, {"default": 1.0})
+    adapter.full_integer = True
+    refused = Search(adapter, _data(), Gates(min_cosine=0.995), Settings(max_revert=0.5)).run()
+    assert not refused.passed and refused.excluded == [] and "--allow-float-ops" in (refused.would_take or "")
+    allowed = Search(
+        adapter, _data(), Gates(min_cosine=0.995), Settings(max_revert=0.5, allow_float_ops=True)
+    ).run()
+    assert allowed.passed and allowed.excluded
+
+
 def test_engine_stops_at_its_time_budget() -> None:
     adapter = _Additive([0.05] * 6, {"a": 1.0, "b": 1.0, "c": 1.0})
     outcome = Search(adapter, _data(), Gates(min_cosine=0.9999), Settings(time_budget_s=0.0)).run()

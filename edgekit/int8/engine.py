@@ -56,6 +56,9 @@ class Adapter(ABC):
 
     name: str = ""
     exact_preview: bool = False  # preview() builds exactly what build() would: no rebuild at the end
+    # a full-integer artifact (e.g. Android int8 I/O): nodes kept in float break that promise, so
+    # fallback needs the user's consent (Settings.allow_float_ops, --allow-float-ops)
+    full_integer: bool = False
 
     @abstractmethod
     def space(self) -> Space:
@@ -103,6 +106,7 @@ class Settings:
     max_revert: float = 0.25  # at most this share of the quantized nodes kept in float
     time_budget_s: float = 600.0
     ranking_samples: int = 32
+    allow_float_ops: bool = False  # full-integer targets: fallback may leave float ops
 
 
 @dataclass
@@ -404,7 +408,19 @@ class Search:
         excluded: list[str] = []
         would_take = None
         before: tuple[Candidate, Score] | None = None
-        if not best_trial.score.passed and self.settings.search and self.settings.fallback and nodes:
+        refused = self.adapter.full_integer and not self.settings.allow_float_ops
+        if (
+            not best_trial.score.passed
+            and self.settings.search
+            and self.settings.fallback
+            and nodes
+            and refused
+        ):
+            would_take = (
+                "keeping sensitive nodes in float, which leaves float ops in this full-integer artifact: "
+                "rerun with --allow-float-ops if the device's runtime may run them (a delegate may not)"
+            )
+        elif not best_trial.score.passed and self.settings.search and self.settings.fallback and nodes:
             self.progress(f"int8: best recipe {best_trial.score.summary()}; ranking {len(nodes)} nodes")
             mark = time.perf_counter()
             sensitivity = self.rank(best, best_outputs, nodes)

@@ -33,6 +33,7 @@ def settings_for(job: ExportJob) -> Settings:
         search=bool(getattr(options, "search", True)),
         max_revert=float(getattr(options, "max_revert", 0.25)),
         time_budget_s=float(getattr(options, "search_budget_s", 600.0)),
+        allow_float_ops=bool(getattr(options, "allow_float_ops", False)),
     )
 
 
