@@ -187,3 +187,24 @@ def test_float_outputs_removes_only_the_output_qdq(tmp_path: Path) -> None:
     assert writer.op_type == "Gemm"
     assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) == quantized - 1
     assert revert_nodes(model, adapter.pre_model, set()).graph.node  # no-op revert stays valid
+
+
+def test_node_origins_give_back_original_names_after_renaming(tmp_path: Path) -> None:
+    """Ingest rewrites names a backend rejects ('@', ':', '/'): nodes are reported by their original
+    names, found through the tensors they write."""
+    from models import odd_names_net
+
+    from edgekit import ingest
+    from edgekit.int8.names import NodeOrigins
+
+    model, _ = odd_names_net()
+    path = tmp_path / "odd.onnx"
+    onnx.save(model, str(path))
+    prepared = ingest.prepare(path, ingest.PrepareOptions(name_pattern="[A-Za-z0-9_]", simplify=False))
+    assert prepared.name_map
+    origins = NodeOrigins(prepared.load(), path, prepared.name_map)
+    originals = {n.name for n in model.graph.node if n.name and n.op_type != "Constant"}
+    renamed = [n for n in prepared.load().graph.node if n.name and n.name not in originals]
+    assert renamed  # the test model has names the pattern rewrites
+    for node in renamed:
+        assert origins.original(node.name) in originals
