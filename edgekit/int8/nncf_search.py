@@ -96,8 +96,10 @@ class NncfOutcome:
 def nncf_space(base: Mapping[str, Any], transformer: bool) -> Space:
     """preset (symmetric PERFORMANCE vs asymmetric-activation MIXED) and bias correction; SmoothQuant
     for transformer-shaped graphs, where outlier channels in activations are the common failure."""
+    preset = base.get("preset", "performance")
+    preset = str(getattr(preset, "value", preset)).lower()  # an nncf.QuantizationPreset or its name
     dims = [
-        Dimension("preset", ordered(str(base.get("preset", "performance")), ("performance", "mixed"))),
+        Dimension("preset", ordered(preset, ("performance", "mixed"))),
         Dimension(
             "fast_bias_correction",
             ordered(bool(base.get("fast_bias_correction", True)), (True, False)),
