@@ -375,11 +375,18 @@ def build_engine_local(
 class OrtRunner(HostRunner):
     """Runs the host-verifiable ONNX (Q/DQ for INT8) with onnxruntime on the CPU."""
 
-    def __init__(self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+    def __init__(
+        self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], reference_qdq: bool = False
+    ) -> None:
         import onnxruntime as ort
 
         super().__init__(inputs, outputs)
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        if reference_qdq:
+            # exact Q/DQ semantics, as TensorRT computes them: this CPU's fused int8 kernels would add
+            # errors of their own (u8 x s8 saturation on x86 without VNNI) that TensorRT does not have
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = {s.name: np.asarray(feed[s.source_name]) for s in self.inputs}
@@ -521,10 +528,14 @@ class TensorRTBackend(Backend):
             if job.calib is None:
                 raise BadInput("--int8 for a TensorRT target needs a calibration set (--calib SET)")
             method = job.options.calib_method
-            ranges = compute_ranges(job.prepared.path, job.calib, method)
-            scales = scales_from_ranges(ranges)
+            # the INT8 search (edgekit.int8): recipes and sensitive-node fallback scored with reference
+            # Q/DQ semantics; the calibration cache carries the chosen model's activation scales
+            # (implicit calibration cannot keep nodes in float: they stay INT8 in the calib-cache path)
+            from edgekit.int8.qdq_export import search_tensorrt_qdq
+
+            search = search_tensorrt_qdq(job, out / QDQ_FILE)
+            scales = qdq_activation_scales(out / QDQ_FILE)
             write_text_atomic(out / CACHE_FILE, fmt.write_calib_cache(scales, trt_version, fmt.TRTEXEC_ALGORITHM))
-            quantize_qdq_from_scales(out / MODEL_FILE, out / QDQ_FILE, job.calib, scales)
             entry = QDQ_FILE
             int8_mode = str(extra.get("int8_mode", "qdq" if target.int8_native else "calib"))
             if int8_mode not in ("qdq", "calib"):
@@ -547,6 +558,7 @@ class TensorRTBackend(Backend):
                     "bounds the INT8 error only."
                 )
             calib_details = {
+                "int8_search": search,
                 "method": method,
                 "cache_algorithm": fmt.TRTEXEC_ALGORITHM,
                 "tensors": len(scales),
@@ -647,4 +659,4 @@ class TensorRTBackend(Backend):
         path = artifact_dir / manifest["entry"]
         if not path.exists():
             raise BadInput(f"{path} is missing from the artifact directory")
-        return OrtRunner(path, inputs, outputs)
+        return OrtRunner(path, inputs, outputs, reference_qdq=path.name == QDQ_FILE)
