@@ -483,6 +483,12 @@ class TensorRtRunner(Runner):
         self.cuda.sync(self.stream)
         return outs
 
+    def close(self):
+        for b in self.bindings:
+            if b[4] is not None:
+                self.cuda.free(b[4])
+                b[4] = None
+
 
 class CudaMemory(object):
     """The few CUDA calls the TensorRT runner needs, from pycuda (JetPack 4) or cuda-python."""
@@ -498,7 +504,10 @@ class CudaMemory(object):
         except ImportError:
             pass
         try:
-            from cuda import cudart
+            try:
+                from cuda.bindings import runtime as cudart  # cuda-python >= 12.6 (only one in 13.x)
+            except ImportError:
+                from cuda import cudart  # older cuda-python
 
             self.cudart = cudart
             self.kind = "cuda-python"
@@ -519,6 +528,12 @@ class CudaMemory(object):
         if self.kind == "pycuda":
             return self.drv.mem_alloc(max(nbytes, 1))
         return self._check(self.cudart.cudaMalloc(max(nbytes, 1)))
+
+    def free(self, ptr):
+        if self.kind == "pycuda":
+            ptr.free()
+        else:
+            self._check(self.cudart.cudaFree(ptr))
 
     def stream(self):
         if self.kind == "pycuda":

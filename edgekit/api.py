@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
 import re
 import shutil
 import tempfile
@@ -23,15 +21,7 @@ from edgekit.backends.base import ExportJob, ExportOptions
 from edgekit.calib import CalibrationSet, InputInfo
 from edgekit.errors import BadInput
 from edgekit.fidelity import FidelityReport, compare
-from edgekit.manifest import (
-    MANIFEST,
-    entry_bytes,
-    file_records,
-    read_manifest,
-    replace_dir,
-    timestamp,
-    write_json_atomic,
-)
+from edgekit.manifest import MANIFEST, read_manifest, replace_dir, timestamp, write_json_atomic
 from edgekit.targets import Gates, TargetProfile
 
 log = logging.getLogger(__name__)
@@ -87,6 +77,7 @@ def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
     target = target_profiles.get(req.target, req.targets_dirs)
     backend = get_backend(target.backend)
     backend.require()
+    backend.options_of(req.options)  # `--option`s checked (typed, unknown keys refused) before any work
     precision = req.precision or target.default_precision
     if precision not in target.precisions:
         raise BadInput(
@@ -167,14 +158,15 @@ def _manifest(
     calib: CalibrationSet | None,
     export_s: float,
 ) -> dict[str, Any]:
-    files = file_records(directory, result.entry)
-    artifact_bytes = entry_bytes(directory, result.entry)
+    backend = get_backend(target.backend)
+    files = backend.file_records(directory, result.entry)
+    artifact_bytes = backend.deployable_bytes(directory, result.entry)
     src_inputs, src_outputs = source_io(prepared)
     source = prepared.record()
     source["path"] = str(prepared.source_path)
     source["inputs"] = _io_json(src_inputs)
     source["outputs"] = _io_json(src_outputs)
-    uses_calib = precision == "int8" and not req.options.dynamic_int8
+    uses_calib = backend.needs_calibration(precision, req.options)
     return {
         "schema": 1,
         "edgekit_version": __version__,
@@ -317,86 +309,13 @@ def _reference_path(manifest: Mapping[str, Any], reference: str | Path | None) -
     )
 
 
-# ---- local timing loop -------------------------------------------------------------------------
-def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
-    count = len(ordered)
-
-    def pct(p: float) -> float:
-        if count == 1:
-            return ordered[0]
-        rank = (count - 1) * p / 100.0
-        low = math.floor(rank)
-        high = min(low + 1, count - 1)
-        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-    mean = sum(ordered) / count
-    var = sum((x - mean) ** 2 for x in ordered) / count
-    return {
-        "min": ordered[0],
-        "mean": mean,
-        "p50": pct(50),
-        "p90": pct(90),
-        "p95": pct(95),
-        "p99": pct(99),
-        "max": ordered[-1],
-        "std": math.sqrt(var),
-    }
-
-
-def random_feed(manifest: Mapping[str, Any], seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for spec in manifest["source"]["inputs"]:
-        shape = [d if isinstance(d, int) else 1 for d in spec["shape"]]
-        dtype = np.dtype(spec["dtype"])
-        if np.issubdtype(dtype, np.floating):
-            feed[spec["name"]] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feed[spec["name"]] = rng.integers(0, 2, shape).astype(dtype)
-        else:
-            feed[spec["name"]] = rng.integers(0, 10, shape).astype(dtype)
-    return feed
-
-
+# ---- local timing ------------------------------------------------------------------------------
 def bench_local(
     artifact_dir: str | Path, iterations: int = 100, warmup: int = 10, threads: int | None = None
 ) -> dict[str, Any]:
-    """An in-process timing loop on this machine (the SSH runner's agent measures devices)."""
-    artifact_dir = Path(artifact_dir).expanduser()
-    manifest = dict(read_manifest(artifact_dir))
-    if threads:
-        manifest["threads"] = threads
-    backend = get_backend(manifest["backend"])
-    backend.require()
-    feed = random_feed(manifest)
-    started = time.perf_counter()
-    with backend.open_runner(artifact_dir, manifest) as runner:
-        init_ms = (time.perf_counter() - started) * 1000.0
-        runner.infer(feed)
-        first_ms = runner.last_ms
-        for _ in range(warmup):
-            runner.infer(feed)
-        times = []
-        for _ in range(iterations):
-            runner.infer(feed)
-            times.append(runner.last_ms)
-    stats = latency_stats(times)
-    return {
-        "artifact": {
-            "name": manifest.get("name"),
-            "target": manifest["target"],
-            "precision": manifest["precision"],
-        },
-        "device": {"name": "local", "host": os.uname().nodename},
-        "settings": {"warmup": warmup, "iterations": iterations, "threads": threads, "input": "random"},
-        "latency_ms": stats,
-        "throughput_fps": 1000.0 / stats["mean"] if stats["mean"] > 0 else None,
-        "init_ms": init_ms,
-        "first_inference_ms": first_ms,
-        "status": "ok",
-        "timestamp": timestamp(),
-    }
+    """Time an artifact on this machine through the same path as `edgekit bench --device local` (the
+    runner, the local transport and the device agent's timing loop and statistics)."""
+    return runner.bench_local(artifact_dir, iterations=iterations, warmup=warmup, threads=threads)
 
 
 # ---- fleet benchmark and on-device fidelity ------------------------------------------------------

@@ -1,7 +1,11 @@
 """`edgekit demo`: the bundled digits CNN through every installed target, verified and timed here.
 
 Each (target, precision) is exported, verified and timed in its own try/except with a three-state
-status (ok / verify failed / export failed), so one broken backend never hides the others.
+status (ok / verify failed / export failed), so one broken backend never hides the others. Whether an
+artifact can be timed here is the backend's answer (`Backend.times_here`); timing goes through the
+runner, the local transport and the device agent, exactly as `edgekit bench --device local`, so the
+demo's p50 and bench's p50 of one artifact measure the same thing (the records are kept in the
+output directory's results.jsonl, which `edgekit report` reads like any other).
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekit import api
+from edgekit import api, runner
 from edgekit.backends import get_backend, implemented
 from edgekit.errors import BadInput, EdgekitError
-from edgekit.manifest import write_json_atomic
+from edgekit.fsio import write_json_atomic, write_text_atomic
 from edgekit.resources import demo_paths
+from edgekit.targets import get as get_target
 from edgekit.targets import load_all
 
 log = logging.getLogger(__name__)
@@ -26,14 +31,11 @@ def demo_targets(only: Sequence[str] = ()) -> list[Any]:
     if only:
         unknown = [name for name in only if name not in profiles]
         if unknown:
-            api.target_profiles.get(unknown[0])  # raises with a close-name suggestion
+            get_target(unknown[0])  # raises with a close-name suggestion
         return [profiles[name] for name in only]
-    built = set(implemented())
-    return [
-        p
-        for p in sorted(profiles.values(), key=lambda p: (p.backend != "onnxruntime", p.backend, p.name))
-        if p.backend in built and get_backend(p.backend).available()
-    ]
+    built = implemented()  # in registry order: the core backend (onnxruntime) first
+    chosen = [p for p in profiles.values() if p.backend in built and get_backend(p.backend).available()]
+    return sorted(chosen, key=lambda p: (built.index(p.backend), p.name))
 
 
 def run_demo(
@@ -44,6 +46,8 @@ def run_demo(
     if missing:
         raise BadInput(f"demo files missing: {', '.join(missing)} (a broken install?)")
     rows: list[dict[str, Any]] = []
+    results = out_dir / "results.jsonl"  # the timing records, as `edgekit bench` writes them
+    results.unlink(missing_ok=True)
     for target in demo_targets(only):
         for precision in target.precisions:
             progress(f"{target.name} {precision}: exporting")
@@ -79,12 +83,14 @@ def run_demo(
             )
             if report is not None and not report.passed:
                 row["error"] = "; ".join(report.failures)
-            if runs_here(target, manifest):
+            if get_backend(target.backend).times_here(target, manifest):
                 try:
                     progress(f"{target.name} {precision}: timing {iterations} runs")
-                    bench = api.bench_local(outcome.path, iterations=iterations, warmup=20)
+                    bench = runner.bench_local(
+                        outcome.path, iterations=iterations, warmup=20, results=results
+                    )
                     row["p50_ms"] = bench["latency_ms"]["p50"]
-                    row["timed_as"] = manifest["details"].get("host_runtime", target.backend)
+                    row["timed_as"] = _runtime(bench)
                 except EdgekitError as exc:
                     row["p50_ms"] = None
                     row["bench_error"] = str(exc)
@@ -93,19 +99,13 @@ def run_demo(
                 row["timed_as"] = "time it on the device: `edgekit bench --device NAME`"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "demo.json", rows)
-    (out_dir / "demo.md").write_text(markdown(rows), encoding="utf-8")
+    write_text_atomic(out_dir / "demo.md", markdown(rows))
     return rows
 
 
-def runs_here(target: Any, manifest: dict[str, Any]) -> bool:
-    """Whether timing the host runner means timing the target's own runtime on this machine: not for
-    TensorRT bundles without a local engine (the host runner is onnxruntime on the Q/DQ ONNX) nor for
-    OpenVINO GPU/NPU profiles (the host runner compiles for the CPU)."""
-    if target.build != "host":
-        return False
-    if target.backend == "tensorrt":
-        return bool(manifest.get("details", {}).get("engine"))
-    return (target.device or "CPU").upper() == "CPU"
+def _runtime(record: dict[str, Any]) -> str:
+    runtime = record.get("runtime") or {}
+    return " ".join(str(v) for v in (runtime.get("name"), runtime.get("version")) if v) or "?"
 
 
 def _fmt(value: Any, spec: str, none: str = "-") -> str:

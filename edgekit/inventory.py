@@ -1,25 +1,18 @@
-"""Device inventory (devices.toml): parsing, validation, ~/.ssh/config resolution, list/check/trust.
+"""Device inventory (devices.toml): parsing, validation, list / check / trust.
 
-Transports: `local`, `ssh` (key `host`), `adb` (key `serial`, as `adb devices` lists it).
-
-The `local` device is always present (defined in the file or not). An SSH device's `host` is resolved
-through ~/.ssh/config the way OpenSSH does (first value obtained wins, IdentityFile accumulates,
-`Host` patterns with `*`, `?` and `!`), and devices.toml's own keys win over the config, as ssh's
-command line does. `Match` blocks are not evaluated (their settings are ignored).
+The generic keys of a `[devices.NAME]` table (transport, target, python, workdir, memory_mb, threads,
+connect_timeout, description) are read here; every other key belongs to a transport and is asked of its
+class (`edgekit.transport.TRANSPORTS`): `local`, `ssh` (key `host`, resolved through ~/.ssh/config as
+OpenSSH would), `adb` (key `serial`, as `adb devices` lists it). The `local` device is always present
+(defined in the file or not). Errors name file, line and key, and suggest the closest key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fnmatch
-import getpass
-import glob
 import json
 import logging
-import os
-import platform
 import re
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +22,15 @@ from typing import Any
 
 from edgekit.errors import BadInput, suggest
 from edgekit.tomlio import load_toml
-from edgekit.transport import LocalTransport, Transport, TransportError
+from edgekit.transport import (
+    TRANSPORTS,
+    DeviceConfig,
+    LocalTransport,
+    Transport,
+    TransportError,
+    transport_class,
+)
+from edgekit.transport.ssh_config import SshConfigEntry, resolve_ssh_config  # noqa: F401 - re-exported
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,17 +39,10 @@ else:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-TRANSPORTS = ("local", "ssh", "adb")
-DEVICE_KEYS = {
+# the keys every transport shares; each transport class adds its own (`Transport.config_keys`)
+DEVICE_KEYS: dict[str, type | tuple[type, ...]] = {
     "transport": str,
     "target": str,
-    "host": str,
-    "serial": str,
-    "user": str,
-    "port": int,
-    "identity_file": str,
-    "known_hosts": str,
-    "proxy_jump": str,
     "python": str,
     "workdir": str,
     "memory_mb": int,
@@ -56,166 +50,75 @@ DEVICE_KEYS = {
     "connect_timeout": (int, float),
     "description": str,
 }
-DEFAULT_WORKDIR = "~/.cache/edgekit"
-DEFAULT_ADB_WORKDIR = "/data/local/tmp/edgekit"  # writable by adb's `shell` user
-SSH_ONLY_KEYS = ("host", "user", "port", "identity_file", "proxy_jump")
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
 def default_local_target() -> str:
-    return "arm64-cpu" if platform.machine().lower() in ("aarch64", "arm64") else "x86-cpu"
+    return LocalTransport.default_target() or "x86-cpu"
 
 
 @dataclass
 class Device:
+    """One device of the inventory. `settings` holds its transport's own settings (an SSH device's
+    host, hostname, user, port, identity_files, known_hosts, proxy_jump; an adb device's serial), also
+    readable as attributes (`device.hostname`)."""
+
     name: str
     transport: str = "local"
     target: str = ""
-    host: str = ""  # as written (an ~/.ssh/config alias or a hostname)
-    hostname: str = ""  # resolved
-    serial: str = ""  # adb devices only
-    user: str | None = None
-    port: int = 22
-    identity_files: list[str] = field(default_factory=list)
-    known_hosts: str = DEFAULT_KNOWN_HOSTS
-    proxy_jump: str | None = None
     python: str = "python3"
-    workdir: str = DEFAULT_WORKDIR
+    workdir: str = ""
     memory_mb: int | None = None
     threads: int | None = None
     connect_timeout: float = 15.0
     description: str = ""
     source: str = ""  # "devices.toml:12" for messages
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.workdir:
+            self.workdir = self.transport_class().default_workdir()
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for names that are not fields: the transport's settings
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in settings:
+            return settings[name]
+        raise AttributeError(f"device '{self.__dict__.get('name')}' has no setting '{name}'")
+
+    def transport_class(self) -> type[Transport]:
+        return transport_class(self.transport)
+
+    def address(self) -> str:
+        return self.transport_class().address(self.settings)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        cls = self.transport_class()
+        out: dict[str, Any] = {
             "name": self.name,
             "transport": self.transport,
             "target": self.target,
-            "host": self.host,
-            "hostname": self.hostname,
-            "serial": self.serial,
-            "user": self.user,
-            "port": self.port,
-            "identity_files": self.identity_files,
-            "known_hosts": self.known_hosts,
-            "proxy_jump": self.proxy_jump,
+            "address": cls.address(self.settings),
+            "credentials": cls.credentials(self.settings),
+            **self.settings,
             "python": self.python,
             "workdir": self.workdir,
             "memory_mb": self.memory_mb,
             "threads": self.threads,
             "description": self.description,
         }
+        # COMPAT: `devices list` in cli.py (A2) still reads these two for every row; remove once it
+        # renders `address` / `credentials`
+        out.setdefault("user", None)
+        out.setdefault("identity_files", [])
+        return out
 
     def make_transport(self) -> Transport:
-        if self.transport == "local":
-            python = self.python if self.python != "python3" else None
-            return LocalTransport(self.name, python=python, workdir=self.workdir)
-        if self.transport == "adb":
-            from edgekit.transport.adb import AdbTransport
-
-            return AdbTransport(
-                self.name,
-                serial=self.serial,
-                python=self.python,
-                workdir=self.workdir,
-                connect_timeout=self.connect_timeout,
-            )
-        from edgekit.transport.ssh import SshTransport
-
-        return SshTransport(
-            self.name,
-            host=self.hostname or self.host,
-            port=self.port,
-            username=self.user,
-            identity_files=self.identity_files,
-            known_hosts=self.known_hosts,
-            proxy_jump=self.proxy_jump,
-            python=self.python,
-            workdir=self.workdir,
-            connect_timeout=self.connect_timeout,
-        )
+        return self.transport_class().for_device(self)
 
 
-# ----------------------------------------------------------------------------- ~/.ssh/config
-
-
-@dataclass
-class SshConfigEntry:
-    hostname: str | None = None
-    user: str | None = None
-    port: int | None = None
-    identity_files: list[str] = field(default_factory=list)
-    proxy_jump: str | None = None
-
-
-def _config_lines(path: Path, depth: int = 0) -> list[tuple[str, str]]:
-    """(keyword lowercased, value) pairs, with Include expanded in place."""
-    if depth > 8 or not path.is_file():
-        return []
-    pairs: list[tuple[str, str]] = []
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = re.match(r"(\S+?)\s*(?:=\s*|\s+)(.*)$", line)
-        if not match:
-            continue
-        key, value = match.group(1).lower(), match.group(2).strip()
-        if key == "include":
-            for pattern in shlex.split(value):
-                pattern = os.path.expanduser(pattern)
-                if not os.path.isabs(pattern):
-                    pattern = str(Path("~/.ssh").expanduser() / pattern)
-                for inc in sorted(glob.glob(pattern)):
-                    pairs.extend(_config_lines(Path(inc), depth + 1))
-            continue
-        pairs.append((key, value))
-    return pairs
-
-
-def _host_matches(patterns: str, host: str) -> bool:
-    matched = False
-    for pattern in patterns.split():
-        if pattern.startswith("!"):
-            if fnmatch.fnmatchcase(host, pattern[1:]):
-                return False
-        elif fnmatch.fnmatchcase(host, pattern):
-            matched = True
-    return matched
-
-
-def resolve_ssh_config(host: str, path: str | Path = "~/.ssh/config") -> SshConfigEntry:
-    """What OpenSSH would use for `ssh host` from this config file."""
-    entry = SshConfigEntry()
-    active = True  # settings before the first Host line apply to every host
-    for key, value in _config_lines(Path(path).expanduser()):
-        if key == "host":
-            active = _host_matches(value, host)
-            continue
-        if key == "match":
-            active = False
-            continue
-        if not active:
-            continue
-        unquoted = value.strip('"')
-        if key == "hostname" and entry.hostname is None:
-            entry.hostname = unquoted.replace("%h", host).replace("%%", "%")
-        elif key == "user" and entry.user is None:
-            entry.user = unquoted
-        elif key == "port" and entry.port is None and unquoted.isdigit():
-            entry.port = int(unquoted)
-        elif key == "identityfile":
-            entry.identity_files.append(unquoted)
-        elif key == "proxyjump" and entry.proxy_jump is None and unquoted.lower() != "none":
-            entry.proxy_jump = unquoted
-    return entry
-
-
-def _expand_identity(path: str, host: str, user: str | None) -> str:
-    path = path.replace("%d", str(Path.home())).replace("%h", host).replace("%u", getpass.getuser())
-    path = path.replace("%r", user or getpass.getuser()).replace("%%", "%")
-    return os.path.expanduser(path)
+def local_device() -> Device:
+    """The built-in `local` device: this machine, this Python, edgekit's cache as its workdir."""
+    return Device(name="local", transport="local", target=default_local_target(), source="built-in")
 
 
 # ----------------------------------------------------------------------------- devices.toml
@@ -266,10 +169,17 @@ def load_devices(
                 raise BadInput(f"{where}: [devices.{name}] must be a table")
             devices[name] = _parse_device(name, spec, where, lines, path, ssh_config)
     if "local" not in devices:
-        devices["local"] = Device(
-            name="local", transport="local", target=default_local_target(), source="built-in"
-        )
+        devices["local"] = local_device()
     return devices
+
+
+def _key_types() -> dict[str, tuple[str, type | tuple[type, ...]]]:
+    """Every devices.toml key -> (owning transport or "" for the generic ones, accepted type)."""
+    keys: dict[str, tuple[str, type | tuple[type, ...]]] = {k: ("", t) for k, t in DEVICE_KEYS.items()}
+    for kind in TRANSPORTS:
+        for key, kind_type in transport_class(kind).config_keys.items():
+            keys.setdefault(key, (kind, kind_type))
+    return keys
 
 
 def _parse_device(
@@ -284,70 +194,47 @@ def _parse_device(
         line = lines.get((name, key))
         return f"{path}:{line}" if line else where
 
+    config = DeviceConfig(name, spec, where, at, ssh_config)
     if not name.strip():
         raise BadInput(f"{where}: a device name must not be empty")
+    keys = _key_types()
     for key, value in spec.items():
-        if key not in DEVICE_KEYS:
-            raise BadInput(f"{at(key)}: [devices.{name}] unknown key '{key}'.{suggest(key, DEVICE_KEYS)}")
-        expected = DEVICE_KEYS[key]
+        if key == "password":
+            raise config.fail(key, "passwords are not accepted; use keys or ssh-agent")
+        if key not in keys:
+            raise config.fail(key, f"unknown key '{key}'.{suggest(key, keys)}")
+        expected = keys[key][1]
         if not isinstance(value, expected) or isinstance(value, bool):
             kind = "a number" if expected is not str else "a string"
-            raise BadInput(f"{at(key)}: [devices.{name}] {key} must be {kind}, got {value!r}")
-    if "password" in spec:  # pragma: no cover - rejected above as unknown; kept explicit for clarity
-        raise BadInput(f"{at('password')}: passwords are not accepted; use keys or ssh-agent")
-    default_transport = "ssh" if "host" in spec else "adb" if "serial" in spec else "local"
-    transport = spec.get("transport", default_transport)
+            raise config.fail(key, f"{key} must be {kind}, got {value!r}")
+    implied = [k for k in TRANSPORTS if transport_class(k).implied_by in spec]
+    transport = spec.get("transport", implied[0] if implied else "local")
     if transport not in TRANSPORTS:
-        raise BadInput(
-            f"{at('transport')}: [devices.{name}] transport '{transport}' is not one of "
-            f"{', '.join(TRANSPORTS)}.{suggest(transport, TRANSPORTS)}"
+        raise config.fail(
+            "transport",
+            f"transport '{transport}' is not one of {', '.join(TRANSPORTS)}.{suggest(transport, TRANSPORTS)}",
         )
-    target = spec.get("target", default_local_target() if transport == "local" else "")
+    for key in spec:
+        owner = keys[key][0]
+        if owner and owner != transport:
+            raise config.fail(key, f"'{key}' only applies to transport = \"{owner}\"")
+    cls = transport_class(transport)
+    target = spec.get("target", cls.default_target() or "")
     if not target:
-        raise BadInput(f'{where}: [devices.{name}] needs target = "..." (a target profile name)')
-    port = spec.get("port")
-    if port is not None and not 0 < port < 65536:
-        raise BadInput(f"{at('port')}: [devices.{name}] port {port} is out of range 1-65535")
-    device = Device(
+        raise config.fail(None, 'needs target = "..." (a target profile name)')
+    return Device(
         name=name,
         transport=transport,
         target=target,
         python=spec.get("python", "python3"),
-        workdir=spec.get("workdir", DEFAULT_ADB_WORKDIR if transport == "adb" else DEFAULT_WORKDIR),
+        workdir=spec.get("workdir", cls.default_workdir()),
         memory_mb=spec.get("memory_mb"),
         threads=spec.get("threads"),
         connect_timeout=float(spec.get("connect_timeout", 15.0)),
         description=spec.get("description", ""),
         source=where,
+        settings=cls.settings_from_config(config),
     )
-    if transport == "ssh":
-        host = spec.get("host", "")
-        if not host:
-            raise BadInput(f"{where}: [devices.{name}] transport 'ssh' needs host = \"...\"")
-        resolved = resolve_ssh_config(host, ssh_config)
-        device.host = host
-        device.hostname = resolved.hostname or host
-        device.user = spec.get("user") or resolved.user
-        device.port = int(port or resolved.port or 22)
-        files = [spec["identity_file"]] if "identity_file" in spec else resolved.identity_files
-        device.identity_files = [_expand_identity(f, device.hostname, device.user) for f in files]
-        device.known_hosts = spec.get("known_hosts", DEFAULT_KNOWN_HOSTS)
-        device.proxy_jump = spec.get("proxy_jump") or resolved.proxy_jump
-    else:
-        for key in SSH_ONLY_KEYS:
-            if key in spec:
-                raise BadInput(f"{at(key)}: [devices.{name}] '{key}' only applies to transport = \"ssh\"")
-    if transport == "adb":
-        serial = spec.get("serial", "").strip()
-        if not serial:
-            raise BadInput(
-                f"{where}: [devices.{name}] transport 'adb' needs serial = \"...\" (the first column of "
-                '`adb devices`, e.g. "R58M123ABC" or "192.168.1.50:5555")'
-            )
-        device.serial = serial
-    elif "serial" in spec:
-        raise BadInput(f"{at('serial')}: [devices.{name}] 'serial' only applies to transport = \"adb\"")
-    return device
 
 
 def select_devices(devices: dict[str, Device], names: list[str]) -> list[Device]:
@@ -423,38 +310,6 @@ async def check_devices(devices: list[Device], concurrency: int = 8) -> list[dic
 
 
 async def trust_device(device: Device, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
-    """Fetch the device's host key, show its fingerprint, append it to known_hosts when confirmed.
-
-    `confirm(message)` is asked with the fingerprint (the CLI prompts; None accepts). A different key
-    already on file is never replaced silently: that is an error with the `ssh-keygen -R` step.
-    """
-    if device.transport != "ssh":
-        raise BadInput(
-            f"device '{device.name}' uses transport '{device.transport}'; only SSH devices have host keys"
-        )
-    import asyncssh
-
-    from edgekit.transport.ssh import append_known_host, fetch_host_key, known_hosts_label
-
-    host, port = device.hostname or device.host, device.port
-    key = await fetch_host_key(host, port, device.connect_timeout)
-    fingerprint = key.get_fingerprint("sha256")
-    known = Path(device.known_hosts).expanduser()
-    label = known_hosts_label(host, port)
-    record = {"name": device.name, "host": label, "key_type": key.get_algorithm(), "fingerprint": fingerprint}
-    if known.is_file():
-        host_keys, *_ = asyncssh.read_known_hosts(str(known)).match(host, host, port)
-        if any(k.public_data == key.public_data for k in host_keys):
-            return {**record, "added": False, "note": "already trusted"}
-        if host_keys:
-            raise TransportError(
-                f"{device.name}: {known} already holds a DIFFERENT key for {label}; if the device was "
-                f"reinstalled remove it first with `ssh-keygen -R '{label}' -f {known}`",
-                "host_key",
-            )
-    if confirm is not None and not confirm(
-        f"{label} presents {key.get_algorithm()} key {fingerprint}. Trust it?"
-    ):
-        return {**record, "added": False, "note": "declined"}
-    record["line"] = append_known_host(known, host, port, key)
-    return {**record, "added": True}
+    """Fetch the device's host key, show its fingerprint, add it to known_hosts when confirmed: asked of
+    the device's transport (only SSH has host keys; see `SshTransport.trust`)."""
+    return await device.transport_class().trust(device, confirm)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +14,19 @@ from edgekit.fsio import replace_dir, write_json_atomic  # noqa: F401 - re-expor
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
-MODEL_SUFFIXES = {".onnx", ".data", ".xml", ".bin", ".tflite", ".engine", ".plan"}
 
 
-def file_records(directory: Path, entry: str) -> list[dict[str, Any]]:
+def file_records(
+    directory: Path, entry: str, is_model: Callable[[str], bool] | None = None
+) -> list[dict[str, Any]]:
+    """Every file under `directory` (manifest.json aside) with sha256, bytes and role: "entry", "model"
+    (model bytes, as the backend's `is_model(relative path)` says: `Backend.file_records`) or "aux"."""
     records = []
     for file in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
         rel = file.relative_to(directory).as_posix()
-        role = "entry" if rel == entry else ("model" if file.suffix in MODEL_SUFFIXES else "aux")
+        role = "entry" if rel == entry else ("model" if is_model is not None and is_model(rel) else "aux")
         records.append({"path": rel, "sha256": file_sha256(file), "bytes": file.stat().st_size, "role": role})
     return records
-
-
-def entry_bytes(directory: Path, entry: str) -> int:
-    """Bytes of the deployable model: the entry file plus its weight sidecar (.bin / external data)."""
-    path = directory / entry
-    total = path.stat().st_size
-    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
-        total += path.with_suffix(".bin").stat().st_size
-    sidecar = directory / (entry + ".data")
-    if sidecar.exists():
-        total += sidecar.stat().st_size
-    return total
 
 
 def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:

@@ -20,10 +20,11 @@ import onnxruntime as ort
 import pytest
 
 from edgekit import ingest, targets
-from edgekit import trt_formats as fmt
 from edgekit.backends import get_backend
-from edgekit.backends import trt as trt_backend
 from edgekit.backends.base import ExportJob, ExportOptions
+from edgekit.backends.ort import OrtRunner
+from edgekit.backends.trt import calibration, cuda
+from edgekit.backends.trt import formats as fmt
 from edgekit.calib import CalibrationSet
 from edgekit.errors import BadInput, MissingDependency
 from tests.models import plain_conv_net, sample_set, save
@@ -37,7 +38,7 @@ TRT_TARGETS = {
 DATA = Path(__file__).parent / "data"
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 needs_engine = pytest.mark.skipif(
-    not (HAVE_TRT and trt_backend.gpu_present()),
+    not (HAVE_TRT and cuda.gpu_present()),
     reason="engine builds need the `tensorrt` package and an NVIDIA GPU (pip install 'edgekit[tensorrt]')",
 )
 
@@ -54,7 +55,14 @@ def _conv_net(path: Path, batch: int | str = 1) -> Path:
 
 
 def _export(
-    tmp_path: Path, target_name: str, precision: str = "int8", *, batch="1", extra=None, method="entropy"
+    tmp_path: Path,
+    target_name: str,
+    precision: str = "int8",
+    *,
+    batch="1",
+    extra=None,
+    method="entropy",
+    ignore=(),
 ):
     backend = get_backend("tensorrt")
     target = targets.get(target_name)
@@ -72,7 +80,7 @@ def _export(
     calib.validate(prepared.inputs)
     out = tmp_path / f"{target_name}.{precision}.{batch}"
     out.mkdir()
-    options = ExportOptions(calib_method=method, extra=dict(extra or {}))
+    options = ExportOptions(calib_method=method, extra=dict(extra or {}), ignore=list(ignore))
     result = backend.export(ExportJob(prepared, target, precision, out, calib, options))
     return result, out, calib, model
 
@@ -150,12 +158,17 @@ def test_int8_export_header_and_same_scales(tmp_path, target_name):
     cache = fmt.parse_calib_cache((out / "calib.cache").read_text())
     assert (out / "calib.cache").read_text().splitlines()[0] == TRT_TARGETS[target_name]
     assert result.details["trt_version_target"] == targets.get(target_name).runtime["tensorrt"]
-    qdq = trt_backend.qdq_activation_scales(out / "model.qdq.onnx")
+    qdq = calibration.qdq_activation_scales(out / "model.qdq.onnx")
     assert qdq, "the Q/DQ model quantizes no activation"
     for name, scale in qdq.items():  # the Q/DQ ONNX carries exactly the cache's scales
         assert struct.pack(">f", scale) == struct.pack(">f", cache.scales[name]), name
     assert result.entry == "model.qdq.onnx"
     assert result.details["calib_cache"] == "calib.cache"
+    # TensorRT 8.x's ONNX parser rejects INT8 weight initializers: float weights behind Q/DQ there
+    trt8 = fmt.parse_version(targets.get(target_name).runtime["tensorrt"])[0] < 10
+    int8_tensors = [i for i in onnx.load(str(out / "model.qdq.onnx")).graph.initializer if i.data_type == 3]
+    assert any(len(i.dims) > 1 for i in int8_tensors) != trt8
+    assert result.details["calibration"]["qdq"]["weights"] == ("float with Q/DQ" if trt8 else "int8")
     assert {"model.onnx", "model.qdq.onnx", "calib.cache", "build.json", "build.sh"} <= set(os.listdir(out))
 
 
@@ -173,7 +186,7 @@ def test_qdq_onnx_matches_fp32(tmp_path, target_name, batch, method):
     backend = get_backend("tensorrt")
     reference = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     with backend.open_runner(out, _manifest(result, target_name, "int8")) as runner:
-        assert isinstance(runner, trt_backend.OrtRunner)
+        assert isinstance(runner, OrtRunner)
         batches = (
             [calib.arrays["input:0"][:4]] if batch == "N" else [x[None] for x in calib.arrays["input:0"]]
         )
@@ -210,6 +223,62 @@ def test_jetson_nano_int8_builds_fp16_with_one_warning(tmp_path):
     assert result.details["int8_native"] is False
     assert result.details["engine"] is None
     assert os.access(out / "build.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("target_name", ["jetson-orin-nano", "x86-gpu"])
+def test_demo_int8_qdq_meets_the_target_gate(tmp_path, target_name):
+    """The demo's TensorRT INT8 bundle (its Q/DQ ONNX, through onnxruntime) passes the target's default
+    fidelity gate on the labelled validation set, with Q/DQ only where TensorRT runs INT8."""
+    from edgekit.fidelity import compare
+    from edgekit.resources import demo_paths
+
+    paths = demo_paths()
+    backend, target = get_backend("tensorrt"), targets.get(target_name)
+    prepared = ingest.prepare(paths["model"], ingest.PrepareOptions(min_opset=13, max_opset=target.opset_max))
+    calib, val = CalibrationSet.load(paths["calib"]), CalibrationSet.load(paths["val"])
+    calib.validate(prepared.inputs)
+    val.validate(prepared.inputs, "validation set")
+    out = tmp_path / "bundle"
+    out.mkdir()
+    result = backend.export(ExportJob(prepared, target, "int8", out, calib, ExportOptions()))
+    qdq = result.details["calibration"]["qdq"]
+    assert qdq["placement"] == "tensorrt" and qdq["int8_nodes"] > 0 and qdq["per_channel_weights"]
+    reference = ort.InferenceSession(str(prepared.path), providers=["CPUExecutionProvider"])
+    name = prepared.inputs[0].name
+    with backend.open_runner(out, _manifest(result, target_name, "int8")) as runner:
+        got = np.concatenate([runner.infer({name: f[name]})["logits"] for f in val.feeds(1)])
+    want = np.concatenate([reference.run(None, {name: f[name]})[0] for f in val.feeds(1)])
+    report = compare({"logits": want}, {"logits": got}, val.labels, target.fidelity)
+    assert report.passed, report.failures
+
+
+def test_ignore_patterns_keep_nodes_in_float(tmp_path):
+    result, out, _, _ = _export(tmp_path, "jetson-orin-nano", extra={}, ignore=["/conv2/*"])
+    float_nodes = result.details["calibration"]["qdq"]["float_nodes"]
+    (name,) = [n for n in float_nodes if n.startswith("/conv2/")]
+    assert float_nodes[name] == "excluded by request"
+    model = onnx.load(str(out / "model.qdq.onnx"))
+    conv = next(n for n in model.graph.node if n.name == name)
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert all(producers.get(t) != "DequantizeLinear" for t in conv.input)
+
+
+def test_int8_without_any_int8_layer_says_so(tmp_path):
+    """Every weighted layer GEMV-shaped (batch-1 MatMuls): TensorRT would build a float engine."""
+    from tests.models import two_vector_net
+
+    model, _ = two_vector_net()
+    path = save(model, tmp_path / "vec.onnx")
+    prepared = ingest.prepare(path, ingest.PrepareOptions(min_opset=13, max_opset=17))
+    np.savez(tmp_path / "c.npz", **sample_set(model, 8, seed=1))
+    calib = CalibrationSet.load(tmp_path / "c.npz")
+    calib.validate(prepared.inputs)
+    out = tmp_path / "o"
+    out.mkdir()
+    target = targets.get("jetson-orin-nano")
+    result = get_backend("tensorrt").export(ExportJob(prepared, target, "int8", out, calib, ExportOptions()))
+    assert any("no layer of this model in INT8" in w and "--fp16" in w for w in result.warnings)
+    assert result.details["calibration"]["qdq"]["int8_nodes"] == 0
 
 
 def test_native_int8_targets_build_from_qdq(tmp_path):
@@ -311,10 +380,18 @@ def test_required_local_build_without_tensorrt_exits_3(tmp_path):
     assert info.value.exit_code == 3 and "edgekit[tensorrt]" in str(info.value)
 
 
-def test_backend_import_stays_light():
+@pytest.mark.parametrize(
+    ("module", "heavy"),
+    [
+        ("edgekit.backends.trt.backend", ("tensorrt", "pycuda", "cuda")),
+        ("edgekit.backends.trt.formats", ("tensorrt", "pycuda", "cuda", "onnx", "onnxruntime")),
+        ("edgekit.backends.trt", ("tensorrt", "pycuda", "cuda", "onnx", "onnxruntime")),
+    ],
+)
+def test_backend_import_stays_light(module, heavy):
     code = (
-        "import sys, edgekit.backends.trt, edgekit.trt_formats; "
-        "bad = [m for m in ('tensorrt', 'pycuda', 'cuda') if m in sys.modules]; "
+        f"import sys, {module}; "
+        f"bad = [m for m in {heavy!r} if m in sys.modules]; "
         "print(bad); sys.exit(bool(bad))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -399,16 +476,18 @@ def _export_times_text(latencies: list[float], warmup: int) -> str:
 
 
 def test_parse_export_times_percentiles():
+    """A trace is summarised with the agent's statistics, like every other latency record."""
+    from edgekit.agent import latency_stats
+
     latencies = [float(v) for v in range(1, 101)]  # 1..100 ms
     text = _export_times_text([500.0, 400.0] + latencies, warmup=2)
     everything = fmt.parse_export_times(text)
     assert everything["queries"] == 102
     stats = fmt.parse_export_times(text, warmup_ms=900.0)["latency_ms"]  # warm-up: compute starts < 900 ms
-    assert stats["count"] == 100
-    assert stats["min"] == 1.0 and stats["max"] == 100.0 and stats["mean"] == pytest.approx(50.5)
-    assert stats["p50"] == pytest.approx(50.5)  # even count: mean of the middle two, as trtexec does
-    # trtexec's nearest rank in float32: (1 - 0.99f) * 100 < 1, so its p99 of 100 samples is the max
-    assert (stats["p90"], stats["p95"], stats["p99"]) == (90.0, 95.0, 100.0)
+    assert stats == latency_stats(latencies)
+    assert stats["count"] == 100 and stats["min"] == 1.0 and stats["max"] == 100.0
+    for q in (50, 90, 95, 99):
+        assert stats[f"p{q}"] == pytest.approx(np.percentile(latencies, q))
     assert stats["std"] == pytest.approx(float(np.std(latencies)))
     compute = fmt.parse_export_times(text, warmup_ms=900.0)["gpu_compute_ms"]
     assert compute["min"] == pytest.approx(0.93)
@@ -437,7 +516,9 @@ def test_local_engine_build_and_verify(tmp_path, int8_mode):
     assert (out / "timing.cache").exists()
     reference = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     with get_backend("tensorrt").open_runner(out, _manifest(result, "x86-gpu", "int8")) as runner:
-        assert isinstance(runner, trt_backend.EngineRunner)
+        from edgekit.backends.trt.engine import EngineRunner
+
+        assert isinstance(runner, EngineRunner)
         x = calib.arrays["input:0"][:1]
         got = runner.infer({"input:0": x})["logits"]
     assert _cosine(got, reference.run(["logits"], {"input:0": x})[0]) > 0.98
@@ -449,3 +530,29 @@ def test_local_engine_build_dynamic_batch(tmp_path):
     result, out, calib, _ = _export(tmp_path, "x86-gpu", batch="N", extra={"build_engine": "1"})
     with get_backend("tensorrt").open_runner(out, _manifest(result, "x86-gpu", "int8")) as runner:
         assert runner.infer({"input:0": calib.arrays["input:0"][:3]})["logits"].shape == (3, 10)
+
+
+def test_bundle_copies_external_weights(tmp_path):
+    """A prepared model over ~1.8 GB keeps its weights in a file beside it; the bundle takes both."""
+    from edgekit.backends.trt.backend import _copy_model
+
+    model, weights = plain_conv_net()
+    source = tmp_path / "prepared" / "model.onnx"
+    source.parent.mkdir()
+    onnx.save(model, str(source), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    _copy_model(source, bundle / "model.onnx")
+    assert sorted(os.listdir(bundle)) == ["model.onnx", "model.onnx.data"]
+    loaded = onnx.load(str(bundle / "model.onnx"))
+    arrays = [onnx.numpy_helper.to_array(i) for i in loaded.graph.initializer]
+    assert sum(a.size for a in arrays) == sum(w.size for w in weights)
+
+
+def test_backend_answers_for_targets_and_demo():
+    backend = get_backend("tensorrt")
+    assert (backend.bundle_only() is None) == HAVE_TRT
+    host, device = targets.get("x86-gpu"), targets.get("jetson-orin-nano")
+    assert backend.times_here(host, {"details": {"engine": "model.engine"}})
+    assert not backend.times_here(host, {"details": {"engine": None}})
+    assert not backend.times_here(device, {"details": {"engine": "model.engine"}})

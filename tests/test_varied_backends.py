@@ -68,7 +68,7 @@ def test_tflite_full_int8(key: str, tmp_path: Path, run_cli) -> None:
 
 @pytest.mark.parametrize("key", list(VARIED))
 def test_tensorrt_bundle(key: str, tmp_path: Path, run_cli) -> None:
-    from edgekit import trt_formats
+    from edgekit.backends.trt import formats as trt_formats
 
     code, manifest, err = _export(run_cli, tmp_path, key, "jetson-orin-nano", "int8")
     assert code == 0, f"{key}: {err}"

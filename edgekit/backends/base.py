@@ -1,9 +1,23 @@
-"""The one small interface every backend implements (after Polygraphy's loader/runner split).
+"""The one small interface every backend implements (after Polygraphy's loader/runner split and
+tvmc's frontends: everything about a backend is asked of the backend).
 
-A backend is one file in this package. It turns a *prepared* ONNX model (see `edgekit.ingest`) into
-artifact files for one target and precision, and opens a host-side runner for those files so that
-`verify` and the local benchmark can run them. Everything shared (ingest, calibration reading,
-manifest writing, atomic output, fidelity metrics) lives outside the backends.
+A backend is one file (or package) in this package. It turns a *prepared* ONNX model (see
+`edgekit.ingest`) into artifact files for one target and precision, and opens a host-side runner for
+those files so that `verify` can run them. Everything else the rest of edgekit needs to know about a
+backend is a question asked of its `Backend` object, each with a default here so that a new backend
+overrides only what differs:
+
+- what it offers: `precisions`, `needs_calibration(precision, options)`, its typed `Options`
+  (`--option KEY=VALUE`), `status()` / `bundle_only()` for `edgekit targets`;
+- what it produced: `deployable_files()` / `deployable_bytes()` (the model bytes a device loads),
+  `file_records()` for the manifest;
+- how it runs on a device: `run_device()` (the runtime's device string, e.g. OpenVINO "GPU", sent to
+  the agent), `device_files()` (what is uploaded), `on_device_entry()` (the remote file the agent
+  loads; TensorRT builds its engine there), and `times_here()` (whether timing it on this machine
+  times the target's own runtime: the demo's question).
+
+Shared machinery (ingest, calibration reading, manifest writing, atomic output, fidelity metrics,
+the timing loop) lives outside the backends.
 """
 
 from __future__ import annotations
@@ -14,19 +28,22 @@ import importlib.util
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from edgekit.backends.options import BackendOptions
 from edgekit.errors import BadInput, MissingDependency
 
 if TYPE_CHECKING:
     from edgekit.calib import CalibrationSet
     from edgekit.ingest import PreparedModel
+    from edgekit.runner import BenchSettings, Job
     from edgekit.targets import Gates, TargetProfile
+    from edgekit.transport import Transport
 
 
 @dataclass
@@ -57,6 +74,24 @@ class TensorSpec:
         }
 
     @classmethod
+    def build(
+        cls,
+        name: str,
+        shape: Iterable[int | str | None],
+        dtype: Any,
+        source_name: str | None = None,
+        layout: str | None = None,
+        quant: dict[str, float] | None = None,
+    ) -> TensorSpec:
+        """The one way a backend makes a spec: unknown dims become their symbol (or "?"), the dtype its
+        numpy name, and a rank-4 float tensor without an explicit layout is NCHW (ONNX's own layout)."""
+        dims: list[int | str] = [d if isinstance(d, int) else (str(d) if d else "?") for d in shape]
+        np_dtype = np.dtype(dtype)
+        if layout is None:
+            layout = "NCHW" if len(dims) == 4 and np.issubdtype(np_dtype, np.floating) else ""
+        return cls(name, source_name or name, dims, np_dtype.name, layout, quant)
+
+    @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TensorSpec:
         return cls(
             name=data["name"],
@@ -68,9 +103,18 @@ class TensorSpec:
         )
 
 
+def manifest_specs(manifest: Mapping[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The one manifest -> spec parser: (inputs, outputs) of an artifact's manifest."""
+    return (
+        [TensorSpec.from_json(s) for s in manifest["inputs"]],
+        [TensorSpec.from_json(s) for s in manifest.get("outputs", [])],
+    )
+
+
 @dataclass
 class ExportOptions:
-    """What the user asked for, beyond target and precision. Backends read the fields they know."""
+    """What the user asked for, beyond target and precision. Backends read the fields they know;
+    backend-specific options are the backend's typed `Options` (see `Backend.options_of`)."""
 
     calib_method: str = "entropy"  # minmax | entropy | percentile
     dynamic_int8: bool = False  # weights-only / dynamic-range int8 instead of static
@@ -78,7 +122,11 @@ class ExportOptions:
     ignore: list[str] = field(default_factory=list)  # node-name patterns kept in float
     max_accuracy_drop: float | None = None  # accuracy-controlled quantization, where supported
     threads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific, from --option k=v
+    # backend-specific `--option KEY=VALUE`: strings as given (or typed values from the API);
+    # `Backend.options_of` parses them once into `backend_options` and leaves `extra` holding the
+    # typed values the user set (what backends not yet on typed options read)
+    extra: dict[str, Any] = field(default_factory=dict)
+    backend_options: BackendOptions | None = None
     # INT8 search (edgekit.int8): recipe search + sensitive-node fallback to meet the gate
     search: bool = True  # False: the single default recipe (--no-search)
     max_revert: float = 0.25  # share of quantized nodes fallback may keep in float (--max-revert)
@@ -169,7 +217,15 @@ class Backend(ABC):
     # characters allowed in tensor/node names; None = anything goes. Names outside it are rewritten.
     name_pattern: str | None = None
     min_opset: int = 13
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")  # what export can produce
+    Options: ClassVar[type[BackendOptions]] = BackendOptions  # its `--option KEY=VALUE` (none here)
+    # files of these suffixes are model bytes (role "model" in the manifest); the rest are logs, recipes
+    model_suffixes: tuple[str, ...] = (".onnx", ".data")
+    # the runner class of edgekit/agent.py that runs its artifacts on a device (default: `name`); a
+    # backend whose artifacts an existing runtime runs names that runtime and needs no agent change
+    agent_runner: str = ""
 
+    # ---- what it needs and offers ------------------------------------------------------------------
     def missing_modules(self) -> list[str]:
         return [m for m in self.modules if importlib.util.find_spec(m) is None]
 
@@ -192,6 +248,47 @@ class Backend(ABC):
                 out[mod] = "unknown"
         return out
 
+    def bundle_only(self) -> str | None:
+        """Why an installed backend only writes a bundle that is finished on the device (its runtime is
+        not here), e.g. "bundle only: no tensorrt here, engines build on the device"; None otherwise."""
+        return None
+
+    def status(self) -> str:
+        """One line for `edgekit targets`: installed, installed with the bundle-only note, or what to
+        install."""
+        missing = self.missing_modules()
+        if missing:
+            return f"missing {', '.join(missing)} (pip install 'edgekit[{self.extra}]')"
+        note = self.bundle_only()
+        return f"installed ({note})" if note else "installed"
+
+    def check_precision(self, precision: str, target: TargetProfile) -> None:
+        """BadInput unless both this backend and the target offer `precision`."""
+        if precision not in self.precisions:
+            raise BadInput(f"the {self.name} backend exports {', '.join(self.precisions)}, not '{precision}'")
+        if target.precisions and precision not in target.precisions:
+            raise BadInput(f"target '{target.name}' supports {', '.join(target.precisions)}, not {precision}")
+
+    def needs_calibration(self, precision: str, options: ExportOptions) -> bool:
+        """Whether an export at `precision` with `options` needs a calibration set (checked before any
+        work). Static INT8 does; dynamic-range INT8 and float precisions do not."""
+        return precision == "int8" and not options.dynamic_int8
+
+    def parse_options(self, items: Iterable[str] | Mapping[str, Any] | None) -> BackendOptions:
+        """`--option KEY=VALUE` strings (or a mapping) -> this backend's typed Options (BadInput on
+        unknown keys, with the closest name, and on values of the wrong type)."""
+        return self.Options.parse(items, self.name)
+
+    def options_of(self, options: ExportOptions) -> BackendOptions:
+        """The typed Options of an export, parsed once from `options.extra` (kept on `options`)."""
+        if type(options.backend_options) is not self.Options:
+            parsed = self.parse_options(options.extra)
+            options.backend_options = parsed
+            options.extra = parsed.given()
+        assert options.backend_options is not None
+        return options.backend_options
+
+    # ---- export and host runner ---------------------------------------------------------------------
     @abstractmethod
     def export(self, job: ExportJob) -> ExportResult:
         """Write the artifact file(s) for `job` into `job.out_dir`."""
@@ -199,3 +296,57 @@ class Backend(ABC):
     @abstractmethod
     def open_runner(self, artifact_dir: Path, manifest: Mapping[str, Any]) -> HostRunner:
         """A host runner for an exported artifact directory."""
+
+    # ---- what it produced ---------------------------------------------------------------------------
+    def deployable_files(self, directory: Path, entry: str) -> list[str]:
+        """The files a device loads: the entry and its weight sidecar (ONNX external data)."""
+        files = [entry]
+        if (Path(directory) / (entry + ".data")).is_file():
+            files.append(entry + ".data")
+        return files
+
+    def deployable_bytes(self, directory: Path, entry: str) -> int:
+        """Bytes of the deployable model (the manifest's artifact size and compression ratio)."""
+        return sum((Path(directory) / rel).stat().st_size for rel in self.deployable_files(directory, entry))
+
+    def file_records(self, directory: Path, entry: str) -> list[dict[str, Any]]:
+        """Every file of the artifact with sha256, bytes and role (entry / model / aux)."""
+        from edgekit.manifest import file_records
+
+        return file_records(directory, entry, lambda rel: Path(rel).suffix in self.model_suffixes)
+
+    # ---- where and how it runs ----------------------------------------------------------------------
+    def agent_backend(self) -> str:
+        """The `backend` of the agent's job file: which runner class of edgekit/agent.py loads it."""
+        return self.agent_runner or self.name
+
+    def run_device(self, target: TargetProfile | None, manifest: Mapping[str, Any]) -> str:
+        """The runtime's device string the agent runs the artifact on: the target profile's `device`
+        (e.g. "GPU", "NPU", "CUDA"), else "CPU"."""
+        device = target.device if target is not None else None
+        return str(device or "CPU").upper()
+
+    def times_here(self, target: TargetProfile, manifest: Mapping[str, Any]) -> bool:
+        """Whether running the artifact on this machine times the target's own runtime (the demo's
+        question): host-built artifacts that run on a CPU."""
+        return target.build == "host" and self.run_device(target, manifest) == "CPU"
+
+    def device_files(self, manifest: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+        """(relative posix path, sha256 or None) of every file a device needs; the entry included."""
+        listed = [(str(f["path"]), f.get("sha256")) for f in manifest.get("files", [])]
+        if not any(path == manifest["entry"] for path, _ in listed):
+            listed.append((str(manifest["entry"]), None))
+        return listed
+
+    async def on_device_entry(
+        self,
+        transport: Transport,
+        job: Job,
+        remote_dir: str,
+        settings: BenchSettings,
+        emit: Callable[[str], None],
+    ) -> str:
+        """The remote path of the file the agent loads, once the artifact's files are in `remote_dir`.
+        Default: the uploaded entry. A backend that finishes its artifact on the device (TensorRT
+        builds its engine there) does that here and returns what it built."""
+        return f"{remote_dir}/{job.artifact.manifest['entry']}"

@@ -12,7 +12,15 @@ import numpy as np
 import onnx
 
 from edgekit import quant
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec, name_matches
+from edgekit.backends.base import (
+    Backend,
+    ExportJob,
+    ExportResult,
+    HostRunner,
+    TensorSpec,
+    manifest_specs,
+    name_matches,
+)
 from edgekit.errors import BadInput, InternalError
 from edgekit.ingest import EXTERNAL_DATA_THRESHOLD, io_info, toposort
 
@@ -24,17 +32,10 @@ ENTRY = "model.onnx"
 def tensor_specs(
     model: onnx.ModelProto, name_map: Mapping[str, str]
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """TensorSpecs of an ONNX model's I/O; image-shaped 4-D tensors are NCHW."""
+    """TensorSpecs of an ONNX model's I/O (source names through `name_map`)."""
 
-    def spec(info) -> TensorSpec:
-        shape = [d if d is not None else "?" for d in info.shape]
-        return TensorSpec(
-            name=info.name,
-            source_name=name_map.get(info.name, info.name),
-            shape=shape,
-            dtype=info.dtype.name,
-            layout="NCHW" if len(shape) == 4 else "",
-        )
+    def spec(info: Any) -> TensorSpec:
+        return TensorSpec.build(info.name, info.shape, info.dtype, name_map.get(info.name, info.name))
 
     inputs, outputs = io_info(model)
     return [spec(i) for i in inputs], [spec(o) for o in outputs]
@@ -99,6 +100,8 @@ class OnnxRuntimeBackend(Backend):
 
     def export(self, job: ExportJob) -> ExportResult:
         self.require()
+        self.check_precision(job.precision, job.target)
+        self.options_of(job.options)  # no options: anything given is a BadInput naming it
         import onnxruntime as ort
 
         out = job.out_dir / ENTRY
@@ -115,11 +118,9 @@ class OnnxRuntimeBackend(Backend):
             if blocked:
                 details["kept_fp32_ops"] = blocked
                 warnings.append(f"op types kept in FP32 (no FP16 kernel): {', '.join(blocked)}")
-        elif job.precision == "int8":
+        else:
             details.update(self._int8(job, out))
             warnings.extend(n for n in details.get("notes", []) if "fell back" in n or "without" in n)
-        else:
-            raise BadInput(f"precision '{job.precision}' is not supported by onnxruntime")
         if model.ByteSize() > EXTERNAL_DATA_THRESHOLD and job.precision != "fp32":
             log.info("large model: stored with external data")
         final = onnx.load(str(out))
@@ -165,12 +166,11 @@ class OnnxRuntimeBackend(Backend):
 
     def open_runner(self, artifact_dir: Path, manifest: Mapping[str, Any]) -> HostRunner:
         self.require()
-        return OrtRunner(
-            artifact_dir / manifest["entry"],
-            [TensorSpec.from_json(s) for s in manifest["inputs"]],
-            [TensorSpec.from_json(s) for s in manifest["outputs"]],
-            threads=manifest.get("threads"),
-        )
+        path = Path(artifact_dir) / manifest["entry"]
+        if not path.exists():
+            raise BadInput(f"{artifact_dir}: the artifact file {manifest['entry']} is missing")
+        inputs, outputs = manifest_specs(manifest)
+        return OrtRunner(path, inputs, outputs, threads=manifest.get("threads"))
 
 
 def _matching_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
@@ -179,7 +179,8 @@ def _matching_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
 
 
 class OrtRunner(HostRunner):
-    """A CPU InferenceSession; fp16-I/O artifacts get their inputs cast and outputs widened."""
+    """The one host ONNX Runtime runner (every backend whose host-verifiable file is ONNX uses it):
+    a CPU InferenceSession; fp16-I/O artifacts get their inputs cast and outputs widened."""
 
     def __init__(
         self,

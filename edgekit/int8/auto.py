@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BadInput, EdgekitError
+from edgekit.int8 import search_record
 
 log = logging.getLogger(__name__)
 
-ROUNDS = 5
-ITERATIONS_PER_ROUND = 40
-MIN_ROUND_S = 0.2
+ROUNDS = 3
+ITERATIONS_PER_ROUND = 50
+WARMUP = 10
+MIN_ROUND_S = 0.3
 TIE = 0.05  # p50s this close count as equally fast
 
 
@@ -95,7 +97,7 @@ def export_auto(req: Any, progress: Callable[[str], None]) -> Any:
 def _fidelity_row(outcome: Any) -> dict[str, Any]:
     report = outcome.fidelity
     manifest = outcome.manifest
-    search = (manifest.get("details") or {}).get("int8_search") or {}
+    search = search_record(manifest) or {}
     passed = report.passed if report is not None else search.get("passed", True)
     return {
         "status": "ok" if passed else "gate failed",
@@ -112,43 +114,42 @@ def _fidelity_row(outcome: Any) -> dict[str, Any]:
 def _time_here(
     target: Any, outcomes: dict[str, Any], rows: list[dict[str, Any]], progress: Callable[[str], None]
 ) -> bool:
-    """p50 of every precision that runs here, interleaved rounds of the agent's timing loop."""
-    from edgekit.agent import latency_stats, timed_loop
-    from edgekit.api import random_feed
-    from edgekit.backends import get_backend
-    from edgekit.demo import runs_here
+    """p50 of every precision that runs here with the target's runtime, through the one timing path
+    (`runner.bench_local`: the local device agent's loop, as `edgekit bench --device local`), in
+    interleaved rounds: a precision's p50 is the median of its rounds' p50s."""
+    import statistics
 
-    here = {p: o for p, o in outcomes.items() if runs_here(target, o.manifest)}
+    from edgekit import runner
+    from edgekit.backends import get_backend
+
+    here = {p: o for p, o in outcomes.items() if get_backend(target.backend).times_here(target, o.manifest)}
     if not here:
         for row in rows:
             row["p50_ms"] = None
         return False
-    runners: dict[str, Any] = {}
-    samples: dict[str, list[float]] = {p: [] for p in here}
-    try:
+    progress(f"auto: timing {', '.join(here)} here ({ROUNDS} interleaved rounds)")
+    rounds: dict[str, list[float]] = {p: [] for p in here}
+    runtime: dict[str, str] = {}
+    for _ in range(ROUNDS):
         for precision, outcome in here.items():
-            backend = get_backend(outcome.manifest["backend"])
-            runners[precision] = backend.open_runner(outcome.path, outcome.manifest)
-        feed = random_feed(next(iter(here.values())).manifest)
-        for runner in runners.values():
-            for _ in range(5):
-                runner.infer(feed)
-        progress(f"auto: timing {', '.join(here)} here ({ROUNDS} interleaved rounds)")
-        for _ in range(ROUNDS):
-            for precision, runner in runners.items():
-                times, _ = timed_loop(lambda r=runner: r.infer(feed), ITERATIONS_PER_ROUND, MIN_ROUND_S)
-                samples[precision].extend(times)
-    finally:
-        for runner in runners.values():
-            runner.close()
+            try:
+                record = runner.bench_local(
+                    outcome.path, iterations=ITERATIONS_PER_ROUND, warmup=WARMUP, min_duration_s=MIN_ROUND_S
+                )
+            except EdgekitError as exc:
+                log.warning("timing %s failed: %s", precision, exc)
+                continue
+            rounds[precision].append(float(record["latency_ms"]["p50"]))
+            info = record.get("runtime") or {}
+            runtime[precision] = " ".join(str(v) for v in (info.get("name"), info.get("version")) if v)
     for row in rows:
         precision = row["precision"]
-        if precision in samples and samples[precision]:
-            row["p50_ms"] = round(latency_stats(samples[precision])["p50"], 4)
-            row["timed_as"] = f"{target.backend} on this host"
+        if rounds.get(precision):
+            row["p50_ms"] = round(statistics.median(rounds[precision]), 4)
+            row["timed_as"] = f"{runtime.get(precision) or target.backend} on this host"
         else:
             row["p50_ms"] = None
-    return True
+    return any(rounds.values())
 
 
 def _choice_record(chosen: dict[str, Any], rows: list[dict[str, Any]], timed: bool) -> dict[str, Any]:

@@ -47,6 +47,7 @@ def search_qdq(
     builder: QdqBuilder | None = None,
     save: Callable[[onnx.ModelProto, Path], None] | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    ranges_out: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """Run the search for a Q/DQ target and write the chosen model to `out`. Returns the manifest's
     `int8_search` section (its `passed` says whether the gate holds on the scoring samples).
@@ -79,8 +80,12 @@ def search_qdq(
         gates: Gates = job.gates or job.target.fidelity
         search = Search(adapter, data, gates, settings_for(job), progress)
         outcome = search.run()
-        if not outcome.excluded:
+        if not outcome.excluded and builder is None:
             _compact(adapter, outcome, data, gates)
+        if ranges_out is not None:  # every activation's range under the chosen recipe (a calib cache)
+            recipe = outcome.candidate.recipe
+            symmetric = recipe.get("activations") == "symmetric"
+            ranges_out.update(adapter.ranges(str(recipe.get("calibration", "minmax")), symmetric))
         model = onnx.load(str(adapter.path(outcome.candidate)))
         if save is not None:
             save(model, out)
@@ -113,13 +118,18 @@ def search_tensorrt_qdq(
     out: Path,
     builder: QdqBuilder | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    ranges_out: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """The search for a TensorRT target's Q/DQ ONNX, scored with reference Q/DQ semantics (what
     TensorRT computes; the backend's host runner must verify the same way: OrtRunner(reference_qdq=True)).
-    `builder` is the TensorRT-aware Q/DQ placement (default: onnxruntime's quantizer)."""
+    `builder` is the TensorRT-aware Q/DQ placement (default: onnxruntime's quantizer); with one, the
+    graph-output and op-scope dimensions are left out (the placement decides both). `ranges_out`
+    receives every activation's range under the chosen recipe (for the calibration cache)."""
     from edgekit.int8.ort_qdq import REFERENCE
 
     settings = {**TENSORRT_QUANTIZATION, **(job.target.quantization or {})}
+    if builder is not None:
+        settings["search"] = {**settings.get("search", {}), "outputs": ["int8"], "scope": ["all"]}
     return search_qdq(
         job,
         out,
@@ -128,6 +138,7 @@ def search_tensorrt_qdq(
         semantics=REFERENCE,
         builder=builder,
         progress=progress,
+        ranges_out=ranges_out,
     )
 
 

@@ -21,10 +21,15 @@ import contextlib
 import logging
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import EdgekitError, MissingDependency
-from edgekit.transport.base import Transport, TransportError, quote_argv
+from edgekit.transport.base import DeviceConfig, Transport, TransportError, quote_argv
+
+if TYPE_CHECKING:
+    from edgekit.inventory import Device
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,37 @@ def _last_line(text: str) -> str:
 
 class AdbTransport(Transport):
     kind = "adb"
+    config_keys = {"serial": str}  # as `adb devices` lists it
+    implied_by = "serial"
+
+    @classmethod
+    def default_workdir(cls) -> str:
+        return DEFAULT_ADB_WORKDIR  # writable by adb's `shell` user
+
+    @classmethod
+    def settings_from_config(cls, config: DeviceConfig) -> dict[str, Any]:
+        serial = str(config.spec.get("serial", "")).strip()
+        if not serial:
+            raise config.fail(
+                None,
+                "transport 'adb' needs serial = \"...\" (the first column of `adb devices`, e.g. "
+                '"R58M123ABC" or "192.168.1.50:5555")',
+            )
+        return {"serial": serial}
+
+    @classmethod
+    def address(cls, settings: Mapping[str, Any]) -> str:
+        return f"adb {settings['serial']}"
+
+    @classmethod
+    def for_device(cls, device: Device) -> AdbTransport:
+        return cls(
+            device.name,
+            serial=device.settings["serial"],
+            python=device.python,
+            workdir=device.workdir,
+            connect_timeout=device.connect_timeout,
+        )
 
     def __init__(
         self,

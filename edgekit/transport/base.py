@@ -3,7 +3,10 @@
 A transport reaches one device. Everything the runner does on a device goes through four primitives
 (`_put`, `_get`, `run`, `close`) plus `connect`; the shared logic (workdir resolution, checksums,
 skip-if-present uploads, removal) is written once here on top of them and of the device's own Python,
-so a new transport (adb, serial, ...) is one more file implementing the primitives.
+so a new transport (adb, serial, ...) is one more file implementing the primitives, plus its answers
+to the inventory's questions: which devices.toml keys it takes (`config_keys`, `settings_from_config`),
+how its address and credentials read (`address`, `credentials`), how it is built for a device
+(`for_device`) and whether it has host keys to trust (`trust`).
 
 Remote commands are ONLY ever built from an argv list, each argument quoted with `shlex.quote`
 (`quote_argv`); nothing user-supplied is pasted into a shell string.
@@ -18,10 +21,16 @@ import os
 import shlex
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgekit.digest import file_sha256 as sha256_file
-from edgekit.errors import Unreachable
+from edgekit.errors import BadInput, Unreachable
+
+if TYPE_CHECKING:
+    from edgekit.inventory import Device
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,21 @@ class TransportError(Unreachable):
         self.kind = kind
 
 
+@dataclass
+class DeviceConfig:
+    """One [devices.NAME] table being read, for a transport's `settings_from_config`: its keys, and
+    where each is (`at(key)`: "devices.toml:12") so that every error names file, line and key."""
+
+    name: str
+    spec: Mapping[str, Any]
+    where: str  # the [devices.NAME] header's location
+    at: Callable[[str], str]  # a key's location (the header's when the key is absent)
+    ssh_config: str | Path = "~/.ssh/config"
+
+    def fail(self, key: str | None, message: str) -> BadInput:
+        return BadInput(f"{self.at(key) if key else self.where}: [devices.{self.name}] {message}")
+
+
 def quote_argv(argv: list[str]) -> str:
     """The one place a remote command line is made: every argument shell-quoted."""
     if not argv:
@@ -83,6 +107,48 @@ class Transport(ABC):
     """One device. Use as `async with transport:` or call connect()/close()."""
 
     kind = "abstract"
+    # devices.toml keys of this transport (name -> accepted type); the generic ones are the inventory's
+    config_keys: ClassVar[dict[str, type | tuple[type, ...]]] = {}
+    implied_by: ClassVar[str | None] = None  # a key that selects this transport when none is named
+
+    # -- the inventory's questions -----------------------------------------------------------------
+
+    @classmethod
+    def default_workdir(cls) -> str:
+        return "~/.cache/edgekit"
+
+    @classmethod
+    def default_target(cls) -> str | None:
+        """The target profile of a device that names none (None: devices.toml must name it)."""
+        return None
+
+    @classmethod
+    def settings_from_config(cls, config: DeviceConfig) -> dict[str, Any]:
+        """This transport's settings of a device, validated and resolved from its devices.toml table
+        (keys already type-checked against `config_keys`); errors through `config.fail`."""
+        return {}
+
+    @classmethod
+    def address(cls, settings: Mapping[str, Any]) -> str:
+        """How the device is reached, for tables and result records."""
+        return cls.kind
+
+    @classmethod
+    def credentials(cls, settings: Mapping[str, Any]) -> str:
+        """What authenticates us ("-" when nothing does)."""
+        return "-"
+
+    @classmethod
+    @abstractmethod
+    def for_device(cls, device: Device) -> Transport:
+        """A transport for an inventory device."""
+
+    @classmethod
+    async def trust(cls, device: Device, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        """Record the device's host key as trusted (`edgekit devices trust`); only SSH has host keys."""
+        raise BadInput(
+            f"device '{device.name}' uses transport '{device.transport}'; only SSH devices have host keys"
+        )
 
     def __init__(self, name: str, python: str = "python3", workdir: str = "~/.cache/edgekit") -> None:
         self.name = name

@@ -4,15 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import platform
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgekit.transport.base import Transport, TransportError
+
+if TYPE_CHECKING:
+    from edgekit.inventory import Device
+
+CACHE_ENV = "EDGEKIT_CACHE_DIR"
 
 
 class LocalTransport(Transport):
     kind = "local"
+
+    @classmethod
+    def default_workdir(cls) -> str:
+        """edgekit's cache directory (EDGEKIT_CACHE_DIR, else ~/.cache/edgekit), like its other caches."""
+        return os.environ.get(CACHE_ENV) or "~/.cache/edgekit"
+
+    @classmethod
+    def default_target(cls) -> str:
+        """This machine's CPU profile."""
+        return "arm64-cpu" if platform.machine().lower() in ("aarch64", "arm64") else "x86-cpu"
+
+    @classmethod
+    def address(cls, settings: Mapping[str, Any]) -> str:
+        return "localhost"
+
+    @classmethod
+    def for_device(cls, device: Device) -> LocalTransport:
+        python = device.python if device.python != "python3" else None  # default: this interpreter
+        return cls(device.name, python=python, workdir=device.workdir)
 
     def __init__(
         self, name: str = "local", python: str | None = None, workdir: str = "~/.cache/edgekit"

@@ -1,8 +1,10 @@
 """SSH transport (asyncssh): host keys checked against known_hosts, keys or agent only.
 
 asyncssh's own ~/.ssh/config loading is switched off (`config=[]`): edgekit resolves the device's
-host through ~/.ssh/config itself (edgekit.inventory) and passes the resolved HostName, User, Port,
-IdentityFile and ProxyJump explicitly, so what `devices list` shows is what is used.
+host through ~/.ssh/config itself (`edgekit.transport.ssh_config`, when the inventory is read) and
+passes the resolved HostName, User, Port, IdentityFile and ProxyJump explicitly, so what `devices
+list` shows is what is used. Host-key trust (`edgekit devices trust`) lives here too: a key is shown
+by its fingerprint and appended to known_hosts only when confirmed, never replacing a different one.
 """
 
 from __future__ import annotations
@@ -11,11 +13,18 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import MissingDependency
-from edgekit.transport.base import Transport, TransportError, quote_argv
+from edgekit.transport.base import DeviceConfig, Transport, TransportError, quote_argv
+from edgekit.transport.ssh_config import expand_identity, resolve_ssh_config
+
+if TYPE_CHECKING:
+    from edgekit.inventory import Device
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,106 @@ def has_known_key(known_hosts: Path, host: str, port: int) -> bool:
 
 class SshTransport(Transport):
     kind = "ssh"
+    config_keys = {
+        "host": str,  # an ~/.ssh/config alias or a hostname
+        "user": str,
+        "port": int,
+        "identity_file": str,
+        "known_hosts": str,
+        "proxy_jump": str,
+    }
+    implied_by = "host"
+
+    # -- the inventory's questions -----------------------------------------------------------------
+
+    @classmethod
+    def settings_from_config(cls, config: DeviceConfig) -> dict[str, Any]:
+        """host / user / port / identity files / ProxyJump from devices.toml, the rest from
+        ~/.ssh/config as OpenSSH resolves it (devices.toml wins, as ssh's command line does)."""
+        spec = config.spec
+        host = spec.get("host", "")
+        if not host:
+            raise config.fail(None, "transport 'ssh' needs host = \"...\"")
+        port = spec.get("port")
+        if port is not None and not 0 < port < 65536:
+            raise config.fail("port", f"port {port} is out of range 1-65535")
+        resolved = resolve_ssh_config(host, config.ssh_config)
+        hostname = resolved.hostname or host
+        user = spec.get("user") or resolved.user
+        files = [spec["identity_file"]] if "identity_file" in spec else resolved.identity_files
+        return {
+            "host": host,  # as written
+            "hostname": hostname,  # resolved
+            "user": user,
+            "port": int(port or resolved.port or 22),
+            "identity_files": [expand_identity(f, hostname, user) for f in files],
+            "known_hosts": spec.get("known_hosts", DEFAULT_KNOWN_HOSTS),
+            "proxy_jump": spec.get("proxy_jump") or resolved.proxy_jump,
+        }
+
+    @classmethod
+    def address(cls, settings: Mapping[str, Any]) -> str:
+        where = f"{settings.get('hostname') or settings['host']}:{settings.get('port', 22)}"
+        return where + (f" via {settings['proxy_jump']}" if settings.get("proxy_jump") else "")
+
+    @classmethod
+    def credentials(cls, settings: Mapping[str, Any]) -> str:
+        return ", ".join(settings.get("identity_files") or []) or "agent"
+
+    @classmethod
+    def for_device(cls, device: Device) -> SshTransport:
+        settings = device.settings
+        return cls(
+            device.name,
+            host=settings["hostname"] or settings["host"],
+            port=settings["port"],
+            username=settings["user"],
+            identity_files=settings["identity_files"],
+            known_hosts=settings["known_hosts"],
+            proxy_jump=settings["proxy_jump"],
+            python=device.python,
+            workdir=device.workdir,
+            connect_timeout=device.connect_timeout,
+        )
+
+    @classmethod
+    async def trust(cls, device: Device, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
+        """Fetch the device's host key, show its fingerprint, append it to known_hosts when confirmed.
+
+        `confirm(message)` is asked with the fingerprint (the CLI prompts; None accepts). A different key
+        already on file is never replaced silently: that is an error with the `ssh-keygen -R` step.
+        """
+        asyncssh = _asyncssh()
+        settings = device.settings
+        host, port = settings["hostname"] or settings["host"], settings["port"]
+        key = await fetch_host_key(host, port, device.connect_timeout)
+        fingerprint = key.get_fingerprint("sha256")
+        known = Path(settings["known_hosts"]).expanduser()
+        label = known_hosts_label(host, port)
+        record = {
+            "name": device.name,
+            "host": label,
+            "key_type": key.get_algorithm(),
+            "fingerprint": fingerprint,
+        }
+        if known.is_file():
+            host_keys, *_ = asyncssh.read_known_hosts(str(known)).match(host, host, port)
+            if any(k.public_data == key.public_data for k in host_keys):
+                return {**record, "added": False, "note": "already trusted"}
+            if host_keys:
+                raise TransportError(
+                    f"{device.name}: {known} already holds a DIFFERENT key for {label}; if the device was "
+                    f"reinstalled remove it first with `ssh-keygen -R '{label}' -f {known}`",
+                    "host_key",
+                )
+        if confirm is not None and not confirm(
+            f"{label} presents {key.get_algorithm()} key {fingerprint}. Trust it?"
+        ):
+            return {**record, "added": False, "note": "declined"}
+        record["line"] = append_known_host(known, host, port, key)
+        return {**record, "added": True}
+
+    # -- the connection ----------------------------------------------------------------------------
 
     def __init__(
         self,

@@ -1,9 +1,12 @@
-"""TensorRT's text formats, with no dependency beyond numpy: the INT8 calibration cache, the trtexec
-command line of an on-device build, and trtexec's outputs (the `--exportTimes` JSON trace and the
-printed performance summary / device header).
+"""TensorRT's text formats, standard library only: the INT8 calibration cache, the trtexec command line
+of an on-device build, and trtexec's outputs (the `--exportTimes` JSON trace and the printed performance
+summary / device header).
 
-Kept apart from `edgekit.backends.trt` so that the SSH runner and the report code can read caches and
-parse trtexec output without importing the backend (onnx, onnxruntime) or TensorRT itself.
+Importing this module (`edgekit.backends.trt.formats`) loads neither the backend (onnx, onnxruntime)
+nor TensorRT, so the runner and the report code can read caches and parse trtexec output anywhere.
+Statistics over a trace are computed with the agent's `latency_stats`, the one implementation edgekit
+uses for every latency record, so a trtexec trace and an agent-timed run are summarised alike; the
+summary trtexec prints itself is parsed as printed (`parse_trtexec_log`).
 
 Facts this module relies on (checked against TensorRT's own sources and real logs):
 - cache header `TRT-<code>-<Algorithm>`: TensorRT 8.x headers encode the version as
@@ -26,10 +29,11 @@ import math
 import re
 import shlex
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekit.agent import latency_stats
 from edgekit.errors import BadInput
 
 # ---- versions ----------------------------------------------------------------------------------
@@ -245,50 +249,6 @@ def build_script(build: TrtexecCommand, bench: TrtexecCommand | None = None) -> 
 
 
 # ---- trtexec output ----------------------------------------------------------------------------
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """trtexec's percentile: drop int((1 - p/100) * n) of the largest samples, take the next one.
-
-    Computed in float32 as trtexec does, so the results agree with its own summary (for 100 samples,
-    its p99 is the maximum because (1 - 0.99f) * 100 rounds below 1)."""
-    n = len(sorted_values)
-    if n == 0:
-        return math.nan
-    f32 = struct.Struct("f")
-
-    def as_f32(value: float) -> float:
-        return f32.unpack(f32.pack(value))[0]
-
-    exclude = int(as_f32(as_f32(1.0 - as_f32(as_f32(pct) / 100.0)) * n))
-    return float(sorted_values[max(n - 1 - exclude, 0)])
-
-
-def median(sorted_values: Sequence[float]) -> float:
-    n = len(sorted_values)
-    if n == 0:
-        return math.nan
-    mid = n // 2
-    return float(sorted_values[mid]) if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2.0
-
-
-def stats(values: Iterable[float]) -> dict[str, float]:
-    data = sorted(float(v) for v in values)
-    if not data:
-        return {}
-    mean = sum(data) / len(data)
-    var = sum((v - mean) ** 2 for v in data) / len(data)
-    return {
-        "min": data[0],
-        "max": data[-1],
-        "mean": mean,
-        "std": math.sqrt(var),
-        "p50": median(data),
-        "p90": percentile(data, 90),
-        "p95": percentile(data, 95),
-        "p99": percentile(data, 99),
-        "count": float(len(data)),
-    }
-
-
 _TRACE_METRICS = {
     "latency_ms": ("latencyMs",),
     "gpu_compute_ms": ("computeMs",),
@@ -327,7 +287,7 @@ def parse_export_times(
             elif key == "gpu_compute_ms" and "endComputeMs" in row:
                 values.append(float(row["endComputeMs"]) - float(row["startComputeMs"]))
         if values:
-            out[key] = stats(values)
+            out[key] = latency_stats(values)
     start_key = "startH2dMs" if "startH2dMs" in rows[0] else "startComputeMs"
     end_key = "endD2hMs" if "endD2hMs" in rows[-1] else "endComputeMs"
     if start_key in rows[0] and end_key in rows[-1]:
