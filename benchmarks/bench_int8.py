@@ -6,10 +6,10 @@ the search costs on a ResNet-50-sized model (25M parameters, the zoo's real topo
                                     [--resnet50] [--calib-samples 64] [--json out.json]
 
 Every row is scored against the target's default gate (cosine >= 0.99 per output; accuracy drop <= 1 point
-where the set has labels) on the validation set. onnxruntime rows go through `edgekit export` itself;
-tensorrt rows run the Q/DQ search the TensorRT backend uses (reference Q/DQ semantics, symmetric only) and
-openvino rows run edgekit.int8.nncf_search on the IR edgekit converts, until those backends call them;
-tflite rows are edgekit's export as it is (default only: its search is not wired yet).
+where the set has labels) on the validation set. onnxruntime and tensorrt rows go through edgekit's export
+itself (tensorrt: the TensorRT-aware Q/DQ ONNX, verified with reference Q/DQ semantics); openvino rows run
+edgekit.int8.nncf_search on the IR edgekit converts (the OpenVINO backend does not call it yet); tflite
+rows are edgekit's export as it is (default only: its search is not wired yet).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from edgekit import targets as profiles  # noqa: E402
 from edgekit.backends import get_backend  # noqa: E402
 from edgekit.backends.base import ExportJob, ExportOptions  # noqa: E402
 from edgekit.calib import CalibrationSet  # noqa: E402
+from edgekit.int8 import search_record as find_search_record  # noqa: E402
 from edgekit.resources import demo_paths  # noqa: E402
 
 TARGETS = {
@@ -84,8 +85,7 @@ def via_export(name: str, target: str, files: tuple, search: bool, tmp: Path) ->
         )
     )
     report = outcome.fidelity
-    details = outcome.manifest["details"]
-    search_record = details.get("int8_search") or {}
+    search_record = find_search_record(outcome.manifest) or {}
     return row(
         name,
         target,
@@ -132,28 +132,6 @@ def _job(files: tuple, target_name: str, search: bool, tmp: Path) -> ExportJob:
         ExportOptions(search=search),
         val.renamed(rename),
         gates=target.fidelity,
-    )
-
-
-def via_trt_search(name: str, target: str, files: tuple, search: bool, tmp: Path) -> dict[str, Any]:
-    from edgekit.int8.qdq_export import search_tensorrt_qdq
-
-    job = _job(files, target, search, tmp)
-    started = time.perf_counter()
-    record = search_tensorrt_qdq(job, job.out_dir / "model.qdq.onnx")
-    score = record["score"]
-    return row(
-        name,
-        target,
-        "edgekit" if search else "default",
-        passed=record["passed"],
-        cosine=score["cosine"],
-        drop=score["accuracy_drop"],
-        reverted=len(record["reverted"]),
-        quantized=record["quantized_nodes"],
-        export_s=time.perf_counter() - started,
-        wall_s=time.perf_counter() - started,
-        recipe=record["recipe"],
     )
 
 
@@ -210,7 +188,7 @@ def via_nncf_search(name: str, target: str, files: tuple, search: bool, tmp: Pat
 
 RUNNERS = {
     "onnxruntime": via_export,
-    "tensorrt": via_trt_search,
+    "tensorrt": via_export,
     "openvino": via_nncf_search,
     "tflite": via_export,
 }
