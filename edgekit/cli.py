@@ -291,7 +291,7 @@ def _int8_search_options(func: Callable) -> Callable:
         type=click.FloatRange(0.0, 1.0),
         default=0.25,
         show_default=True,
-        help="Share of quantized nodes INT8 fallback may keep in float.",
+        help="Share of quantized nodes INT8 fallback may keep in float (at least one, unless 0).",
     )(func)
     func = click.option(
         "--no-search", is_flag=True, help="INT8: the single default recipe, no search nor fallback."

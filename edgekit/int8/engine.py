@@ -313,7 +313,9 @@ class Search:
         self, base: Candidate, ranked: list[dict[str, Any]]
     ) -> tuple[Candidate, Trial, list[str], str | None]:
         names = [row["node"] for row in ranked]
-        limit = min(len(names), math.floor(self.settings.max_revert * len(names) + 1e-9))
+        # at least one node when any share is allowed: a small model's quarter can round down to none
+        share = math.floor(self.settings.max_revert * len(names) + 1e-9)
+        limit = min(len(names), max(share, 1 if self.settings.max_revert > 0 else 0))
         verdicts: dict[int, Trial] = {}
         kept: dict[int, Candidate] = {}
 
