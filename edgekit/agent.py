@@ -18,7 +18,7 @@ Job file keys (written by edgekit.runner):
   validation    optional .npz path (arrays keyed by source input name, first axis = samples,
                 source layout); every sample is run and the outputs are written to
   outputs_file  an .npz (default: outputs.npz next to the job file), keyed by SOURCE output name,
-                float32, first axis = samples, rank-4 NHWC outputs transposed back to NCHW. The host
+                float32, first axis = samples, channel-last outputs (NWC/NHWC/NDHWC) transposed back. The host
                 downloads that file and feeds it to edgekit.fidelity.compare.
   timeout_s     soft limit for trtexec subprocesses
 
@@ -628,13 +628,39 @@ def random_input(np, rng, spec):
     return rng.standard_normal(shape).astype(dtype)
 
 
+def channel_last(spec, ndim):
+    """True when the artifact holds this tensor channel-last (NWC, NHWC, NDHWC) while the source model
+    is channel-first (NCW, NCHW, NCDHW): its layout names N first, C last and has the tensor's rank."""
+    layout = (spec.get("layout") or "").upper() if spec else ""
+    if ndim < 3 or len(layout) != ndim:
+        return False
+    return layout[0] == "N" and layout[-1] == "C" and "C" not in layout[1:-1]
+
+
+def fit_shape(np, spec, array, what):
+    """`array` as the spec's shape: unchanged when it fits (non-fixed dims take any size), reshaped when
+    it differs only by size-1 axes (same values, same order). Anything else is a layout or size this
+    code does not know how to undo: an error, never a silent reshape."""
+    shape = list(spec.get("shape") or [])
+    if len(shape) == array.ndim and all(
+        not (isinstance(want, int) and want > 0) or want == have for want, have in zip(shape, array.shape)
+    ):
+        return array
+    target = static_shape(spec, array.shape[0] if array.ndim else 1)
+    if [d for d in array.shape if d != 1] == [d for d in target if d != 1]:
+        return array.reshape(target)
+    name = spec.get("source_name") or spec.get("name")
+    raise AgentError(
+        "%s %r: shape %s does not fit the artifact's %s (layout %r)"
+        % (what, name, list(array.shape), shape, spec.get("layout", ""))
+    )
+
+
 def adapt_input(np, spec, array):
     """A source-layout float batch -> the artifact's layout and dtype (quantizing if needed)."""
-    target = static_shape(spec, array.shape[0])
-    if list(array.shape) != target and array.ndim == 4 and spec.get("layout", "").upper() == "NHWC":
-        array = array.transpose(0, 2, 3, 1)
-    if list(array.shape) != target and int(np.prod(array.shape)) == int(np.prod(target)):
-        array = array.reshape(target)
+    if channel_last(spec, array.ndim):  # N C d1..dk -> N d1..dk C
+        array = array.transpose([0] + list(range(2, array.ndim)) + [1])
+    array = fit_shape(np, spec, array, "input")
     dtype = np_dtype(np, spec.get("dtype", "float32"))
     quant = spec.get("quant")
     if quant and np.issubdtype(dtype, np.integer):
@@ -645,12 +671,12 @@ def adapt_input(np, spec, array):
 
 
 def adapt_output(np, spec, array):
-    """An artifact output -> float32, dequantized, NHWC back to NCHW."""
+    """An artifact output -> float32, dequantized, channel-last back to the source's channel-first."""
     quant = spec.get("quant") if spec else None
     if quant and np.issubdtype(array.dtype, np.integer):
         array = (array.astype(np.float32) - int(quant.get("zero_point", 0))) * float(quant["scale"])
-    if spec and array.ndim == 4 and spec.get("layout", "").upper() == "NHWC":
-        array = array.transpose(0, 3, 1, 2)
+    if channel_last(spec, array.ndim):  # N d1..dk C -> N C d1..dk
+        array = array.transpose([0, array.ndim - 1] + list(range(1, array.ndim - 1)))
     return np.asarray(array, dtype=np.float32)
 
 

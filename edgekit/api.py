@@ -18,7 +18,7 @@ from edgekit import __version__, ingest, runner
 from edgekit import targets as target_profiles
 from edgekit.backends import get_backend
 from edgekit.backends.base import ExportJob, ExportOptions
-from edgekit.calib import CalibrationSet, InputInfo
+from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
 from edgekit.errors import BadInput
 from edgekit.fidelity import FidelityReport, compare
 from edgekit.manifest import MANIFEST, read_manifest, replace_dir, timestamp, write_json_atomic
@@ -102,12 +102,11 @@ def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
         ),
     )
     source_inputs = source_io(prepared)[0]
-    for data, what in ((calib, "calibration set"), (val, "validation set")):
-        if data is not None:
-            data.validate(source_inputs, what)
+    calib_reader = calib.validate(source_inputs, "calibration set") if calib is not None else None
+    val_reader = val.validate(source_inputs, "validation set") if val is not None else None
     to_prepared = {prepared.source_name(i.name): i.name for i in prepared.inputs}
-    job_calib = calib.renamed(to_prepared) if calib is not None else None
-    job_val = val.renamed(to_prepared) if val is not None else None
+    job_calib = calib_reader.renamed(to_prepared) if calib_reader is not None else None
+    job_val = val_reader.renamed(to_prepared) if val_reader is not None else None
 
     out_root = Path(req.out_dir).expanduser()
     out_root.mkdir(parents=True, exist_ok=True)
@@ -123,11 +122,11 @@ def export(req: ExportRequest, progress: Progress = _noop) -> ExportOutcome:
         manifest = _manifest(req, target, precision, prepared, result, tmp, calib, export_s)
         write_json_atomic(tmp / MANIFEST, manifest)
         report = None
-        if val is not None:
-            progress(f"verifying on {len(val)} samples")
-            report = verify_dir(tmp, manifest, val, model_path, gates_for(target, req.gate_overrides))
+        if val_reader is not None:
+            progress(f"verifying on {len(val_reader)} samples")
+            report = verify_dir(tmp, manifest, val_reader, model_path, gates_for(target, req.gate_overrides))
             manifest["fidelity"] = report.to_json()
-            manifest["validation"] = val.record()
+            manifest["validation"] = val_reader.record()
             write_json_atomic(tmp / MANIFEST, manifest)
         replace_dir(tmp, final)
     except BaseException:
@@ -206,16 +205,8 @@ def _manifest(
 
 
 # ---- verification ------------------------------------------------------------------------------
-def _stack(chunks: list[np.ndarray], batched: bool) -> np.ndarray:
-    return np.concatenate(chunks, axis=0) if batched else np.stack(chunks, axis=0)
-
-
-def _batched(data: CalibrationSet) -> bool:
-    return all(data._batched.get(n, False) for n in data.names)
-
-
 def reference_outputs(
-    model_path: Path, data: CalibrationSet, progress: Progress = _noop
+    model_path: Path, data: CalibrationReader, progress: Progress = _noop
 ) -> dict[str, np.ndarray]:
     """FP32 outputs of the source model through onnxruntime, stacked over samples."""
     import onnxruntime as ort
@@ -232,21 +223,21 @@ def reference_outputs(
     for feed in data.feeds(1):
         for name, value in zip(names, session.run(names, feed), strict=True):
             chunks[name].append(np.asarray(value))
-    return {n: _stack(c, _batched(data)) for n, c in chunks.items()}
+    return {n: data.stack(c) for n, c in chunks.items()}
 
 
-def artifact_outputs(runner: Any, data: CalibrationSet) -> dict[str, np.ndarray]:
+def artifact_outputs(runner: Any, data: CalibrationReader) -> dict[str, np.ndarray]:
     chunks: dict[str, list[np.ndarray]] = {}
     for feed in data.feeds(1):
         for name, value in runner.infer(feed).items():
             chunks.setdefault(name, []).append(np.asarray(value))
-    return {n: _stack(c, _batched(data)) for n, c in chunks.items()}
+    return {n: data.stack(c) for n, c in chunks.items()}
 
 
 def verify_dir(
     artifact_dir: Path,
     manifest: Mapping[str, Any],
-    val: CalibrationSet,
+    val: CalibrationReader,
     reference_model: Path,
     gates: Gates,
 ) -> FidelityReport:
@@ -275,8 +266,9 @@ def verify(
     artifact_dir = Path(artifact_dir).expanduser()
     manifest = read_manifest(artifact_dir)
     reference_model = _reference_path(manifest, reference)
-    val = CalibrationSet.load(val_path, samples)
-    val.validate(_infos(manifest["source"]["inputs"]), "validation set")
+    val = CalibrationSet.load(val_path, samples).validate(
+        _infos(manifest["source"]["inputs"]), "validation set"
+    )
     try:
         target = target_profiles.get(manifest["target"], targets_dirs)
         base = gates_for(target, gate_overrides or {})
@@ -347,10 +339,13 @@ def bench(
     if not jobs:
         raise BadInput("nothing to run: no device matches the artifacts' targets; name devices with --device")
     val = None
+    bound: dict[str, CalibrationReader] = {}  # artifact sha256 -> the set bound to its source inputs
     if settings.validation is not None:
         val = CalibrationSet.load(settings.validation)
         for artifact in artifacts:
-            val.validate(_infos(artifact.manifest["source"]["inputs"]), "validation set")
+            bound[artifact.sha256] = val.validate(
+                _infos(artifact.manifest["source"]["inputs"]), "validation set"
+            )
     results = Path(results).expanduser()
     records = asyncio.run(runner.run_bench(jobs, settings, results, resume, concurrency, progress))
     outcome = BenchOutcome(records, warnings, results)
@@ -362,7 +357,7 @@ def bench(
             art = next(a for a in artifacts if a.sha256 == record["artifact"]["sha256"])
             model = _reference_path(art.manifest, None)
             if str(model) not in references:
-                references[str(model)] = reference_outputs(model, val)
+                references[str(model)] = reference_outputs(model, bound[art.sha256])
             with np.load(record["outputs_file"]) as data:
                 actual = {k: data[k] for k in data.files}
             gates = _gates_for_manifest(art.manifest, {})
@@ -397,8 +392,9 @@ def verify_on_device(
     artifact_dir = Path(artifact_dir).expanduser()
     manifest = read_manifest(artifact_dir)
     reference_model = _reference_path(manifest, reference)
-    val = CalibrationSet.load(val_path, samples)
-    val.validate(_infos(manifest["source"]["inputs"]), "validation set")
+    val = CalibrationSet.load(val_path, samples).validate(
+        _infos(manifest["source"]["inputs"]), "validation set"
+    )
     artifacts = runner.load_artifacts([artifact_dir])
     jobs, _ = runner.plan(artifacts, dict(devices), [device])
     with tempfile.TemporaryDirectory(prefix="edgekit-verify-") as tmp:

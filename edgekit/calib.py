@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import BadInput, MissingDependency, suggest
+from edgekit.errors import BadInput, InternalError, MissingDependency, suggest
 from edgekit.tomlio import load_toml
 
 LABELS_KEY = "labels"
@@ -44,8 +44,6 @@ class CalibrationSet:
     kind: str = "npz"  # npz | images
     seed: int = 0
     total_samples: int = 0  # before subsetting
-    # input name -> True when a sample needs a leading batch axis added to match the model's rank
-    _batched: dict[str, bool] = field(default_factory=dict, repr=False)
 
     # ---- loading -------------------------------------------------------------------------------
     @classmethod
@@ -114,8 +112,10 @@ class CalibrationSet:
         return out
 
     # ---- validation against a model ------------------------------------------------------------
-    def validate(self, inputs: Sequence[InputInfo], what: str = "calibration set") -> None:
-        """Check names, per-sample shapes and dtypes against the model inputs; raise BadInput."""
+    def validate(self, inputs: Sequence[InputInfo], what: str = "calibration set") -> CalibrationReader:
+        """Check names, per-sample shapes and dtypes against the model inputs (BadInput, one line) and
+        return the reader bound to them: the set itself is not changed."""
+        batched_by_name: dict[str, bool] = {}
         where = f"{what} {Path(self.source).name}"
         wanted = [spec.name for spec in inputs]
         missing = [name for name in wanted if name not in self.arrays]
@@ -164,24 +164,60 @@ class CalibrationSet:
                         f"{where}: input '{spec.name}' samples have shape {tuple(sample_shape)} but the "
                         f"model input is {_fmt_shape(spec.shape)} (dimension {axis} differs)"
                     )
-            self._batched[spec.name] = batched
+            batched_by_name[spec.name] = batched
         if self.labels is not None and not np.issubdtype(self.labels.dtype, np.integer):
             raise BadInput(f"{where}: '{LABELS_KEY}' must hold integer class ids, got {self.labels.dtype}")
+        return CalibrationReader(
+            self.arrays,
+            self.labels,
+            self.source,
+            self.kind,
+            self.seed,
+            self.total_samples,
+            inputs=tuple(inputs),
+            batched=batched_by_name,
+        )
 
-    # ---- iteration -----------------------------------------------------------------------------
+    # ---- iteration: only through the reader `validate` returns ----------------------------------
     def feeds(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
-        """Model-ready feeds, `batch_size` samples each (where the model has a batch axis).
+        raise _unbound()
 
-        Re-iterable: every call starts from the first sample. Call `validate` first so the reader
-        knows whether a sample needs a leading batch axis.
-        """
+    def label_batches(self, batch_size: int = 1) -> Iterator[np.ndarray | None]:
+        raise _unbound()
+
+    def renamed(self, mapping: Mapping[str, str]) -> CalibrationSet:
+        """The same set keyed by other input names (old -> new); used when a backend renamed inputs."""
+        arrays = {mapping.get(k, k): v for k, v in self.arrays.items()}
+        return CalibrationSet(arrays, self.labels, self.source, self.kind, self.seed, self.total_samples)
+
+
+@dataclass
+class CalibrationReader(CalibrationSet):
+    """A CalibrationSet validated against a model's inputs (`CalibrationSet.validate` returns it): the
+    one reader every backend adapts. Re-iterable and deterministic; it adds a leading batch axis to
+    samples stored without one. A reader is a set (same arrays, hash, record), so code typed for sets
+    takes it."""
+
+    inputs: tuple[InputInfo, ...] = ()
+    # input name -> True when a sample needs a leading batch axis added to match the model's rank
+    batched: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def batch_axis(self) -> bool:
+        """Every input takes samples with a batch axis: feeds (and outputs) concatenate on axis 0;
+        otherwise a feed is one sample and outputs stack on a new axis 0."""
+        return all(self.batched.get(n, False) for n in self.arrays)
+
+    def feeds(self, batch_size: int = 1) -> Iterator[dict[str, np.ndarray]]:
+        """Model-ready feeds, `batch_size` samples each (where the model has a batch axis); every call
+        starts from the first sample."""
         count = len(self)
-        step = batch_size if all(self._batched.get(n, False) for n in self.arrays) else 1
+        step = batch_size if self.batch_axis else 1
         for start in range(0, count, step):
             stop = min(start + step, count)
             feed: dict[str, np.ndarray] = {}
             for name, arr in self.arrays.items():
-                if self._batched.get(name, False):
+                if self.batched.get(name, False):
                     feed[name] = np.ascontiguousarray(arr[start:stop])
                 else:
                     feed[name] = np.ascontiguousarray(arr[start])
@@ -190,17 +226,36 @@ class CalibrationSet:
     def label_batches(self, batch_size: int = 1) -> Iterator[np.ndarray | None]:
         """Labels aligned with `feeds(batch_size)`."""
         count = len(self)
-        step = batch_size if all(self._batched.get(n, False) for n in self.arrays) else 1
+        step = batch_size if self.batch_axis else 1
         for start in range(0, count, step):
             yield None if self.labels is None else self.labels[start : min(start + step, count)]
 
-    def renamed(self, mapping: Mapping[str, str]) -> CalibrationSet:
-        """The same set keyed by other input names (old -> new); used when a backend renamed inputs."""
+    def stack(self, chunks: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-feed outputs (in `feeds` order) as one array with samples on axis 0."""
+        return np.concatenate(chunks, axis=0) if self.batch_axis else np.stack(chunks, axis=0)
+
+    def renamed(self, mapping: Mapping[str, str]) -> CalibrationReader:
+        """The same reader keyed by other input names (old -> new): a backend renamed the inputs."""
         arrays = {mapping.get(k, k): v for k, v in self.arrays.items()}
-        batched = {mapping.get(k, k): v for k, v in self._batched.items()}
-        return CalibrationSet(
-            arrays, self.labels, self.source, self.kind, self.seed, self.total_samples, batched
+        inputs = tuple(InputInfo(mapping.get(i.name, i.name), i.shape, i.dtype) for i in self.inputs)
+        batched = {mapping.get(k, k): v for k, v in self.batched.items()}
+        return CalibrationReader(
+            arrays,
+            self.labels,
+            self.source,
+            self.kind,
+            self.seed,
+            self.total_samples,
+            inputs=inputs,
+            batched=batched,
         )
+
+
+def _unbound() -> InternalError:
+    return InternalError(
+        "a calibration set is iterated through the reader that CalibrationSet.validate(model inputs) "
+        "returns (it knows whether samples need a batch axis)"
+    )
 
 
 def _fmt_shape(shape: Sequence[int | str | None]) -> str:
@@ -325,7 +380,7 @@ def _preprocess(img: Any, recipe: ImageRecipe) -> np.ndarray:
     height, width = recipe.size
     img = img.convert("L" if recipe.color == "GRAY" else "RGB")
     if recipe.resize == "stretch":
-        img = img.resize((width, height), Image.BILINEAR)
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
     elif recipe.resize == "crop":
         ratio = max(width / img.width, height / img.height)
         img = img.resize((max(width, round(img.width * ratio)), max(height, round(img.height * ratio))))
@@ -337,7 +392,7 @@ def _preprocess(img: Any, recipe: ImageRecipe) -> np.ndarray:
         canvas = Image.new(img.mode, (width, height), 114 if img.mode == "L" else (114, 114, 114))
         canvas.paste(resized, ((width - resized.width) // 2, (height - resized.height) // 2))
         img = canvas
-    arr = np.asarray(img, dtype=np.float32)
+    arr: np.ndarray = np.asarray(img, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if recipe.color == "BGR":

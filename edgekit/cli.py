@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from edgekit import __version__
+from edgekit import __version__, lifecycle
 from edgekit.analysis import ESTIMATE_FORMULA
 from edgekit.errors import BadInput, EdgekitError, GateFailed
 
@@ -883,6 +883,7 @@ def demo(out_dir: str, only: tuple[str, ...], iterations: int) -> None:
 
 # ---- entry point -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
+    lifecycle.install_signal_handlers()  # SIGTERM/SIGHUP unwind and clean up like Ctrl-C (exit 143/129)
     try:
         code = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

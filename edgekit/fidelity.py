@@ -3,7 +3,10 @@
 Per output: cosine similarity (flattened over all samples), SNR in dB (signal = reference energy,
 noise = difference energy), max and mean absolute error; top-1 agreement for classifier-shaped outputs
 ([N, C] or [1, C] with C > 1); accuracy of reference and artifact and the drop (percentage points)
-when the set has labels.
+when the set has labels. The formulas are public (`cosine`, `snr_db`, `top1_agreement`, `accuracy`):
+they exist here only. Outputs are compared as they are: a shape that differs from the reference's
+(other than by size-1 axes) is a layout the runner failed to undo, refused with BadInput - reshaping
+it would compare unrelated values and hide the runner's bug.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.errors import BadInput, suggest
 from edgekit.targets import Gates
 
 
@@ -77,36 +81,70 @@ def is_classifier(shape: Sequence[int]) -> bool:
     return len(dims) == 1 and dims[0] > 1
 
 
+# ---- the formulas (the only copies in edgekit: backends, benchmarks and tests import these) -------------
+def cosine(reference: np.ndarray, actual: np.ndarray) -> float:
+    """Cosine similarity of the two arrays flattened; 1.0 when both are all zero, 0.0 when one is."""
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    act = np.asarray(actual, dtype=np.float64).ravel()
+    norm = float(np.linalg.norm(ref) * np.linalg.norm(act))
+    if norm == 0.0:
+        return 1.0 if np.allclose(ref, act) else 0.0
+    return float(np.dot(ref, act) / norm)
+
+
+def snr_db(reference: np.ndarray, actual: np.ndarray) -> float:
+    """10·log10(reference energy / difference energy); +inf when equal, -inf for a zero reference."""
+    ref = np.asarray(reference, dtype=np.float64)
+    noise = float(np.sum((np.asarray(actual, dtype=np.float64) - ref) ** 2))
+    signal = float(np.sum(ref**2))
+    if noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def top1_agreement(reference: np.ndarray, actual: np.ndarray) -> float | None:
+    """Percent of samples (axis 0) whose arg-max class agrees; None unless the output is classifier-shaped."""
+    ref, act = np.asarray(reference), np.asarray(actual)
+    if ref.ndim < 2 or not is_classifier(ref.shape):
+        return None
+    flat_ref = ref.reshape(ref.shape[0], -1)
+    flat_act = act.reshape(act.shape[0], -1)
+    return float(np.mean(flat_ref.argmax(axis=1) == flat_act.argmax(axis=1)) * 100.0)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Percent of samples whose arg-max class is the label."""
+    labels = np.asarray(labels).reshape(-1)
+    flat = np.asarray(logits).reshape(len(labels), -1)
+    return float(np.mean(flat.argmax(axis=1) == labels) * 100.0)
+
+
+def _comparable(name: str, ref: np.ndarray, act: np.ndarray) -> np.ndarray:
+    """`act` in `ref`'s shape when they differ only by size-1 axes (the same values in the same order);
+    any other difference is a layout the runner should have undone: refused, never reshaped."""
+    if act.shape == ref.shape:
+        return act
+    if [d for d in act.shape if d != 1] == [d for d in ref.shape if d != 1]:
+        return act.reshape(ref.shape)
+    what = "a different layout" if act.size == ref.size else "a different size"
+    raise BadInput(
+        f"output '{name}': the artifact gives shape {list(act.shape)} but the FP32 reference "
+        f"{list(ref.shape)} ({what}); the backend's runner must return outputs in the source model's "
+        "layout - compare outputs of the same model"
+    )
+
+
 def output_metrics(name: str, reference: np.ndarray, actual: np.ndarray) -> OutputMetrics:
     ref = np.asarray(reference, dtype=np.float64)
-    act = np.asarray(actual, dtype=np.float64)
-    if ref.shape != act.shape:
-        if ref.size == act.size:
-            act = act.reshape(ref.shape)
-        else:
-            raise ValueError(f"output '{name}': shape {act.shape} differs from the reference {ref.shape}")
-    diff = act - ref
-    ref_flat, act_flat = ref.ravel(), act.ravel()
-    norm = float(np.linalg.norm(ref_flat) * np.linalg.norm(act_flat))
-    if norm == 0.0:
-        cosine = 1.0 if np.allclose(ref_flat, act_flat) else 0.0
-    else:
-        cosine = float(np.dot(ref_flat, act_flat) / norm)
-    noise = float(np.sum(diff**2))
-    signal = float(np.sum(ref**2))
-    snr = math.inf if noise == 0.0 else (10.0 * math.log10(signal / noise) if signal > 0 else -math.inf)
-    top1 = None
-    if ref.ndim >= 2 and is_classifier(ref.shape):
-        flat_ref = ref.reshape(ref.shape[0], -1)
-        flat_act = act.reshape(act.shape[0], -1)
-        top1 = float(np.mean(flat_ref.argmax(axis=1) == flat_act.argmax(axis=1)) * 100.0)
+    act = _comparable(name, ref, np.asarray(actual, dtype=np.float64))
+    diff = np.abs(act - ref)
     return OutputMetrics(
         name=name,
-        cosine=cosine,
-        snr_db=snr,
-        max_abs=float(np.max(np.abs(diff))) if diff.size else 0.0,
-        mean_abs=float(np.mean(np.abs(diff))) if diff.size else 0.0,
-        top1_agreement=top1,
+        cosine=cosine(ref, act),
+        snr_db=snr_db(ref, act),
+        max_abs=float(np.max(diff)) if diff.size else 0.0,
+        mean_abs=float(np.mean(diff)) if diff.size else 0.0,
+        top1_agreement=top1_agreement(ref, act),
     )
 
 
@@ -118,22 +156,31 @@ def compare(
     where: str = "host",
 ) -> FidelityReport:
     """Metrics for every output (arrays stacked over samples on axis 0) and the gate verdict."""
+    missing = [name for name in reference if name not in actual]
+    if missing:
+        have = ", ".join(actual) or "none"
+        raise BadInput(
+            f"the artifact gives no output {', '.join(repr(m) for m in missing)} of the FP32 reference "
+            f"(it gives: {have}){suggest(missing[0], actual)}"
+        )
     outputs = [output_metrics(name, reference[name], actual[name]) for name in reference]
     samples = int(next(iter(reference.values())).shape[0]) if reference else 0
     report = FidelityReport(samples=samples, outputs=outputs, where=where)
     if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if len(labels) != samples:
+            raise BadInput(
+                f"the set has {len(labels)} labels for {samples} samples; give one label per sample"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise BadInput(f"labels must be integer class ids, got {labels.dtype}")
         classifier = next((n for n in reference if is_classifier(np.shape(reference[n]))), None)
-        if classifier is not None and len(labels) == samples:
-            report.accuracy_reference = _accuracy(reference[classifier], labels)
-            report.accuracy_artifact = _accuracy(actual[classifier], labels)
+        if classifier is not None:
+            report.accuracy_reference = accuracy(reference[classifier], labels)
+            report.accuracy_artifact = accuracy(actual[classifier], labels)
     if gates is not None:
         apply_gates(report, gates)
     return report
-
-
-def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    flat = np.asarray(logits).reshape(len(labels), -1)
-    return float(np.mean(flat.argmax(axis=1) == np.asarray(labels).reshape(-1)) * 100.0)
 
 
 def apply_gates(report: FidelityReport, gates: Gates) -> None:

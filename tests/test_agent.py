@@ -157,3 +157,52 @@ def test_usage_error_is_json(tmp_path):
     proc = subprocess.run([sys.executable, str(AGENT)], stdout=subprocess.PIPE, check=False)
     res = json.loads(proc.stdout)
     assert proc.returncode == 2 and res["status"] == "failed" and "usage" in res["error"]
+
+
+def _agent_module():
+    sys.path.insert(0, str(AGENT.parent))
+    try:
+        import agent  # noqa: PLC0415 - the file as the device sees it
+    finally:
+        sys.path.pop(0)
+    return agent
+
+
+def test_channel_last_inputs_are_transposed_not_reshaped():
+    """[1, 3, 8] (NCW) into a [1, 8, 3] (NWC) artifact: row w holds the 3 channels at w."""
+    agent = _agent_module()
+    x = np.arange(24, dtype=np.float32).reshape(1, 3, 8)
+    got = agent.adapt_input(np, {"shape": [1, 8, 3], "layout": "NWC", "dtype": "float32"}, x)
+    assert got.shape == (1, 8, 3)
+    assert got[0, 0].tolist() == [0, 8, 16] and got[0, 7].tolist() == [7, 15, 23]
+    # a square NHWC input whose shape alone cannot tell the layout: transposed all the same
+    x4 = np.arange(64, dtype=np.float32).reshape(1, 4, 4, 4)
+    got4 = agent.adapt_input(np, {"shape": [1, 4, 4, 4], "layout": "NHWC", "dtype": "float32"}, x4)
+    np.testing.assert_array_equal(got4, x4.transpose(0, 2, 3, 1))
+    x5 = np.arange(2 * 3 * 2 * 4 * 5, dtype=np.float32).reshape(2, 3, 2, 4, 5)
+    spec5 = {"shape": ["n", 2, 4, 5, 3], "layout": "NDHWC", "dtype": "float32"}
+    np.testing.assert_array_equal(agent.adapt_input(np, spec5, x5), x5.transpose(0, 2, 3, 4, 1))
+
+
+def test_channel_last_outputs_come_back_channel_first():
+    agent = _agent_module()
+    for layout, shape in (("NWC", (2, 8, 3)), ("NHWC", (2, 5, 6, 3)), ("NDHWC", (1, 2, 3, 4, 3))):
+        y = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        spec = {"shape": list(shape), "layout": layout, "dtype": "float32"}
+        back = agent.adapt_output(np, spec, y)
+        np.testing.assert_array_equal(agent.adapt_input(np, spec, back), y)  # the exact inverse
+        assert back.shape[1] == 3
+
+
+def test_inputs_that_do_not_fit_are_refused():
+    agent = _agent_module()
+    spec = {"name": "x", "shape": [1, 5, 5], "layout": "NCW", "dtype": "float32"}
+    with pytest.raises(agent.AgentError, match=r"input 'x': shape \[1, 3, 8\] does not fit"):
+        agent.adapt_input(np, spec, np.zeros((1, 3, 8), np.float32))
+    # size-1 axes are not a layout; dynamic dims take any size
+    squeezed = agent.adapt_input(np, {"shape": [1, 1, 10], "dtype": "float32"}, np.ones((1, 10), np.float32))
+    assert squeezed.shape == (1, 1, 10)
+    dynamic = {"shape": ["n", 3, "h", "w"], "layout": "NCHW", "dtype": "float32"}
+    assert agent.adapt_input(np, dynamic, np.ones((2, 3, 24, 20), np.float32)).shape == (2, 3, 24, 20)
+    quant = {"shape": [1, 4], "dtype": "int8", "quant": {"scale": 0.5, "zero_point": 1}}
+    assert agent.adapt_input(np, quant, np.array([[0.0, 1.0, 100.0, -100.0]])).tolist() == [[1, 3, 127, -128]]

@@ -101,12 +101,11 @@ def _export(
             name_pattern=backend.name_pattern,
         ),
     )
-    calib = CalibrationSet.load(calib_path or _calib(model, tmp_path / "calib.npz", fixed=input_shapes))
-    calib.validate(prepared.inputs)
+    calib_set = CalibrationSet.load(calib_path or _calib(model, tmp_path / "calib.npz", fixed=input_shapes))
+    calib = calib_set.validate(prepared.inputs)
     val = None
     if val_path is not None:
-        val = CalibrationSet.load(val_path)
-        val.validate(prepared.inputs, "validation set")
+        val = CalibrationSet.load(val_path).validate(prepared.inputs, "validation set")
     out = tmp_path / f"artifact-{precision}"
     job = ExportJob(prepared, targets.get(target), precision, out, calib, options or ExportOptions(), val)
     result = backend.export(job)

@@ -76,8 +76,7 @@ def _export(
     )
     calib_path = tmp_path / "calib.npz"
     np.savez(calib_path, **sample_set(onnx.load(str(model)), 16, seed=1, uniform=(-1.0, 1.0)))
-    calib = CalibrationSet.load(calib_path)
-    calib.validate(prepared.inputs)
+    calib = CalibrationSet.load(calib_path).validate(prepared.inputs)
     out = tmp_path / f"{target_name}.{precision}.{batch}"
     out.mkdir()
     options = ExportOptions(calib_method=method, extra=dict(extra or {}), ignore=list(ignore))
@@ -235,9 +234,8 @@ def test_demo_int8_qdq_meets_the_target_gate(tmp_path, target_name):
     paths = demo_paths()
     backend, target = get_backend("tensorrt"), targets.get(target_name)
     prepared = ingest.prepare(paths["model"], ingest.PrepareOptions(min_opset=13, max_opset=target.opset_max))
-    calib, val = CalibrationSet.load(paths["calib"]), CalibrationSet.load(paths["val"])
-    calib.validate(prepared.inputs)
-    val.validate(prepared.inputs, "validation set")
+    calib = CalibrationSet.load(paths["calib"]).validate(prepared.inputs)
+    val = CalibrationSet.load(paths["val"]).validate(prepared.inputs, "validation set")
     out = tmp_path / "bundle"
     out.mkdir()
     result = backend.export(ExportJob(prepared, target, "int8", out, calib, ExportOptions()))
@@ -271,8 +269,7 @@ def test_int8_without_any_int8_layer_says_so(tmp_path):
     path = save(model, tmp_path / "vec.onnx")
     prepared = ingest.prepare(path, ingest.PrepareOptions(min_opset=13, max_opset=17))
     np.savez(tmp_path / "c.npz", **sample_set(model, 8, seed=1))
-    calib = CalibrationSet.load(tmp_path / "c.npz")
-    calib.validate(prepared.inputs)
+    calib = CalibrationSet.load(tmp_path / "c.npz").validate(prepared.inputs)
     out = tmp_path / "o"
     out.mkdir()
     target = targets.get("jetson-orin-nano")

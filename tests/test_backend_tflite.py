@@ -4,8 +4,11 @@ on the FP32 source model. Each conversion is one subprocess of ~5-15 s; the suit
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +112,7 @@ def _export_and_compare(job: ExportJob, npz: Path, model: Path, min_cos: float) 
     return result
 
 
+@pytest.mark.slow
 def test_conv_net_fp32_fp16_int8_offline(tmp_path: Path) -> None:
     """The 1x3x32x32 image model: the case where onnx2tf downloads sample images. All three
     precisions convert with networking refused, match ONNX Runtime, and int8 is full-integer."""
@@ -139,6 +143,7 @@ def test_conv_net_fp32_fp16_int8_offline(tmp_path: Path) -> None:
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]
 
 
+@pytest.mark.slow
 def test_odd_names_two_outputs_int8_float_io(tmp_path: Path) -> None:
     """'@' / ':' / '/' names are renamed for TensorFlow and mapped back; the NCHW feature-map output
     comes back from NHWC; rpi4's float I/O picks onnx2tf's *_integer_quant file."""
@@ -153,6 +158,7 @@ def test_odd_names_two_outputs_int8_float_io(tmp_path: Path) -> None:
     assert result.details["io_map"]["output_order"].startswith("signature")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("builder", "precision", "shapes", "options"),
     [
@@ -177,23 +183,24 @@ def test_varied_models_convert(tmp_path: Path, builder, precision, shapes, optio
         assert "SOFTMAX" in result.details["ops"] and result.details["flex_ops"] == []
 
 
+@pytest.mark.slow
 def test_one_conversion_serves_every_precision_of_one_calibration_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The -oiqt run of an int8 export is cached: fp32, the same int8 again and rpi4's float-I/O int8
     reuse it (same convert.log, post-checks rerun, same details); another calibration set converts
     again."""
-    from edgekit.backends import tflite
+    from edgekit.backends.tflite import convert
 
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path / "cache"))  # not the session's
     runs: list[dict] = []
-    real = tflite._run_converter
+    real = convert.run_converter
 
-    def counting(work: Path, args: dict, *rest: object) -> dict:
+    def counting(box: object, args: dict, *rest: object) -> dict:
         runs.append(dict(args))
-        return real(work, args, *rest)
+        return real(box, args, *rest)
 
-    monkeypatch.setattr(tflite, "_run_converter", counting)
+    monkeypatch.setattr(convert, "run_converter", counting)
     model = _model(tmp_path, "conv_net")
     int8_job, npz = _job(model, tmp_path, "int8")
     int8 = _export_and_compare(int8_job, npz, model, 0.95)
@@ -244,6 +251,7 @@ def test_dynamic_dims_need_a_shape(tmp_path: Path) -> None:
         _job(model, tmp_path, "fp32")
 
 
+@pytest.mark.slow
 def test_unsupported_op_fails_with_a_short_reason(tmp_path: Path) -> None:
     nodes = [
         helper.make_node("Relu", ["x"], ["r"]),
@@ -276,11 +284,30 @@ def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
         get_backend("tflite").export(job)
 
 
+def test_onnx2tf_gets_the_command_line_signature_export(tmp_path: Path) -> None:
+    """Every conversion passes output_signaturedefs=True, as `onnx2tf -i ... -o ...` does: convert()'s
+    default (False) first JSON-serialises the Keras model's config, constants included, which made large
+    float models several times slower (benchmarks/bench_tflite_large.py). A user option still wins."""
+    from edgekit.backends.tflite.plan import InputPlan, convert_args, plan
+
+    model = _model(tmp_path, "conv_net")
+    for precision in ("fp32", "fp16", "int8"):
+        job, _ = _job(model, tmp_path, precision)
+        inputs = [InputPlan.of(i) for i in job.prepared.inputs]
+        args = convert_args(tmp_path, tmp_path / "m.onnx", inputs, plan(job), job)
+        assert args["output_signaturedefs"] is True and args["not_use_onnxsim"] is True
+    job, _ = _job(model, tmp_path, "fp32", extra={"onnx2tf": {"output_signaturedefs": False}})
+    inputs = [InputPlan.of(i) for i in job.prepared.inputs]
+    assert (
+        convert_args(tmp_path, tmp_path / "m.onnx", inputs, plan(job), job)["output_signaturedefs"] is False
+    )
+
+
 def test_network_guard_refuses_and_records(tmp_path: Path) -> None:
     """The guard the converter runs under: a download attempt fails at once and is recorded."""
-    from edgekit.backends.tflite import guarded_env
+    from edgekit.sandbox import offline_env
 
-    env, record = guarded_env(tmp_path)
+    env, record = offline_env(tmp_path, "TFLite conversion")
     code = "import urllib.request\nurllib.request.urlopen('https://github.com/PINTO0309/onnx2tf', timeout=5)"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
@@ -289,14 +316,14 @@ def test_network_guard_refuses_and_records(tmp_path: Path) -> None:
 
 
 def test_failure_reason_picks_the_last_error_line(tmp_path: Path) -> None:
-    from edgekit.backends.tflite import _failure_reason
+    from edgekit.sandbox import last_error_line
 
     log = tmp_path / "convert.log"
     log.write_text(
         "INFO: lots of output\n\x1b[31mERROR:\x1b[0m The trace log is below.\nTraceback (most recent call "
         "last):\n  File x\nValueError: Dimensions must be equal, but are 3 and 4\n\n"
     )
-    assert _failure_reason(log) == "ValueError: Dimensions must be equal, but are 3 and 4"
+    assert last_error_line(log) == "ValueError: Dimensions must be equal, but are 3 and 4"
 
 
 def test_targets_and_light_import() -> None:
@@ -313,3 +340,53 @@ def test_targets_and_light_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=root
     )
     assert out.stdout.strip() == "[]"
+
+
+# ---- termination: the converter dies with edgekit, SIGTERM cleans up as Ctrl-C does -----------------
+def _start_export(tmp_path: Path) -> tuple[subprocess.Popen[str], int, Path, Path]:
+    """`python3 -m edgekit export` of a real model, stopped once its onnx2tf converter child runs."""
+    from tests.proc_util import children, wait_for
+
+    model = _model(tmp_path, "conv_net")
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), TMPDIR=str(tmp), EDGEKIT_CACHE_DIR=str(tmp_path / "cache"))
+    argv = [sys.executable, "-m", "edgekit", "export", str(model), "--target", "android-arm64", "--fp32"]
+    proc = subprocess.Popen([*argv, "-o", str(out)], env=env, stderr=subprocess.PIPE, text=True, cwd=root)
+    found = wait_for(lambda: [pid for pid, cmd in children(proc.pid) if "call_driver.py" in cmd], 240)
+    if not found:
+        proc.kill()
+        pytest.fail(f"no converter child appeared: {proc.communicate()[1][-2000:]}")
+    time.sleep(1.0)  # let it get going (TensorFlow importing)
+    return proc, found[0], out, tmp
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_converter_and_leaves_nothing(tmp_path: Path) -> None:
+    from tests.proc_util import alive, wait_for
+
+    proc, converter, out, tmp = _start_export(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated by SIGTERM" in err and "Traceback" not in err
+    assert wait_for(lambda: not alive(converter), 5), "the onnx2tf converter outlived edgekit"
+    assert not list(out.glob(".tmp-*")), "a staged artifact directory was left behind"
+    # (onnxruntime writes a `.ses` session file to TMPDIR on import: not ours, not a leftover)
+    assert list(tmp.glob("edgekit-*")) == [], "the converter's sandbox directory was left behind"
+
+
+@pytest.mark.slow
+def test_sigkill_of_edgekit_kills_the_converter(tmp_path: Path) -> None:
+    """Nothing in edgekit runs after SIGKILL (or the OOM killer): the kernel's parent-death signal ends
+    the converter, and the next sandbox removes the directory the dead one left."""
+    from edgekit.sandbox import sweep_stale
+    from tests.proc_util import alive, wait_for
+
+    proc, converter, _, tmp = _start_export(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert wait_for(lambda: not alive(converter), 10), "the onnx2tf converter outlived a SIGKILLed edgekit"
+    left = list(tmp.glob("edgekit-sandbox-*"))
+    assert left and sweep_stale(tmp) == left and not any(p.exists() for p in left)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.calib import CalibrationSet, InputInfo
-from edgekit.errors import BadInput
+from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
+from edgekit.errors import BadInput, InternalError
 
 INPUT = [InputInfo("input", (1, 3, 8, 8), np.dtype("float32"))]
 
@@ -32,18 +32,41 @@ def test_seeded_subset_is_deterministic_and_hashed(tmp_path: Path) -> None:
 
 
 def test_feeds_add_the_batch_axis_and_are_reiterable(tmp_path: Path) -> None:
-    data = CalibrationSet.load(_npz(tmp_path / "c.npz", count=5))
-    data.validate(INPUT)
-    feeds = list(data.feeds())
+    reader = CalibrationSet.load(_npz(tmp_path / "c.npz", count=5)).validate(INPUT)
+    feeds = list(reader.feeds())
     assert len(feeds) == 5 and feeds[0]["input"].shape == (1, 3, 8, 8)
-    assert len(list(data.feeds())) == 5  # again from the start
-    assert [f["input"].shape[0] for f in data.feeds(batch_size=2)] == [2, 2, 1]
+    assert len(list(reader.feeds())) == 5  # again from the start
+    assert [f["input"].shape[0] for f in reader.feeds(batch_size=2)] == [2, 2, 1]
+    assert reader.stack([f["input"] for f in reader.feeds(2)]).shape == (5, 3, 8, 8)
 
 
 def test_samples_without_batch_axis_for_unbatched_models(tmp_path: Path) -> None:
-    data = CalibrationSet.load(_npz(tmp_path / "c.npz", count=3))
-    data.validate([InputInfo("input", (3, 8, 8), np.dtype("float32"))])
-    assert next(data.feeds())["input"].shape == (3, 8, 8)
+    reader = CalibrationSet.load(_npz(tmp_path / "c.npz", count=3)).validate(
+        [InputInfo("input", (3, 8, 8), np.dtype("float32"))]
+    )
+    assert next(reader.feeds())["input"].shape == (3, 8, 8) and not reader.batch_axis
+    assert [f["input"].shape for f in reader.feeds(batch_size=2)] == [(3, 8, 8)] * 3  # one sample a feed
+    assert reader.stack([f["input"] for f in reader.feeds()]).shape == (3, 3, 8, 8)
+
+
+def test_validate_returns_a_bound_reader_and_leaves_the_set_alone(tmp_path: Path) -> None:
+    """No hidden state: the same set bound to two models gives two independent readers."""
+    data = CalibrationSet.load(_npz(tmp_path / "c.npz", count=4, labels=np.arange(4)))
+    batched = data.validate(INPUT)
+    unbatched = data.validate([InputInfo("input", (3, 8, 8), np.dtype("float32"))])
+    assert isinstance(batched, CalibrationReader) and isinstance(batched, CalibrationSet)
+    assert batched.batched == {"input": True} and unbatched.batched == {"input": False}
+    assert next(batched.feeds())["input"].shape == (1, 3, 8, 8)
+    assert next(unbatched.feeds())["input"].shape == (3, 8, 8)
+    assert batched.sha256() == data.sha256() and batched.record() == data.record()
+    assert [b.tolist() for b in batched.label_batches(3)] == [[0, 1, 2], [3]]
+    with pytest.raises(InternalError, match="validate"):
+        next(data.feeds())  # an unbound set cannot know the model's shapes
+    renamed = batched.renamed({"input": "input_0"})
+    assert [i.name for i in renamed.inputs] == ["input_0"] and renamed.batched == {"input_0": True}
+    assert next(renamed.feeds())["input_0"].shape == (1, 3, 8, 8)
+    rebound = renamed.validate([InputInfo("input_0", (1, 3, 8, 8), np.dtype("float32"))])
+    assert rebound.batched == {"input_0": True}
 
 
 def test_validation_errors_name_the_problem(tmp_path: Path) -> None:

@@ -20,11 +20,10 @@ if TYPE_CHECKING:
     from edgekit.targets import TargetProfile
 
 # name -> "module:Class"; a backend is one file (or package) in this package.
-# tflite / tensorrt point at temporary adapters while their modules become packages (see those files).
 BACKENDS: dict[str, str] = {
     "onnxruntime": "edgekit.backends.ort:OnnxRuntimeBackend",
     "openvino": "edgekit.backends.ov:OpenVinoBackend",
-    "tflite": "edgekit.backends._tflite_adapter:TFLiteBackend",
+    "tflite": "edgekit.backends.tflite:TFLiteBackend",
     "tensorrt": "edgekit.backends.trt:TensorRTBackend",
 }
 

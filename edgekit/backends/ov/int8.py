@@ -187,8 +187,7 @@ def quantize(
 
     if job.calib is None:
         raise BadInput("int8 export needs a calibration set: pass --calib SET (.npz or image directory)")
-    job.calib.validate(job.prepared.inputs)
-    calib_items = list(job.calib.feeds())
+    calib_items = list(job.calib.validate(job.prepared.inputs).feeds())
     prepared_nodes = _onnx_nodes(job.prepared.path)
     preset, model_type, why = choose_quantization({n[1] for n in prepared_nodes}, options)
     fast_bias = options.fast_bias_correction
@@ -264,8 +263,8 @@ def _accuracy_controlled(
     import nncf
 
     assert job.val is not None and job.val.labels is not None
-    job.val.validate(job.prepared.inputs, "validation set")
-    items = list(zip(job.val.feeds(), job.val.label_batches(), strict=True))
+    val = job.val.validate(job.prepared.inputs, "validation set")
+    items = list(zip(val.feeds(), val.label_batches(), strict=True))
     validation = nncf.Dataset(items, lambda item: item[0])
 
     def top1(compiled: Any, data: Any) -> tuple[float, list[float]]:

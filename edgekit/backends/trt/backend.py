@@ -28,9 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, TensorSpec, name_matches
+from edgekit.backends.base import (
+    Backend,
+    ExportJob,
+    ExportResult,
+    HostRunner,
+    TensorSpec,
+    manifest_specs,
+    name_matches,
+)
 from edgekit.backends.trt import calibration
 from edgekit.backends.trt import formats as fmt
 from edgekit.backends.trt.cuda import gpu_present
@@ -69,14 +75,7 @@ class _Int8:
 
 def _specs(infos: list[Any], prepared: Any) -> list[TensorSpec]:
     return [
-        TensorSpec(
-            name=i.name,
-            source_name=prepared.source_name(i.name),
-            shape=[d if isinstance(d, int) else str(d or "?") for d in i.shape],
-            dtype=np.dtype(i.dtype).name,
-            layout="NCHW" if len(i.shape) == 4 else "",
-        )
-        for i in infos
+        TensorSpec.build(i.name, i.shape, i.dtype, source_name=prepared.source_name(i.name)) for i in infos
     ]
 
 
@@ -341,8 +340,7 @@ class TensorRTBackend(Backend):
         from edgekit.backends.ort import OrtRunner
 
         artifact_dir = Path(artifact_dir)
-        inputs = [TensorSpec.from_json(s) for s in manifest["inputs"]]
-        outputs = [TensorSpec.from_json(s) for s in manifest["outputs"]]
+        inputs, outputs = manifest_specs(manifest)
         engine = (manifest.get("details") or {}).get("engine")
         if engine and (artifact_dir / engine).exists() and self.engine_available() and gpu_present():
             from edgekit.backends.trt.engine import EngineRunner

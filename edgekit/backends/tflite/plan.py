@@ -1,0 +1,185 @@
+"""What to ask onnx2tf for: the file to keep, the calibration data in its layout, and its arguments.
+
+Files onnx2tf writes (output folder, stem = ONNX file stem):
+  `*_float32.tflite`, `*_float16.tflite`                       always (fp16: float16 weights, float I/O)
+  `*_dynamic_range_quant.tflite`                              with -odrqt (or -oiqt): int8 weights only
+  `*_integer_quant.tflite`                                     -oiqt: int8 kernels, float32 I/O
+  `*_full_integer_quant.tflite`                                -oiqt: int8 kernels, I/O per -iqd/-oqd
+  `*_integer_quant_with_int16_act.tflite`, `*_full_integer_quant_with_int16_act.tflite`  -oiqt (unused)
+Only the chosen file is copied into the artifact directory, as `model.tflite`.
+
+Offline inputs. onnx2tf (1.28) calls `download_test_image_data()` whenever every model input is a 4-D
+tensor with 3 channels after its NCHW->NHWC change - *even when calibration data is given* (it uses the
+images for a dummy ONNX inference during shape estimation), and again for INT8 when no
+`custom_input_op_name_np_data_path` (-cind) is given. That function reads
+`calibration_image_sample_data_20x128x128x3_float32.npy` from the current working directory before it
+tries GitHub. So (1) the working directory holds that file, made from the user's calibration set;
+(2) the user's set is also passed as -cind, in the TF layout (NHWC), with mean 0 and std 1 because it
+is already preprocessed (onnx2tf's defaults are ImageNet mean/std: it would normalise twice).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.backends.base import ExportJob
+from edgekit.backends.tflite.options import TFLiteOptions
+from edgekit.errors import BadInput
+
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+# source layout -> artifact layout for the ranks onnx2tf turns channel-last
+LAYOUTS = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
+
+
+class InputPlan:
+    """One prepared ONNX input: its shape, and the permutation onnx2tf will apply (channel-last)."""
+
+    def __init__(self, name: str, shape: list[int], dtype: np.dtype) -> None:
+        self.name = name
+        self.shape = shape
+        self.dtype = dtype
+        rank = len(shape)
+        self.perm = [0, *range(2, rank), 1] if rank in LAYOUTS else list(range(rank))
+        self.layouts = LAYOUTS.get(rank, ("", ""))
+
+    @classmethod
+    def of(cls, info: Any) -> InputPlan:
+        return cls(info.name, [int(d) for d in info.shape], np.dtype(info.dtype))
+
+    @property
+    def tf_shape(self) -> list[int]:
+        return [self.shape[i] for i in self.perm]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The onnx2tf output file to keep and what it is."""
+
+    variant: str  # onnx2tf's file suffix: model_<variant>.tflite
+    label: str  # for messages and the manifest
+    io: str  # I/O dtype of that file
+    int8: str | None  # None | "dynamic" | "static"
+
+
+def plan(job: ExportJob) -> Plan:
+    precision = job.precision
+    if precision not in ("fp32", "fp16", "int8"):
+        raise BadInput(f"the tflite backend exports fp32, fp16 or int8, not '{precision}'")
+    if precision == "fp32":
+        return Plan("float32", "float32", "float32", None)
+    if precision == "fp16":
+        return Plan("float16", "float16 weights", "float32", None)
+    mode = str(job.target.quantization.get("mode", "static"))
+    if job.options.dynamic_int8 or mode == "dynamic":
+        return Plan(
+            "dynamic_range_quant",
+            "dynamic-range int8 (int8 weights, float activations)",
+            "float32",
+            "dynamic",
+        )
+    if job.calib is None:
+        raise BadInput(
+            "full-integer TFLite export needs a calibration set: pass --calib calib.npz "
+            "(or use --fp16 / dynamic-range int8)"
+        )
+    bad = [i.name for i in job.prepared.inputs if np.dtype(i.dtype) != np.float32]
+    if bad:
+        raise BadInput(
+            f"full-integer TFLite needs float32 inputs; '{bad[0]}' is {job.prepared.inputs[0].dtype} "
+            "(onnx2tf cannot calibrate it): use --fp16 or dynamic-range int8"
+        )
+    io = job.options.io_dtype
+    if io == "auto":
+        io = str(job.target.io.get("dtype", "int8"))
+    if io in ("float", "float32"):
+        return Plan("integer_quant", "full int8 (float I/O)", "float32", "static")
+    if io not in ("int8", "uint8"):
+        raise BadInput(f"TFLite int8 I/O type must be float, int8 or uint8, not '{io}'")
+    return Plan("full_integer_quant", f"full int8 ({io} I/O)", io, "static")
+
+
+def thread_count(value: Any) -> int:
+    """A thread count from a setting; unset or invalid means every core."""
+    try:
+        count = int(value) if value else 0
+    except (TypeError, ValueError):
+        count = 0
+    return count if count > 0 else (os.cpu_count() or 1)
+
+
+def tf_arrays(job: ExportJob, inputs: Sequence[InputPlan]) -> dict[str, np.ndarray] | None:
+    """The calibration set in onnx2tf's layout: (samples, *TF shape[1:]) float32 per input."""
+    if job.calib is None:
+        return None
+    out: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        if spec.name not in job.calib.arrays:
+            raise BadInput(f"the calibration set has no array for input '{spec.name}'")
+        arr = np.asarray(job.calib.arrays[spec.name])
+        if arr.ndim == len(spec.shape) + 1:  # (N, *model shape): fold a fixed batch into samples
+            arr = arr.reshape(-1, *spec.shape[1:])
+        out[spec.name] = np.ascontiguousarray(arr.astype(np.float32).transpose(spec.perm))
+    return out
+
+
+def write_inputs_data(work: Path, inputs: Sequence[InputPlan], job: ExportJob) -> str:
+    """Write the -cind npy files and the sample-image file onnx2tf would otherwise download."""
+    arrays = tf_arrays(job, inputs)
+    image = next((i for i in inputs if len(i.shape) == 4 and i.tf_shape[-1] == 3), None)
+    if arrays is not None:
+        for index, spec in enumerate(inputs):
+            np.save(work / f"calib_{index}.npy", arrays[spec.name])
+    if image is not None and arrays is not None:
+        sample = arrays[image.name][:20]
+        note = f"{SAMPLE_FILE} written from {len(sample)} calibration samples of '{image.name}'"
+    else:
+        # never read unless every input is a 3-channel image; then it is seeded noise in [0, 1)
+        shape = image.tf_shape[1:] if image is not None else [8, 8, 3]
+        sample = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+        note = f"{SAMPLE_FILE} written from seeded noise (no calibration set)"
+    np.save(work / SAMPLE_FILE, sample.astype(np.float32))
+    return note
+
+
+def convert_args(
+    work: Path, model: Path, inputs: Sequence[InputPlan], plan: Plan, job: ExportJob
+) -> dict[str, Any]:
+    """The keyword arguments of `onnx2tf.convert` for this job (`--option onnx2tf=...` last)."""
+    args: dict[str, Any] = {
+        "input_onnx_file_path": str(model),
+        "output_folder_path": str(work / "out"),
+        "not_use_onnxsim": True,  # ingest already simplified (onnxslim); onnxsim is not a dependency
+        # What onnx2tf's own command line passes (its -osd defaults to True; convert()'s to False).
+        # Without it a float-only run first tries tf.saved_model.save() on the Keras model, which
+        # JSON-serialises every layer's config - the weights onnx2tf keeps as constants included - and
+        # then fails and falls back to the signature export anyway: several times slower on large
+        # models (benchmarks/bench_tflite_large.py). -oiqt takes the signature path in any case.
+        "output_signaturedefs": True,
+        "verbosity": "info",
+    }
+    if job.calib is not None:
+        # mean 0 / std 1: the set is already preprocessed as the ONNX model takes it
+        args["custom_input_op_name_np_data_path"] = [
+            [spec.name, str(work / f"calib_{index}.npy"), 0.0, 1.0] for index, spec in enumerate(inputs)
+        ]
+    if plan.int8 == "dynamic":
+        args["output_dynamic_range_quantized_tflite"] = True
+    elif plan.int8 == "static":
+        per_channel = bool(job.target.quantization.get("per_channel", True))
+        args["output_integer_quantized_tflite"] = True
+        args["quant_type"] = "per-channel" if per_channel else "per-tensor"
+        io = plan.io if plan.io in ("int8", "uint8") else "int8"
+        args["input_quant_dtype"] = io
+        args["output_quant_dtype"] = io
+    from edgekit.backends import get_backend
+
+    options = get_backend("tflite").options_of(job.options)
+    assert isinstance(options, TFLiteOptions)
+    args.update(options.onnx2tf)
+    return args
