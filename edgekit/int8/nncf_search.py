@@ -78,9 +78,11 @@ class NncfOutcome:
     passed: bool = False
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    would_take: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {
+            "would_take": self.would_take,
             "passed": self.passed,
             "summary": ("passes" if self.passed else "FAILS") + f" the gate: {self.score.summary()}",
             "recipe": self.recipe.to_json(),
@@ -217,6 +219,13 @@ def search_nncf(
             outcome.model, outcome.score, outcome.accuracy_control = restored, result, True
     outcome.passed = outcome.score.passed
     outcome.seconds = time.perf_counter() - started
+    if not outcome.passed:
+        outcome.would_take = (
+            "search is off (--no-search); drop it to let edgekit search recipes and fall back"
+            if not search
+            else f"more quantizers restored to float than --max-revert {max_revert:g} allows "
+            "(raise it), or fp16"
+        )
     return outcome
 
 
