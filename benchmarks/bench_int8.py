@@ -50,7 +50,7 @@ def model_sets(names: list[str], tmp: Path) -> dict[str, tuple[Path, Path, Path,
     from int8_models import write_outlier_model
     from models import VARIED, write_model_and_sets
 
-    out = {}
+    out: dict[str, tuple[Path, Path, Path, dict[str, list[int]]]] = {}
     for name in names:
         if name == "demo":
             paths = demo_paths()
@@ -85,6 +85,7 @@ def via_export(name: str, target: str, files: tuple, search: bool, tmp: Path) ->
         )
     )
     report = outcome.fidelity
+    assert report is not None  # exported with --val
     search_record = find_search_record(outcome.manifest) or {}
     return row(
         name,
@@ -117,9 +118,8 @@ def _job(files: tuple, target_name: str, search: bool, tmp: Path) -> ExportJob:
         ),
     )
     inputs = api.source_io(prepared)[0]
-    calib, val = CalibrationSet.load(calib_path), CalibrationSet.load(val_path)
-    calib.validate(inputs)
-    val.validate(inputs, "validation set")
+    calib = CalibrationSet.load(calib_path).validate(inputs)
+    val = CalibrationSet.load(val_path).validate(inputs, "validation set")
     rename = {prepared.source_name(i.name): i.name for i in prepared.inputs}
     out = tmp / f"job-{target_name}-{int(search)}"
     out.mkdir(parents=True, exist_ok=True)
@@ -242,7 +242,7 @@ def resnet50_cost(
     mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
     std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
     images = ((rng.uniform(0, 1, (samples, 3, 224, 224)).astype(np.float32) - mean) / std)[:, None]
-    np.savez(tmp / "r50_calib.npz", **{name: images})
+    np.savez(tmp / "r50_calib.npz", **{name: images})  # type: ignore[arg-type]
     rows = []
     for gate in gates:
         for search in (False, True) if gate is None or gate == gates[0] else (True,):

@@ -64,7 +64,7 @@ def run_demo(
             try:
                 outcome = api.export(request)
             except EdgekitError as exc:
-                row.update(status="export failed", error=str(exc))
+                row.update(status="export failed", error=str(exc), exit_code=exc.exit_code)
                 progress(f"{target.name} {precision}: export failed: {exc}")
                 continue
             manifest = outcome.manifest

@@ -27,10 +27,18 @@ class BadInput(EdgekitError):
     exit_code = 2
 
 
-class MissingDependency(EdgekitError):
-    """An optional dependency (a backend's pip extra) is not installed."""
+class Unavailable(EdgekitError):
+    """Something this run needs is not here (exit 3): an optional package, a device, hardware.
+
+    Use a subclass: MissingDependency (a pip extra), Unreachable (a device), MissingHardware (this
+    machine lacks a GPU or driver). The input itself was fine: the same command works where that
+    thing is present."""
 
     exit_code = 3
+
+
+class MissingDependency(Unavailable):
+    """An optional dependency (a backend's pip extra) is not installed."""
 
     def __init__(self, module: str, extra: str, what: str = "") -> None:
         self.module = module
@@ -41,14 +49,28 @@ class MissingDependency(EdgekitError):
         )
 
 
-class Unreachable(EdgekitError):
-    """A device could not be reached or refused us."""
+class Unreachable(Unavailable):
+    """A device could not be reached or refused us (network, auth, host key, a dead agent)."""
 
-    exit_code = 3
+
+class MissingHardware(Unavailable):
+    """This machine lacks hardware or a driver the step needs, e.g. no CUDA GPU to build a TensorRT
+    engine here. Not a device problem: say where the step can run instead (on the device, build.sh)."""
 
 
 class InternalError(EdgekitError):
+    """A bug in edgekit or a library misbehaving: not the user's input (exit 4)."""
+
     exit_code = 4
+
+
+EXIT_CLASSES: dict[int, type[EdgekitError]] = {1: GateFailed, 2: BadInput, 3: Unavailable, 4: InternalError}
+
+
+def error_for_exit_code(code: int, message: str) -> EdgekitError:
+    """An error of the class that exits with `code` (1-4), for summaries over several failures such as
+    the demo's rows, which keep each failure's exit code rather than the exception."""
+    return EXIT_CLASSES.get(code, InternalError)(message)
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:

@@ -34,6 +34,10 @@ class OutputMetrics:
     def to_json(self) -> dict[str, Any]:
         return {k: _finite(v) for k, v in self.__dict__.items()}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OutputMetrics:
+        return cls(**{k: _infinite(data.get(k)) for k in cls.__dataclass_fields__})
+
 
 @dataclass
 class FidelityReport:
@@ -68,10 +72,30 @@ class FidelityReport:
             "failures": self.failures,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FidelityReport:
+        """The report back from `to_json` (accuracy_drop and passed are derived, not stored)."""
+        return cls(
+            samples=int(data["samples"]),
+            outputs=[OutputMetrics.from_json(o) for o in data.get("outputs", [])],
+            accuracy_reference=data.get("accuracy_reference"),
+            accuracy_artifact=data.get("accuracy_artifact"),
+            gates=dict(data.get("gates") or {}),
+            failures=list(data.get("failures") or []),
+            where=str(data.get("where", "host")),
+        )
+
 
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else (1e9 if value > 0 else -1e9)
+    return value
+
+
+def _infinite(value: Any) -> Any:
+    """The inverse of `_finite`: JSON has no infinity, so +-1e9 stands for it (an SNR of identical outputs)."""
+    if isinstance(value, float) and abs(value) == 1e9:
+        return math.copysign(math.inf, value)
     return value
 
 

@@ -48,14 +48,41 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def make_dirs(path: Path) -> list[Path]:
+    """mkdir -p that returns the directories it created, outermost first (for `remove_empty`)."""
+    missing = []
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    path.mkdir(parents=True, exist_ok=True)
+    return list(reversed(missing))
+
+
+def remove_empty(created: list[Path]) -> None:
+    """Undo `make_dirs`: remove the directories it created, innermost first, while they are empty."""
+    for directory in reversed(created):
+        try:
+            directory.rmdir()
+        except OSError:
+            return  # not empty (someone else wrote there) or already gone: leave it and its parents
+
+
 @contextlib.contextmanager
 def staged_dir(final_dir: Path, prefix: str = ".tmp-") -> Iterator[Path]:
     """A private temp directory beside `final_dir`, renamed into place when the block succeeds and
-    removed when it raises (KeyboardInterrupt and SystemExit included)."""
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{final_dir.name}-", dir=final_dir.parent))
+    removed when it raises (KeyboardInterrupt and SystemExit included); parent directories this call
+    created are removed again too, so a refused export leaves no empty output directory behind."""
+    created = make_dirs(final_dir.parent)
+    tmp: Path | None = None
+    done = False
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{final_dir.name}-", dir=final_dir.parent))
         yield tmp
         replace_dir(tmp, final_dir)
+        done = True
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            remove_empty(created)

@@ -106,10 +106,6 @@ class Device:
             "threads": self.threads,
             "description": self.description,
         }
-        # COMPAT: `devices list` in cli.py (A2) still reads these two for every row; remove once it
-        # renders `address` / `credentials`
-        out.setdefault("user", None)
-        out.setdefault("identity_files", [])
         return out
 
     def make_transport(self) -> Transport:

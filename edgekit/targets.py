@@ -21,6 +21,7 @@ from edgekit.tomlio import load_toml
 ENV_VAR = "EDGEKIT_TARGETS_PATH"
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILD_MODES = ("host", "on-device")
+MIN_OPSET = 7  # onnxruntime, the FP32 reference of every verify, runs nothing older
 KNOWN_KEYS = {
     "name",
     "backend",
@@ -110,6 +111,11 @@ class TargetProfile:
         for key in ("opset_max", "memory_mb", "threads"):
             if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
                 raise BadInput(f"{where}: {key} must be an integer, got {data[key]!r}")
+        if data.get("opset_max", MIN_OPSET) < MIN_OPSET:
+            raise BadInput(
+                f"{where}: opset_max = {data['opset_max']} is below {MIN_OPSET}, the lowest opset edgekit can "
+                "verify an artifact at (onnxruntime runs opset >= 7)"
+            )
         return cls(
             name=data["name"],
             backend=data["backend"],

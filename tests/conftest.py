@@ -17,11 +17,9 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run `edgekit ARGS...` in-process; returns (exit code, stdout, stderr)."""
-    from edgekit.cli import STATE, main
+    from edgekit.cli import main
 
     def run(*args: str) -> tuple[int, str, str]:
-        STATE["json"] = False
-        STATE["debug"] = False
         try:
             main([str(a) for a in args])
             code = 0
@@ -31,3 +29,11 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts sshd (marker `ssh`) is a slow test: `pytest -m "not slow"` leaves it out
+    with the onnx2tf and NNCF tests (marked `slow` where they are written)."""
+    for item in items:
+        if item.get_closest_marker("ssh") is not None:
+            item.add_marker(pytest.mark.slow)

@@ -122,8 +122,9 @@ def make_sshd(root: Path, authorized_pub: Path, port: int | None = None) -> Sshd
         "LogLevel ERROR",
         "MaxStartups 50",
         "MaxSessions 50",
-        # A login shell that runs `pyenv init` rehashes under a lock; a session killed mid-rehash (the
-        # "dying device" tests) leaves the lock behind and every later shell would wait 60 s for it.
+        # Each session's shell sources the user's ~/.bashrc (bash does under sshd); a pyenv there runs
+        # `pyenv rehash`, which waits up to 60 s on a lock that a killed session (this fixture kills
+        # its sessions at teardown) can leave behind: give up after 1 s instead of stalling every command.
         "SetEnv PYENV_REHASH_TIMEOUT=1",
     ]
     (root / "sshd_config").write_text("\n".join(line for line in lines if line) + "\n")

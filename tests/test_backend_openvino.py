@@ -140,7 +140,9 @@ def _check_against_onnxruntime(runner: HostRunner, src: Path, calib: Calibration
             assert _cosine(got[name], ref) > MIN_COSINE[precision], (name, precision)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize(
+    "precision", ["fp32", "fp16", pytest.param("int8", marks=pytest.mark.slow)]
+)  # int8: NNCF
 def test_conv_net_with_odd_names_all_precisions(tmp_path: Path, precision: str) -> None:
     model = _conv_net()
     result, runner, src, calib = _export(tmp_path, model, precision)
@@ -176,6 +178,7 @@ def test_conv_net_with_odd_names_all_precisions(tmp_path: Path, precision: str) 
         assert "f16" not in weight_types
 
 
+@pytest.mark.slow  # NNCF
 def test_transformer_block_int8_uses_transformer_model_type(tmp_path: Path) -> None:
     result, runner, src, calib = _export(tmp_path, _transformer(), "int8")
     quant = result.details["quantization"]
@@ -190,7 +193,7 @@ def test_transformer_block_fp16(tmp_path: Path) -> None:
         _check_against_onnxruntime(runner, src, calib, "fp16")
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])  # int8: NNCF
 def test_opset11_constant_node_weights(tmp_path: Path, precision: str) -> None:
     model = models.constant_weights_net(opset=11)[0]
     assert any(n.op_type == "Constant" for n in model.graph.node)
@@ -199,6 +202,7 @@ def test_opset11_constant_node_weights(tmp_path: Path, precision: str) -> None:
         _check_against_onnxruntime(runner, src, calib, precision)
 
 
+@pytest.mark.slow  # NNCF
 def test_dynamic_dims_kept_and_int8_calibrates(tmp_path: Path) -> None:
     model = _conv_net(dynamic=True)
     # samples of 24x24 through a model whose batch and spatial dims are symbolic
@@ -223,7 +227,7 @@ def test_dynamic_dims_fixed_by_input_shape(tmp_path: Path) -> None:
         _check_against_onnxruntime(runner, src, calib, "fp32")
 
 
-@pytest.mark.parametrize("precision", ["fp16", "int8"])
+@pytest.mark.parametrize("precision", ["fp16", pytest.param("int8", marks=pytest.mark.slow)])  # int8: NNCF
 def test_two_inputs(tmp_path: Path, precision: str) -> None:
     result, runner, src, calib = _export(tmp_path, _two_inputs(), precision)
     assert [s.name for s in result.inputs] == ["a", "b"]
@@ -233,6 +237,7 @@ def test_two_inputs(tmp_path: Path, precision: str) -> None:
         _check_against_onnxruntime(runner, src, calib, precision)
 
 
+@pytest.mark.slow  # NNCF
 def test_ignore_patterns_keep_layers_in_float(tmp_path: Path) -> None:
     # ONNX node names (with '/' and ':'), followed to the IR ops they became
     options = ExportOptions(ignore=["head/fc*"])  # a glob; regular expressions work too
@@ -256,6 +261,7 @@ def test_ignore_pattern_matching_nothing_is_bad_input(tmp_path: Path) -> None:
         _export(tmp_path, _conv_net(), "int8", options=ExportOptions(ignore=["(["]))
 
 
+@pytest.mark.slow  # NNCF
 def test_accuracy_controlled_int8_records_reverted_layers(tmp_path: Path) -> None:
     demo = demo_paths()
     model = onnx.load(str(demo["model"]))
@@ -285,6 +291,7 @@ def test_accuracy_controlled_int8_records_reverted_layers(tmp_path: Path) -> Non
     assert (got == labels).sum() >= (want == labels).sum() - 1
 
 
+@pytest.mark.slow  # NNCF
 def test_accuracy_control_without_labels_warns(tmp_path: Path) -> None:
     model = _two_inputs()
     val_path = _calib(model, tmp_path / "val.npz")

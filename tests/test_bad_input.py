@@ -10,24 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import export_args, refused
 from models import conv_net, write_model_and_sets
 
 HEAVY = ("tensorflow", "openvino", "tensorrt", "onnx2tf", "nncf", "tf_keras", "keras", "torch")
-
-
-def _assert_one_line_exit2(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got: {err!r}"
-    assert lines[0].startswith("edgekit: error:")
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def _no_partial(out: Path) -> None:
-    leftovers = [p.name for p in out.iterdir()] if out.exists() else []
-    assert leftovers == [], leftovers
 
 
 @pytest.fixture
@@ -36,22 +22,21 @@ def conv(tmp_path: Path) -> tuple[Path, Path, Path]:
     return model, calib, val
 
 
+def _export(model: Path, target: str, out: Path, *more: object, precision: str | None = None) -> list[str]:
+    return export_args(model, target, precision, out=out, as_json=False, more=[str(m) for m in more])
+
+
 def test_missing_model(tmp_path: Path, run_cli) -> None:
     out = tmp_path / "out"
-    code, _, err = run_cli("export", tmp_path / "nope.onnx", "--target", "x86-cpu", "-o", out)
-    _assert_one_line_exit2(code, err, "model not found")
-    _no_partial(out)
+    refused(run_cli, _export(tmp_path / "nope.onnx", "x86-cpu", out), 2, "model not found", out=out)
 
 
 def test_non_onnx_bytes(tmp_path: Path, run_cli) -> None:
     bogus = tmp_path / "photo.onnx"
     bogus.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
     out = tmp_path / "out"
-    code, _, err = run_cli("export", bogus, "--target", "x86-cpu", "-o", out)
-    _assert_one_line_exit2(code, err, "photo.onnx")
-    _no_partial(out)
-    code, _, err = run_cli("inspect", bogus)
-    _assert_one_line_exit2(code, err, "photo.onnx")
+    refused(run_cli, _export(bogus, "x86-cpu", out), 2, "photo.onnx", out=out)
+    refused(run_cli, ["inspect", bogus], 2, "photo.onnx")
 
 
 def test_truncated_onnx(tmp_path: Path, run_cli) -> None:
@@ -60,9 +45,7 @@ def test_truncated_onnx(tmp_path: Path, run_cli) -> None:
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(data[: len(data) // 2])
     out = tmp_path / "out"
-    code, _, err = run_cli("export", cut, "--target", "x86-cpu", "-o", out)
-    _assert_one_line_exit2(code, err, "cut.onnx")
-    _no_partial(out)
+    refused(run_cli, _export(cut, "x86-cpu", out), 2, "cut.onnx", out=out)
 
 
 @pytest.mark.parametrize(
@@ -80,27 +63,24 @@ def test_bad_calibration_set(conv, tmp_path: Path, run_cli, arrays, needle) -> N
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)
     out = tmp_path / "out"
-    code, _, err = run_cli("export", model, "--target", "x86-cpu", "--int8", "--calib", bad, "-o", out)
-    _assert_one_line_exit2(code, err, needle)
-    _no_partial(out)
+    refused(run_cli, _export(model, "x86-cpu", out, "--calib", bad, precision="int8"), 2, needle, out=out)
 
 
 def test_calibration_file_not_npz(conv, tmp_path: Path, run_cli) -> None:
     model, _, _ = conv
     bad = tmp_path / "calib.npz"
     bad.write_text("not a zip")
-    code, _, err = run_cli(
-        "export", model, "--target", "x86-cpu", "--int8", "--calib", bad, "-o", tmp_path / "o"
+    out = tmp_path / "o"
+    refused(
+        run_cli, _export(model, "x86-cpu", out, "--calib", bad, precision="int8"), 2, "not a readable .npz"
     )
-    _assert_one_line_exit2(code, err, "not a readable .npz")
 
 
 def test_unknown_target_suggests_close_name(conv, tmp_path: Path, run_cli) -> None:
     model, _, _ = conv
     out = tmp_path / "out"
-    code, _, err = run_cli("export", model, "--target", "x86-cpuu", "-o", out)
-    _assert_one_line_exit2(code, err, "unknown target 'x86-cpuu'", "Did you mean 'x86-cpu'?")
-    _no_partial(out)
+    needles = ("unknown target 'x86-cpuu'", "Did you mean 'x86-cpu'?")
+    refused(run_cli, _export(model, "x86-cpuu", out), 2, *needles, out=out)
 
 
 def test_malformed_target_toml(conv, tmp_path: Path, run_cli) -> None:
@@ -108,13 +88,11 @@ def test_malformed_target_toml(conv, tmp_path: Path, run_cli) -> None:
     targets = tmp_path / "targets"
     targets.mkdir()
     (targets / "broken.toml").write_text('name = "broken"\nbackend = onnxruntime\n')
-    code, _, err = run_cli(
-        "export", model, "--target", "broken", "--targets-dir", targets, "-o", tmp_path / "o"
-    )
-    _assert_one_line_exit2(code, err, "broken.toml", "malformed TOML", "line 2")
+    args = _export(model, "broken", tmp_path / "o", "--targets-dir", targets)
+    refused(run_cli, args, 2, "broken.toml", "malformed TOML", "line 2")
     (targets / "broken.toml").write_text('name = "broken"\nbackend = "onnxruntime"\nprecision = ["int8"]\n')
-    code, _, err = run_cli("targets", "--targets-dir", targets)
-    _assert_one_line_exit2(code, err, "unknown key 'precision'", "Did you mean 'precisions'?")
+    needles = ("unknown key 'precision'", "Did you mean 'precisions'?")
+    refused(run_cli, ["targets", "--targets-dir", targets], 2, *needles)
 
 
 def test_malformed_image_recipe(conv, tmp_path: Path, run_cli) -> None:
@@ -122,54 +100,33 @@ def test_malformed_image_recipe(conv, tmp_path: Path, run_cli) -> None:
     images = tmp_path / "images"
     images.mkdir()
     (images / "calibration.toml").write_text("input = 'input'\nsize = [32, 32\n")
-    code, _, err = run_cli(
-        "export", model, "--target", "x86-cpu", "--int8", "--calib", images, "-o", tmp_path / "o"
-    )
-    _assert_one_line_exit2(code, err, "calibration.toml", "malformed TOML")
+    args = _export(model, "x86-cpu", tmp_path / "o", "--calib", images, precision="int8")
+    refused(run_cli, args, 2, "calibration.toml", "malformed TOML")
 
 
 def test_int8_without_calibration(conv, tmp_path: Path, run_cli) -> None:
     model, _, _ = conv
     out = tmp_path / "out"
-    code, _, err = run_cli("export", model, "--target", "x86-cpu", "--int8", "-o", out)
-    _assert_one_line_exit2(code, err, "--calib")
-    _no_partial(out)
+    refused(run_cli, _export(model, "x86-cpu", out, precision="int8"), 2, "--calib", out=out)
 
 
 def test_bad_input_shape_flag(tmp_path: Path, run_cli) -> None:
     model, _, _, _ = write_model_and_sets(tmp_path, "dynamic")
-    code, _, err = run_cli(
-        "export", model, "--target", "x86-cpu", "--input-shape", "imagez:1,3,8,8", "-o", tmp_path / "o"
-    )
-    _assert_one_line_exit2(code, err, "not a model input", "Did you mean 'images'?")
-    code, _, err = run_cli(
-        "export", model, "--target", "x86-cpu", "--input-shape", "images:1,3,a,b", "-o", tmp_path / "o"
-    )
-    _assert_one_line_exit2(code, err, "integers")
+    out = tmp_path / "o"
+    args = _export(model, "x86-cpu", out, "--input-shape", "imagez:1,3,8,8")
+    refused(run_cli, args, 2, "not a model input", "Did you mean 'images'?")
+    refused(run_cli, _export(model, "x86-cpu", out, "--input-shape", "images:1,3,a,b"), 2, "integers")
 
 
 def test_verify_bad_artifact_dir(tmp_path: Path, run_cli) -> None:
-    code, _, err = run_cli("verify", tmp_path, "--val", tmp_path / "v.npz")
-    _assert_one_line_exit2(code, err, "not an edgekit artifact")
+    refused(run_cli, ["verify", tmp_path, "--val", tmp_path / "v.npz"], 2, "not an edgekit artifact")
 
 
 def test_failed_gate_exits_1(conv, tmp_path: Path, run_cli) -> None:
     model, calib, val = conv
+    more = ["--min-cosine", "0.9999999"]
     code, stdout, err = run_cli(
-        "export",
-        model,
-        "--target",
-        "x86-cpu",
-        "--int8",
-        "--calib",
-        calib,
-        "--val",
-        val,
-        "-o",
-        tmp_path,
-        "--min-cosine",
-        "0.9999999",
-        "--json",
+        *export_args(model, "x86-cpu", "int8", calib=calib, val=val, out=tmp_path, more=more)
     )
     assert code == 1, err
     assert "gate failed" in err
@@ -225,8 +182,7 @@ def test_model_check_failure_message(tmp_path: Path, run_cli) -> None:
     model.graph.node[0].input[0] = "nowhere"
     path = tmp_path / "broken.onnx"
     onnx.save(model, path)
-    code, _, err = run_cli("export", path, "--target", "x86-cpu", "-o", tmp_path / "o")
-    _assert_one_line_exit2(code, err, "broken.onnx")
+    refused(run_cli, _export(path, "x86-cpu", tmp_path / "o"), 2, "broken.onnx", out=tmp_path / "o")
 
 
 @pytest.mark.parametrize(
@@ -248,11 +204,13 @@ def test_missing_extra_is_one_line_exit_3(
     )
     model, calib, _ = conv
     out = tmp_path / "out"
-    code, _, err = run_cli("export", model, "--target", target, "--fp16", "--calib", calib, "-o", out, *more)
-    lines = err.strip().splitlines()
-    assert code == 3, err
-    assert len(lines) == 1 and f"edgekit[{extra}]" in lines[0] and "Traceback" not in err
-    _no_partial(out)
+    refused(
+        run_cli,
+        _export(model, target, out, "--calib", calib, *more, precision="fp16"),
+        3,
+        f"edgekit[{extra}]",
+        out=out,
+    )
     code, stdout, _ = run_cli("targets", "--json")
     row = next(r for r in json.loads(stdout) if r["name"] == target)
     if hidden != "tensorrt":

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import export_ok, ssh_device, write_devices
 
 from edgekit.inventory import default_local_target
 from edgekit.resources import demo_paths
@@ -30,38 +31,19 @@ def demo_fleet(tmp_path: Path, run_cli):
         + known_hosts_line(servers["b"])
         + known_hosts_line(servers["rekeyed"], other)
     )
-    closed = free_port()
-    blocks = []
-    for name, port in (
-        ("a", servers["a"].port),
-        ("b", servers["b"].port),
-        ("rekeyed", servers["rekeyed"].port),
-        ("closed", closed),
-    ):
-        blocks.append(
-            f'[devices.board-{name}]\ntransport = "ssh"\nhost = "127.0.0.1"\nport = {port}\n'
-            f'identity_file = "{client}"\nknown_hosts = "{known}"\ntarget = "x86-cpu"\n'
-            f'workdir = "{tmp_path / "work" / name}"\nthreads = 1\nconnect_timeout = 5\nmemory_mb = 2048\n'
-        )
-    devices = tmp_path / "devices.toml"
-    devices.write_text("\n".join(blocks))
+    ports = {name: server.port for name, server in servers.items()} | {"closed": free_port()}
+    options = {"threads": 1, "connect_timeout": 5, "memory_mb": 2048}
+    blocks = [
+        ssh_device(f"board-{name}", port, client, known, "x86-cpu", tmp_path / "work" / name, **options)
+        for name, port in ports.items()
+    ]
+    devices = write_devices(tmp_path / "devices.toml", *blocks)
     paths = demo_paths()
-    artifacts = []
-    for precision in ("fp32", "int8"):
-        code, out, err = run_cli(
-            "export",
-            paths["model"],
-            "--target",
-            "x86-cpu",
-            f"--{precision}",
-            "--calib",
-            paths["calib"],
-            "-o",
-            tmp_path / "arts",
-            "--json",
-        )
-        assert code == 0, err
-        artifacts.append(json.loads(out)["artifact"])
+    exports = [
+        export_ok(run_cli, paths["model"], "x86-cpu", precision, calib=paths["calib"], out=tmp_path / "arts")
+        for precision in ("fp32", "int8")
+    ]
+    artifacts = [record["artifact"] for record in exports]
     yield {"devices": devices, "artifacts": artifacts, "servers": servers, "tmp": tmp_path}
     for server in servers.values():
         server.kill()

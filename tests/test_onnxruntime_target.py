@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from helpers import export_args
 from models import VARIED, write_model_and_sets
 
 from edgekit.ingest import file_sha256
@@ -36,22 +37,10 @@ def test_inspect_export_and_verify_every_precision(key: str, tmp_path: Path, run
     out = tmp_path / "out"
     for precision in ("fp32", "fp16", "int8"):
         gate = ["--min-cosine", INT8_MIN_COSINE] if precision == "int8" else []
-        code, stdout, stderr = run_cli(
-            "export",
-            model,
-            "--target",
-            "x86-cpu",
-            f"--{precision}",
-            "--calib",
-            calib,
-            "--val",
-            val,
-            "-o",
-            out,
-            "--json",
-            *gate,
-            *_shape_args(key),
+        args = export_args(
+            model, "x86-cpu", precision, calib=calib, val=val, out=out, more=gate + _shape_args(key)
         )
+        code, stdout, stderr = run_cli(*args)
         assert code == 0, f"{key} {precision}: {stderr}"
         result = json.loads(stdout)
         manifest = result["manifest"]
@@ -87,9 +76,15 @@ def test_int8_is_per_channel_qdq_and_smaller(tmp_path: Path, run_cli) -> None:
     model, calib, _, _ = write_model_and_sets(tmp_path, "conv")
     for target, act_type in (("x86-cpu", onnx.TensorProto.UINT8), ("arm64-cpu", onnx.TensorProto.INT8)):
         code, stdout, stderr = run_cli(
-            "export", model, "--target", target, "--int8", "--calib", calib, "-o", tmp_path / "o", "--json",
-            "--no-search", "--min-cosine", "0",
-        )  # fmt: skip
+            *export_args(
+                model,
+                target,
+                "int8",
+                calib=calib,
+                out=tmp_path / "o",
+                more=["--no-search", "--min-cosine", "0"],
+            )
+        )
         assert code == 0, stderr
         manifest = json.loads(stdout)["manifest"]
         quantized = onnx.load(str(Path(json.loads(stdout)["artifact"]) / "model.onnx"))
@@ -107,41 +102,17 @@ def test_int8_is_per_channel_qdq_and_smaller(tmp_path: Path, run_cli) -> None:
 
 def test_dynamic_int8_and_calibration_methods(tmp_path: Path, run_cli) -> None:
     model, calib, val, _ = write_model_and_sets(tmp_path, "transformer")
+    more = ["--dynamic", "--min-cosine", INT8_MIN_COSINE]
     code, stdout, stderr = run_cli(
-        "export",
-        model,
-        "--target",
-        "x86-cpu",
-        "--int8",
-        "--dynamic",
-        "--val",
-        val,
-        "-o",
-        tmp_path / "d",
-        "--json",
-        "--min-cosine",
-        INT8_MIN_COSINE,
+        *export_args(model, "x86-cpu", "int8", val=val, out=tmp_path / "d", more=more)
     )
     assert code == 0, stderr
     manifest = json.loads(stdout)["manifest"]
     assert manifest["details"]["mode"] == "dynamic" and manifest["calibration"] is None
     for method in ("minmax", "percentile"):
-        code, stdout, stderr = run_cli(
-            "export",
-            model,
-            "--target",
-            "arm64-cpu",
-            "--int8",
-            "--calib",
-            calib,
-            "--calib-method",
-            method,
-            "--calib-samples",
-            "8",
-            "-o",
-            tmp_path / method,
-            "--json",
-        )
+        more = ["--calib-method", method, "--calib-samples", "8"]
+        args = export_args(model, "arm64-cpu", "int8", calib=calib, out=tmp_path / method, more=more)
+        code, stdout, stderr = run_cli(*args)
         assert code == 0, stderr
         record = json.loads(stdout)["manifest"]["calibration"]
         assert record["method"] == method and record["samples"] == 8 and record["total_samples"] == 16
@@ -157,21 +128,9 @@ def test_dynamic_dims_stay_dynamic_for_onnxruntime(tmp_path: Path, run_cli) -> N
 
 def test_odd_names_are_kept_for_onnxruntime(tmp_path: Path, run_cli) -> None:
     model, calib, val, _ = write_model_and_sets(tmp_path, "odd_names")
+    more = ["--min-cosine", INT8_MIN_COSINE]
     code, stdout, stderr = run_cli(
-        "export",
-        model,
-        "--target",
-        "x86-cpu",
-        "--int8",
-        "--calib",
-        calib,
-        "--val",
-        val,
-        "-o",
-        tmp_path,
-        "--json",
-        "--min-cosine",
-        INT8_MIN_COSINE,
+        *export_args(model, "x86-cpu", "int8", calib=calib, val=val, out=tmp_path, more=more)
     )
     assert code == 0, stderr
     manifest = json.loads(stdout)["manifest"]
@@ -203,20 +162,8 @@ def test_model_with_external_data(tmp_path: Path, run_cli) -> None:
     calib = tmp_path / "calib.npz"
     np.savez(calib, **sample_set(model, 8))
     for precision in ("fp32", "int8"):
-        code, stdout, stderr = run_cli(
-            "export",
-            path,
-            "--target",
-            "x86-cpu",
-            f"--{precision}",
-            "--calib",
-            calib,
-            "--val",
-            calib,
-            "-o",
-            tmp_path / "out",
-            "--json",
-        )
+        args = export_args(path, "x86-cpu", precision, calib=calib, val=calib, out=tmp_path / "out")
+        code, stdout, stderr = run_cli(*args)
         assert code == 0, stderr
         manifest = json.loads(stdout)["manifest"]
         total = path.stat().st_size + (path.parent / "weights.bin").stat().st_size

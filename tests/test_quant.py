@@ -81,8 +81,7 @@ def test_one_pass_minmax_ranges_equal_onnxruntime_calibration(tmp_path: Path) ->
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     np.savez(tmp_path / "c.npz", **sample_set(model, 6))
-    calib = CalibrationSet.load(tmp_path / "c.npz")
-    calib.validate([quant_input(model)])
+    calib = CalibrationSet.load(tmp_path / "c.npz").validate([quant_input(model)])
     theirs = quant.compute_ranges(path, calib, "minmax")
     ours = stats.collect(path, calib.feeds(1)).ranges("minmax", symmetric=False)
     shared = set(theirs) & set(ours)

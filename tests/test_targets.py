@@ -36,6 +36,7 @@ def _profile(directory: Path, body: str, name: str = "mine") -> Path:
         ('backend = "onnxruntime"\n[fidelity]\nmin_cosine = "high"\n', "min_cosine must be a number"),
         ('backend = "onnxruntime"\ndevise = "GPU"\n', "unknown key 'devise'. Did you mean 'device'?"),
         ('precisions = ["fp32"]\n', "missing required string key 'backend'"),
+        ('backend = "onnxruntime"\nopset_max = 6\n', "opset_max = 6 is below 7"),
     ],
 )
 def test_profile_errors_name_file_and_key(tmp_path: Path, body: str, needle: str) -> None:

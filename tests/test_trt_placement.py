@@ -172,8 +172,7 @@ def test_onnxruntime_default_breaks_the_invariant_edgekit_keeps(tmp_path):
     onnx.save(model, path)
     calib = tmp_path / "c.npz"
     np.savez(calib, **sample_set(model, 4, seed=1))
-    reader = CalibrationSet.load(calib)
-    reader.validate(ingest.io_info(model)[0])
+    reader = CalibrationSet.load(calib).validate(ingest.io_info(model)[0])
     quantize_static(
         str(path),
         str(tmp_path / "default.onnx"),
@@ -289,8 +288,7 @@ def test_unnamed_nodes_are_planned_by_position():
 def _calibrated(tmp_path: Path, model_path: Path, arrays: dict, exclude=()):
     prepared = ingest.prepare(model_path, ingest.PrepareOptions(min_opset=13, max_opset=17))
     np.savez(tmp_path / "calib.npz", **arrays)
-    calib = CalibrationSet.load(tmp_path / "calib.npz")
-    calib.validate(prepared.inputs)
+    calib = CalibrationSet.load(tmp_path / "calib.npz").validate(prepared.inputs)
     scales = calibration.calibrate(prepared.path, calib, "entropy")
     out = tmp_path / "model.qdq.onnx"
     result = calibration.quantize_for_tensorrt(prepared.path, out, scales, exclude=exclude)

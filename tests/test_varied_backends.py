@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import export_args
 from models import VARIED, write_model_and_sets
 
 INT8_MIN_COSINE = "0.97"
@@ -24,25 +25,14 @@ def _export(
 ) -> tuple[int, dict, str]:
     model, calib, val, _ = write_model_and_sets(tmp_path, key)
     gate = ["--min-cosine", floor] if precision == "int8" else []
+    more = gate + _shape_args(key)
     code, out, err = run_cli(
-        "export",
-        model,
-        "--target",
-        target,
-        f"--{precision}",
-        "--calib",
-        calib,
-        "--val",
-        val,
-        "-o",
-        tmp_path / "out",
-        "--json",
-        *gate,
-        *_shape_args(key),
+        *export_args(model, target, precision, calib=calib, val=val, out=tmp_path / "out", more=more)
     )
     return code, (json.loads(out)["manifest"] if out.strip() else {}), err
 
 
+@pytest.mark.slow  # NNCF
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino extra not installed")
 @pytest.mark.parametrize("key", list(VARIED))
 def test_openvino_every_precision(key: str, tmp_path: Path, run_cli) -> None:
@@ -54,6 +44,7 @@ def test_openvino_every_precision(key: str, tmp_path: Path, run_cli) -> None:
         assert manifest["fidelity"]["passed"] and manifest["entry"] == "model.xml"
 
 
+@pytest.mark.slow  # onnx2tf
 @pytest.mark.skipif(importlib.util.find_spec("onnx2tf") is None, reason="tflite extra not installed")
 @pytest.mark.parametrize("key", list(VARIED))
 def test_tflite_full_int8(key: str, tmp_path: Path, run_cli) -> None:

@@ -54,8 +54,11 @@ def zoo_model(name: str, out: str | os.PathLike[str], seed: int = 0) -> Path:
     model = onnx.load(str(light_path(name)))
     graph = model.graph
     rng = np.random.default_rng(seed)
-    shapes = {t.name: tuple(int(d) for d in numpy_helper.to_array(t)) for t in graph.initializer
-              if t.name.endswith("__SHAPE")}
+    shapes = {
+        t.name: tuple(int(d) for d in numpy_helper.to_array(t))
+        for t in graph.initializer
+        if t.name.endswith("__SHAPE")
+    }
     keep_nodes, restored = [], []
     for node in graph.node:
         if node.op_type == "ConstantOfShape" and node.input and node.input[0] in shapes:
@@ -73,9 +76,7 @@ def zoo_model(name: str, out: str | os.PathLike[str], seed: int = 0) -> Path:
     kept_inputs = [i for i in graph.input if i.name not in shapes]
     del graph.input[:]
     graph.input.extend(kept_inputs)
-    graph.input.extend(
-        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in restored
-    )
+    graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in restored)
     out = Path(out)
     onnx.save(model, str(out))
     return out

@@ -22,9 +22,13 @@ class JobData:
 
 
 def batched(data: CalibrationSet) -> bool:
-    """Whether samples carry the model's batch axis (set by CalibrationSet.validate)."""
-    flags = getattr(data, "_batched", {})
-    return all(flags.get(name, False) for name in data.names)
+    """Whether feeds carry the model's batch axis (outputs concatenate on axis 0) or are one sample
+    each (outputs stack on a new axis): what the bound reader (`CalibrationSet.validate`) knows."""
+    from edgekit.calib import CalibrationReader
+
+    if not isinstance(data, CalibrationReader):
+        raise TypeError("the INT8 search reads a bound CalibrationReader (CalibrationSet.validate)")
+    return data.batch_axis
 
 
 def settings_for(job: ExportJob) -> Settings:

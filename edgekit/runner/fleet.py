@@ -29,8 +29,12 @@ async def run_bench(
     resume: bool = False,
     concurrency: int = 4,
     progress: ProgressHook | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the matrix; returns this run's records (also appended to `results` as each finishes).
+
+    `on_record(record)` runs (in a worker thread) on each finished record before it is written, so
+    what it adds (on-device fidelity) is in results.jsonl too.
 
     Devices run concurrently (at most `concurrency` at once), each device one job at a time.
     Cancelling the task (Ctrl-C) stops the jobs, deletes their device-side run folders and closes
@@ -67,6 +71,8 @@ async def run_bench(
                         notify({"stage": stage, "device": job.device.name, "artifact": job.artifact.name})
 
                     record = await run_job(session, job, settings, outputs_dir, emit)
+                if on_record is not None:
+                    await asyncio.to_thread(on_record, record)
                 writer.write(record)
                 records.append(record)
                 notify(

@@ -9,15 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError, InternalError, MissingDependency
+from edgekit.errors import InternalError, MissingDependency, MissingHardware
 
 
-class NoCudaDevice(EdgekitError):
-    """No CUDA GPU is visible here (exit 3, like a missing dependency: the fix is the environment).
-
-    Stands in until the shared error module has its own class for this; then raise that one."""
-
-    exit_code = 3
+class NoCudaDevice(MissingHardware):
+    """No CUDA GPU is visible here (exit 3, like a missing dependency: the fix is the environment)."""
 
 
 def cudart() -> Any:

@@ -1,0 +1,78 @@
+"""The Python API behind the CLI: the same verbs, typed requests in, typed records out, no printing.
+
+    from edgekit import api
+    record = api.export(api.ExportRequest(model="model.onnx", target="x86-cpu", precision="int8",
+                                          calib="calib.npz", val="val.npz"))
+    record.path, record.manifest, record.fidelity
+
+Every record has `to_json()` (what `edgekit VERB --json` prints) and `from_json()`. Errors are
+`edgekit.errors` classes; their `exit_code` is the CLI's.
+"""
+
+from __future__ import annotations
+
+from edgekit import targets as target_profiles  # noqa: F401 - used by callers as api.target_profiles
+from edgekit.api.catalog import demo, devices_check, devices_list, devices_trust, inspect, targets
+from edgekit.api.exporting import artifact_name, export, gates_for, gates_for_artifact, source_io
+from edgekit.api.fleet import bench, bench_local, load_inventory, verify_on_device
+from edgekit.api.records import (
+    BenchRecord,
+    BenchRequest,
+    DemoRecord,
+    DemoRequest,
+    DeviceCheckRecord,
+    DevicesRequest,
+    ExportOutcome,
+    ExportRecord,
+    ExportRequest,
+    InspectRecord,
+    InspectRequest,
+    Rows,
+    TargetRow,
+    TargetsRecord,
+    TargetsRequest,
+    TrustRecord,
+    VerifyRequest,
+)
+from edgekit.api.verification import artifact_outputs, reference_outputs, verify, verify_dir
+from edgekit.fidelity import FidelityReport as VerifyRecord
+
+__all__ = [
+    "BenchRecord",
+    "BenchRequest",
+    "DemoRecord",
+    "DemoRequest",
+    "DeviceCheckRecord",
+    "DevicesRequest",
+    "ExportOutcome",
+    "ExportRecord",
+    "ExportRequest",
+    "InspectRecord",
+    "InspectRequest",
+    "Rows",
+    "TargetRow",
+    "TargetsRecord",
+    "TargetsRequest",
+    "TrustRecord",
+    "VerifyRecord",
+    "VerifyRequest",
+    "artifact_name",
+    "artifact_outputs",
+    "bench",
+    "bench_local",
+    "demo",
+    "devices_check",
+    "devices_list",
+    "devices_trust",
+    "export",
+    "gates_for",
+    "gates_for_artifact",
+    "inspect",
+    "load_inventory",
+    "reference_outputs",
+    "source_io",
+    "targets",
+    "verify",
+    "verify_dir",
+    "verify_on_device",
+]

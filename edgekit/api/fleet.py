@@ -1,0 +1,133 @@
+"""`bench` and `verify --device`: artifacts run on devices through the agent; `bench_local` times one
+on this machine through the same path.
+
+On-device fidelity: the FP32 reference outputs are computed here once per source model BEFORE the
+run (so a missing source or a bad validation set fails before any device is touched); each record is
+compared as it arrives and its `fidelity` is written into results.jsonl with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import runner
+from edgekit.api.exporting import gates_for_artifact
+from edgekit.api.records import BenchProgress, BenchRecord, BenchRequest, Progress, VerifyRequest, noop
+from edgekit.api.verification import load_validation, reference_outputs, reference_path, source_inputs
+from edgekit.calib import CalibrationSet
+from edgekit.errors import BadInput, Unreachable
+from edgekit.fidelity import FidelityReport, compare
+from edgekit.inventory import Device, load_devices
+from edgekit.manifest import read_manifest
+from edgekit.targets import Gates
+
+DEFAULT_DEVICES = "devices.toml"
+
+
+def load_inventory(devices_file: str | Path | None) -> dict[str, Device]:
+    """The inventory: `devices_file`, else ./devices.toml when present, else only `local`."""
+    if devices_file is None:
+        return load_devices(DEFAULT_DEVICES if Path(DEFAULT_DEVICES).is_file() else None)
+    if not Path(devices_file).expanduser().is_file():
+        raise BadInput(f"devices file not found: {devices_file}")
+    return load_devices(devices_file)
+
+
+def _device_outputs(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    with np.load(record["outputs_file"]) as data:
+        return {k: data[k] for k in data.files}
+
+
+class _OnDeviceFidelity:
+    """Per artifact: the reference outputs (shared per source model) and the gates, prepared before
+    the run; `__call__(record)` adds `record["fidelity"]` (the runner calls it before writing)."""
+
+    def __init__(self, artifacts: list[runner.Artifact], req: BenchRequest) -> None:
+        assert req.val is not None
+        by_model: dict[str, dict[str, np.ndarray]] = {}
+        val = CalibrationSet.load(req.val)
+        self.labels = val.labels
+        self.expected: dict[str, tuple[dict[str, np.ndarray], Gates]] = {}
+        for art in artifacts:
+            bound = val.validate(source_inputs(art.manifest), f"validation set (for {art.name})")
+            gates = gates_for_artifact(art.manifest, req.gate_overrides, req.targets_dirs)
+            model = reference_path(art.manifest, None)
+            if str(model) not in by_model:
+                by_model[str(model)] = reference_outputs(model, bound)
+            self.expected[art.sha256] = (by_model[str(model)], gates)
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if record.get("status") != "ok" or not record.get("outputs_file"):
+            return
+        reference, gates = self.expected[record["artifact"]["sha256"]]
+        where = record["device"]["name"]
+        try:
+            report = compare(reference, _device_outputs(record), self.labels, gates, where=where)
+        except (BadInput, ValueError, KeyError, OSError) as exc:
+            report = FidelityReport(
+                samples=0, outputs=[], failures=[f"outputs not comparable: {exc}"], where=where
+            )
+        record["fidelity"] = report.to_json()
+
+
+def bench(req: BenchRequest, progress: BenchProgress | None = None) -> BenchRecord:
+    """Run artifacts on devices (matched by target, or the named ones) through the device agent."""
+    artifacts = runner.load_artifacts(req.artifacts, req.targets_dirs)
+    jobs, warnings = runner.plan(artifacts, load_inventory(req.devices_file), req.devices or None)
+    if not jobs:
+        raise BadInput("nothing to run: no device matches the artifacts' targets; name devices with --device")
+    on_record = _OnDeviceFidelity(artifacts, req) if req.val is not None else None
+    records = asyncio.run(
+        runner.run_bench(
+            jobs,
+            req.settings(),
+            Path(req.results).expanduser(),
+            req.resume,
+            req.concurrency,
+            progress,
+            on_record=on_record,
+        )
+    )
+    return BenchRecord(records, warnings)
+
+
+def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
+    """Run the validation set through the artifact on `req.device` (the agent returns the outputs) and
+    compare with the FP32 source run here: the same metrics and gates as host verify."""
+    assert req.device is not None
+    artifact_dir = Path(req.artifact_dir).expanduser()
+    manifest = read_manifest(artifact_dir)
+    reference_model = reference_path(manifest, req.reference)
+    val = load_validation(req.val, req.val_samples, manifest)
+    gates = gates_for_artifact(manifest, req.gate_overrides, req.targets_dirs)
+    jobs, _ = runner.plan(
+        runner.load_artifacts([artifact_dir]), load_inventory(req.devices_file), [req.device]
+    )
+    progress(f"computing the FP32 reference on {len(val)} samples")
+    reference = reference_outputs(reference_model, val)
+    with tempfile.TemporaryDirectory(prefix="edgekit-verify-") as tmp:
+        subset = Path(tmp) / "val.npz"
+        arrays: dict[str, Any] = dict(val.arrays)
+        np.savez(subset, **arrays)  # the exact samples used here, subset included
+        settings = runner.BenchSettings(iterations=1, warmup=0, validation=subset)
+        progress(f"running {len(val)} samples on {req.device}")
+        (record,) = asyncio.run(runner.run_bench(jobs, settings, Path(tmp) / "results.jsonl"))
+        if record["status"] != "ok":
+            raise Unreachable(f"{req.device}: {record.get('error') or 'the run failed'}")
+        actual = _device_outputs(record)
+    return compare(reference, actual, val.labels, gates, where=req.device)
+
+
+# ---- local timing ------------------------------------------------------------------------------
+def bench_local(
+    artifact_dir: str | Path, iterations: int = 100, warmup: int = 10, threads: int | None = None
+) -> dict[str, Any]:
+    """Time an artifact on this machine through the same path as `edgekit bench --device local` (the
+    runner, the local transport and the device agent's timing loop and statistics)."""
+    return runner.bench_local(artifact_dir, iterations=iterations, warmup=warmup, threads=threads)

@@ -1,0 +1,400 @@
+"""Typed requests and records of every API verb, each with to_json / from_json.
+
+A request takes paths as str or Path and holds them as str (sequences as lists), so it can be
+written to a file, sent to a worker and read back equal; a record's `to_json()` is exactly what the CLI prints
+with `--json`. Heavy modules (numpy, onnx) are imported only where a record needs them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from edgekit.errors import BadInput
+
+if TYPE_CHECKING:
+    from edgekit.backends.base import ExportOptions
+    from edgekit.fidelity import FidelityReport
+    from edgekit.runner import BenchSettings
+
+GATE_FLAGS = ("min_cosine", "max_accuracy_drop", "min_snr_db")
+R = TypeVar("R", bound="Request")
+Progress = Callable[[str], None]  # one line per step ("preparing model", ...)
+BenchProgress = Callable[[dict[str, Any]], None]  # fleet events: {"stage", "device", "artifact", ...}
+
+
+def noop(_: str) -> None:
+    """The default progress hook: say nothing."""
+
+
+def _path(value: str | Path | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _paths(values: Sequence[str | Path]) -> list[str]:
+    return [str(v) for v in values]
+
+
+def _gates(values: Mapping[str, float | None]) -> dict[str, float | None]:
+    unknown = sorted(set(values) - set(GATE_FLAGS) - {"min_top1_agreement"})
+    if unknown:
+        raise BadInput(f"unknown gate '{unknown[0]}'; gates are {', '.join(GATE_FLAGS)}, min_top1_agreement")
+    return {k: (None if v is None else float(v)) for k, v in values.items()}
+
+
+class Request:
+    """to_json / from_json for a dataclass of JSON-native fields (nested dataclasses via `_nested`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[R], data: Mapping[str, Any]) -> R:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise BadInput(f"{cls.__name__}: unknown field '{unknown[0]}'")
+        return cls(**cls._nested(dict(data)))
+
+    @classmethod
+    def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+
+def _default_options() -> ExportOptions:
+    from edgekit.backends.base import ExportOptions
+
+    return ExportOptions()
+
+
+# ---- export ------------------------------------------------------------------------------------------
+@dataclass
+class ExportRequest(Request):
+    """One export: MODEL for TARGET at PRECISION (the target's default when None) into OUT_DIR.
+
+    `options.extra` holds backend options (`--option KEY=VALUE`): strings from the CLI, or typed
+    values from Python; the backend checks them before any work."""
+
+    model: str | Path
+    target: str
+    precision: str | None = None
+    calib: str | Path | None = None
+    val: str | Path | None = None
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    out_dir: str | Path = "edgekit-out"
+    calib_samples: int | None = None
+    val_samples: int | None = None
+    simplify: bool = True
+    options: ExportOptions = field(default_factory=_default_options)
+    gate_overrides: dict[str, float | None] = field(default_factory=dict)
+    targets_dirs: Sequence[str | Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.model = str(self.model)
+        self.calib, self.val, self.out_dir = _path(self.calib), _path(self.val), str(self.out_dir)
+        self.input_shapes = {k: [int(d) for d in v] for k, v in self.input_shapes.items()}
+        self.gate_overrides = _gates(self.gate_overrides)
+        self.targets_dirs = _paths(self.targets_dirs)
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        data["options"] = {k: v for k, v in data["options"].items() if k in _OPTION_FIELDS}
+        return data
+
+    @classmethod
+    def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
+        from edgekit.backends.base import ExportOptions
+
+        if isinstance(data.get("options"), Mapping):
+            data["options"] = ExportOptions(**data["options"])
+        return data
+
+
+# what a request says about options; anything a backend derives from them (parsed, typed) is not
+_OPTION_FIELDS = (
+    "calib_method",
+    "dynamic_int8",
+    "io_dtype",
+    "ignore",
+    "max_accuracy_drop",
+    "threads",
+    "extra",
+    "search",
+    "max_revert",
+    "search_budget_s",
+    "allow_float_ops",
+)
+
+
+@dataclass
+class ExportRecord:
+    """The artifact directory, its manifest and (with a validation set) the fidelity report; the
+    report is also the manifest's `fidelity` entry, so the JSON form needs only the manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+    fidelity: FidelityReport | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"artifact": str(self.path), "manifest": self.manifest}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExportRecord:
+        from edgekit.fidelity import FidelityReport
+
+        manifest = dict(data["manifest"])
+        report = manifest.get("fidelity")
+        return cls(Path(data["artifact"]), manifest, FidelityReport.from_json(report) if report else None)
+
+    @property
+    def int8_search(self) -> dict[str, Any] | None:
+        """The INT8 search's record (edgekit.int8): recipes tried, nodes kept in float, the gate."""
+        from edgekit.int8 import search_record
+
+        return search_record(self.manifest)
+
+    @property
+    def precision_choice(self) -> dict[str, Any] | None:
+        """`precision="auto"`: every precision with its fidelity and p50, the one kept and why."""
+        return self.manifest.get("precision_choice")
+
+    def gate_failure(self) -> str | None:
+        """Why the artifact misses its gate (None: it meets it): the fidelity report on the validation
+        set when there was one, else the INT8 search's own check on held-out calibration samples."""
+        if self.fidelity is not None:
+            return (
+                None if self.fidelity.passed else "fidelity gate failed: " + "; ".join(self.fidelity.failures)
+            )
+        search = self.int8_search
+        if search and not search.get("passed", True):
+            return f"INT8 {search['summary']} (on {search['scored_on']}); artifact kept in {self.path}"
+        return None
+
+
+ExportOutcome = ExportRecord  # the name before the typed API
+
+
+# ---- verify ------------------------------------------------------------------------------------------
+@dataclass
+class VerifyRequest(Request):
+    """Verify ARTIFACT_DIR against its FP32 source on VAL: on this host, or on `device` (from
+    `devices_file`, default ./devices.toml) with the outputs compared here. `write` records the
+    host result in the manifest."""
+
+    artifact_dir: str | Path
+    val: str | Path
+    reference: str | Path | None = None
+    val_samples: int | None = None
+    device: str | None = None
+    devices_file: str | Path | None = None
+    gate_overrides: dict[str, float | None] = field(default_factory=dict)
+    targets_dirs: Sequence[str | Path] = field(default_factory=list)
+    write: bool = True
+
+    def __post_init__(self) -> None:
+        self.artifact_dir, self.val = str(self.artifact_dir), str(self.val)
+        self.reference, self.devices_file = _path(self.reference), _path(self.devices_file)
+        self.gate_overrides = _gates(self.gate_overrides)
+        self.targets_dirs = _paths(self.targets_dirs)
+
+
+# verify's record is the fidelity report itself (edgekit.fidelity.FidelityReport: to_json/from_json)
+
+
+# ---- bench -------------------------------------------------------------------------------------------
+@dataclass
+class BenchRequest(Request):
+    """Benchmark ARTIFACTS on devices (the named ones, or every device whose target matches) through
+    the device agent; with `val`, on-device fidelity per record. Records append to `results`."""
+
+    artifacts: Sequence[str | Path]
+    devices: list[str] = field(default_factory=list)
+    devices_file: str | Path | None = None
+    iterations: int = 100
+    warmup: int = 10
+    min_duration_s: float = 0.0
+    threads: int | None = None
+    timeout_s: float = 600.0
+    val: str | Path | None = None
+    results: str | Path = "results.jsonl"
+    resume: bool = False
+    concurrency: int = 4
+    gate_overrides: dict[str, float | None] = field(default_factory=dict)
+    targets_dirs: Sequence[str | Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.artifacts, self.devices = _paths(self.artifacts), [str(d) for d in self.devices]
+        self.devices_file, self.val, self.results = (
+            _path(self.devices_file),
+            _path(self.val),
+            str(self.results),
+        )
+        self.gate_overrides = _gates(self.gate_overrides)
+        self.targets_dirs = _paths(self.targets_dirs)
+
+    def settings(self) -> BenchSettings:
+        from edgekit.runner import BenchSettings
+
+        return BenchSettings(
+            iterations=self.iterations,
+            warmup=self.warmup,
+            min_duration_s=self.min_duration_s,
+            threads=self.threads,
+            timeout_s=self.timeout_s,
+            validation=Path(self.val).expanduser() if self.val else None,
+        )
+
+
+@dataclass
+class BenchRecord:
+    """This run's results.jsonl records (skipped pairs of a resumed run are not repeated), each with its
+    on-device `fidelity` when a validation set was given. `warnings` (artifacts no device matched) are
+    reported on stderr and through the progress hook, not in the JSON form."""
+
+    records: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list, compare=False)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return list(self.records)
+
+    @classmethod
+    def from_json(cls, data: Sequence[Mapping[str, Any]]) -> BenchRecord:
+        return cls([dict(r) for r in data])
+
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("status") == "failed"]
+
+    def fidelity_failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r.get("fidelity") and not r["fidelity"].get("passed")]
+
+
+# ---- targets, inspect, devices, demo -----------------------------------------------------------------
+@dataclass
+class TargetsRequest(Request):
+    targets_dirs: Sequence[str | Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.targets_dirs = _paths(self.targets_dirs)
+
+
+@dataclass
+class TargetRow(Request):
+    """One target profile and whether its backend can export here (`status` says what to install)."""
+
+    name: str
+    backend: str
+    precisions: list[str]
+    build: str
+    status: str
+    installed: bool
+    description: str
+
+
+@dataclass
+class Rows:
+    """A record that is a list of JSON objects (device listings and checks, demo rows)."""
+
+    rows: list[dict[str, Any]]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return list(self.rows)
+
+    @classmethod
+    def from_json(cls, data: Sequence[Mapping[str, Any]]) -> Rows:
+        return cls([dict(r) for r in data])
+
+
+@dataclass
+class TargetsRecord:
+    rows: list[TargetRow]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [row.to_json() for row in self.rows]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Mapping[str, Any]]) -> TargetsRecord:
+        return cls([TargetRow.from_json(r) for r in data])
+
+
+@dataclass
+class InspectRequest(Request):
+    model: str | Path
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    devices_file: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        self.model, self.devices_file = str(self.model), _path(self.devices_file)
+        self.input_shapes = {k: [int(d) for d in v] for k, v in self.input_shapes.items()}
+
+
+@dataclass
+class InspectRecord:
+    """edgekit.analysis.ModelReport as JSON, and the fit table per device when devices were given."""
+
+    report: dict[str, Any]
+    fit: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.report, "fit": self.fit} if self.fit is not None else dict(self.report)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InspectRecord:
+        report = dict(data)
+        return cls(report, report.pop("fit", None))
+
+
+@dataclass
+class DevicesRequest(Request):
+    """The inventory (`devices_file`, default ./devices.toml when present) and, for check/trust, the
+    devices to act on (all when empty)."""
+
+    devices_file: str | Path | None = None
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.devices_file, self.names = _path(self.devices_file), [str(n) for n in self.names]
+
+
+@dataclass
+class DeviceCheckRecord(Rows):
+    def failed(self) -> list[str]:
+        return [r["name"] for r in self.rows if r.get("status") != "ok"]
+
+
+@dataclass
+class TrustRecord(Request):
+    """A device's host key: its fingerprint, and whether it was added to the device's known_hosts."""
+
+    name: str
+    host: str
+    key_type: str
+    fingerprint: str
+    added: bool
+    note: str | None = None  # "already trusted" / "declined"
+    line: str | None = None  # the known_hosts line written
+
+
+@dataclass
+class DemoRequest(Request):
+    out_dir: str | Path = "edgekit-out/demo"
+    targets: list[str] = field(default_factory=list)
+    iterations: int = 200
+
+    def __post_init__(self) -> None:
+        self.out_dir, self.targets = str(self.out_dir), [str(t) for t in self.targets]
+
+
+@dataclass
+class DemoRecord(Rows):
+    """One row per (target, precision): status ok / verify failed / export failed (with the failure's
+    `exit_code`: 2 bad input, 3 missing extra or hardware, 4 internal)."""
+
+    def exit_code(self) -> int:
+        """0 when every row is ok; else the most severe export failure's code, or 1 for a failed gate."""
+        codes = [int(r.get("exit_code") or 4) for r in self.rows if r.get("status") == "export failed"]
+        if codes:
+            return max(codes)
+        return 1 if any(r.get("status") == "verify failed" for r in self.rows) else 0

@@ -1,0 +1,117 @@
+"""`verify` on this host: the artifact's outputs against its FP32 source's on a validation set."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import ingest
+from edgekit.api.records import Progress, VerifyRequest, noop
+from edgekit.backends import get_backend
+from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
+from edgekit.errors import BadInput
+from edgekit.fidelity import FidelityReport, compare
+from edgekit.manifest import MANIFEST, read_manifest, write_json_atomic
+from edgekit.targets import Gates
+
+
+def reference_outputs(
+    model_path: Path, data: CalibrationReader, progress: Progress = noop
+) -> dict[str, np.ndarray]:
+    """FP32 outputs of the source model through onnxruntime, stacked over samples."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - models onnxruntime rejects as-is run after ingest's repairs
+        prepared = ingest.prepare(model_path, ingest.PrepareOptions(simplify=False))
+        session = ort.InferenceSession(str(prepared.path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for feed in data.feeds(1):
+        for name, value in zip(names, session.run(names, feed), strict=True):
+            chunks[name].append(np.asarray(value))
+    return {n: data.stack(c) for n, c in chunks.items()}
+
+
+def artifact_outputs(runner: Any, data: CalibrationReader) -> dict[str, np.ndarray]:
+    chunks: dict[str, list[np.ndarray]] = {}
+    for feed in data.feeds(1):
+        for name, value in runner.infer(feed).items():
+            chunks.setdefault(name, []).append(np.asarray(value))
+    return {n: data.stack(c) for n, c in chunks.items()}
+
+
+def verify_dir(
+    artifact_dir: Path,
+    manifest: Mapping[str, Any],
+    val: CalibrationReader,
+    reference_model: Path,
+    gates: Gates,
+) -> FidelityReport:
+    backend = get_backend(manifest["backend"])
+    backend.require()
+    reference = reference_outputs(reference_model, val)
+    with backend.open_runner(artifact_dir, manifest) as runner:
+        actual = artifact_outputs(runner, val)
+    missing = [n for n in reference if n not in actual]
+    if missing:
+        raise BadInput(f"the artifact does not produce output(s) {', '.join(missing)} of the reference model")
+    return compare(reference, actual, val.labels, gates)
+
+
+def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
+    """Verify an exported artifact against its FP32 source on a validation set: here, or on
+    `req.device` (the agent runs the set there; the outputs are compared here)."""
+    if req.device is not None:
+        from edgekit.api.fleet import verify_on_device
+
+        return verify_on_device(req, progress)
+    from edgekit.api.exporting import gates_for_artifact
+
+    artifact_dir = Path(req.artifact_dir).expanduser()
+    manifest = read_manifest(artifact_dir)
+    reference_model = reference_path(manifest, req.reference)
+    val = load_validation(req.val, req.val_samples, manifest)
+    gates = gates_for_artifact(manifest, req.gate_overrides, req.targets_dirs)
+    progress(f"running {len(val)} samples through {artifact_dir.name} and its FP32 source")
+    report = verify_dir(artifact_dir, manifest, val, reference_model, gates)
+    if req.write:
+        manifest["fidelity"] = report.to_json()
+        manifest["validation"] = val.record()
+        write_json_atomic(artifact_dir / MANIFEST, manifest)
+    return report
+
+
+def load_validation(path: str | Path, samples: int | None, manifest: Mapping[str, Any]) -> CalibrationReader:
+    """The validation set, bound to the source model's inputs recorded in the manifest."""
+    return CalibrationSet.load(path, samples).validate(source_inputs(manifest), "validation set")
+
+
+def source_inputs(manifest: Mapping[str, Any]) -> list[InputInfo]:
+    return infos(manifest["source"]["inputs"])
+
+
+def infos(items: Sequence[Mapping[str, Any]]) -> list[InputInfo]:
+    return [InputInfo(i["name"], tuple(i["shape"]), np.dtype(i["dtype"])) for i in items]
+
+
+def reference_path(manifest: Mapping[str, Any], reference: str | Path | None) -> Path:
+    """The FP32 source: `reference` when given, else the manifest's path if the file is unchanged."""
+    if reference is not None:
+        path = Path(reference).expanduser()
+        if not path.exists():
+            raise BadInput(f"reference model not found: {path}")
+        return path
+    recorded = Path(manifest["source"].get("path", ""))
+    if recorded.is_file() and ingest.model_sha256(recorded) == manifest["source"]["sha256"]:
+        return recorded
+    raise BadInput(
+        f"the FP32 source model {manifest['source'].get('name')} is not at {recorded} (or changed since export); "
+        "pass it with --reference MODEL"
+    )

@@ -1,0 +1,125 @@
+"""What every `edgekit` command shares: the per-invocation context (click's context object, no
+module-level state), --json/--debug, and the options several commands take."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from edgekit.errors import BadInput
+
+
+@dataclass
+class CliContext:
+    """Per-invocation settings, carried in click's context object (no module-level state)."""
+
+    json: bool = False
+    debug: bool = field(default_factory=lambda: bool(os.environ.get("EDGEKIT_DEBUG")))
+
+    def emit(self, record: Any) -> bool:
+        """Print `record.to_json()` with --json and return True; else return False (render it)."""
+        if self.json:
+            click.echo(json.dumps(record.to_json(), indent=2, default=str))
+        return self.json
+
+
+def common(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--json and --debug on every command; the command receives the CliContext first."""
+
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Machine-readable result on stdout; logs on stderr."
+    )
+    @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+    @click.pass_context
+    @functools.wraps(func)
+    def wrapper(ctx: click.Context, *args: Any, as_json: bool, debug: bool, **kwargs: Any) -> Any:
+        app = ctx.ensure_object(CliContext)
+        app.json = as_json
+        app.debug = app.debug or debug
+        logging.basicConfig(
+            level=logging.DEBUG if app.debug else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        return func(app, *args, **kwargs)
+
+    return wrapper
+
+
+def _options(*decorators: Callable[..., Any]) -> Callable[..., Any]:
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+devices_option = click.option(
+    "--devices", "devices_file", type=click.Path(), help="Inventory (default: ./devices.toml if present)."
+)
+targets_dir_option = click.option(
+    "--targets-dir",
+    multiple=True,
+    type=click.Path(),
+    help="Extra directory of target TOMLs (also: EDGEKIT_TARGETS_PATH).",
+)
+input_shape_option = click.option(
+    "--input-shape", "input_shapes", multiple=True, metavar="NAME:D0,D1,..", help="Fix a dynamic input shape."
+)
+gate_options = _options(
+    click.option("--min-cosine", type=float, help="Gate: minimum cosine similarity per output."),
+    click.option("--max-accuracy-drop", type=float, help="Gate: maximum accuracy drop (points)."),
+    click.option("--min-snr-db", type=float, help="Gate: minimum SNR per output (dB)."),
+)
+
+# INT8 search (edgekit.int8): by default --int8 searches recipes and keeps sensitive nodes in float until
+# the target's gate (with --min-cosine / --max-accuracy-drop overrides) holds
+int8_search_options = _options(
+    click.option(
+        "--no-search", is_flag=True, help="INT8: the single default recipe, no search nor fallback."
+    ),
+    click.option(
+        "--max-revert",
+        type=click.FloatRange(0.0, 1.0),
+        default=0.25,
+        show_default=True,
+        help="Share of quantized nodes INT8 fallback may keep in float (at least one, unless 0).",
+    ),
+    click.option(
+        "--search-budget",
+        type=click.FloatRange(min=0),
+        default=600.0,
+        show_default=True,
+        help="Seconds the INT8 search may take.",
+    ),
+    click.option(
+        "--allow-float-ops",
+        is_flag=True,
+        help="Full-integer targets (int8 I/O): let INT8 fallback leave float ops in the artifact.",
+    ),
+)
+
+
+def gates(
+    min_cosine: float | None, max_accuracy_drop: float | None, min_snr_db: float | None
+) -> dict[str, float | None]:
+    return {"min_cosine": min_cosine, "max_accuracy_drop": max_accuracy_drop, "min_snr_db": min_snr_db}
+
+
+def parse_kv(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--option '{item}' must be KEY=VALUE")
+        out[key] = value
+    return out
