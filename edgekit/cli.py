@@ -176,6 +176,11 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
 )
 @click.option("--val-samples", type=int, help="Seeded subset of the validation set.")
 @click.option("--device", help="Run the artifact on this device (devices.toml) instead of the host.")
+@click.option(
+    "--per-layer",
+    is_flag=True,
+    help="Also rank the nodes that add the most error vs FP32, by original name (per_layer.json).",
+)
 @devices_option
 @targets_dir_option
 @gate_options
@@ -194,10 +199,16 @@ def verify(app: CliContext, artifact_dir: str, **kw: Any) -> None:
         targets_dirs=list(kw["targets_dir"]),
         gate_overrides=gates(kw["min_cosine"], kw["max_accuracy_drop"], kw["min_snr_db"]),
     )
+    if kw["per_layer"] and kw["device"]:
+        raise BadInput("--per-layer compares layers on this host; drop --device (or run it without)")
     with render.Steps(f"verify {Path(artifact_dir).name}") as steps:
         report = api.verify(request, steps)
-    if not app.emit(report):
+        layers = api.verify_layers(request, steps) if kw["per_layer"] else None
+    shown = report if layers is None else api.VerifyLayersRecord(report, layers)
+    if not app.emit(shown):
         render.fidelity(report.to_json())
+        if layers is not None:
+            render.per_layer(layers.to_json())
     _fidelity_gate(report)
 
 

@@ -275,6 +275,39 @@ def precision_choice(choice: Mapping[str, Any]) -> None:
         console.print(f"note: {line}")
 
 
+def per_layer(record: Mapping[str, Any], top: int = 15) -> None:
+    """`verify --per-layer`: the nodes adding the most error, and the export's INT8 ranking."""
+    console = stdout()
+    layers = record.get("layers") or []
+    if layers:
+        rows = [
+            [
+                str(row["rank"]),
+                str(row.get("source_node") or row["node"]),
+                str(row.get("op_type") or "-"),
+                "int8" if row.get("quantized") else "float",
+                num(row.get("added_error"), ".2e"),
+                num(row.get("error"), ".2e"),
+                num(row.get("snr_db"), ".1f"),
+            ]
+            for row in layers[:top]
+        ]
+        columns = ("rank", "node (original name)", "op", "runs", "added error", "error", "SNR dB")
+        title = f"per-layer error vs FP32 (top {len(rows)} of {len(layers)})"
+        console.print(table(title, columns, rows, fold=True))
+    sensitivity = record.get("sensitivity") or {}
+    ranked = [r for r in sensitivity.get("nodes") or [] if r.get("recovery") is not None]
+    if ranked:
+        rows = [
+            [str(r.get("rank")), str(r.get("source_node") or r["node"]), num(r.get("recovery"), ".3f")]
+            for r in ranked[:top]
+        ]
+        title = f"INT8 search: what keeping each node in float recovered (on {sensitivity.get('scored_on')})"
+        console.print(table(title, ("rank", "node (original name)", "recovery"), rows, fold=True))
+    for note in record.get("notes") or []:
+        console.print(f"note: {note}")
+
+
 def devices_list(rows: list[dict[str, Any]]) -> None:
     """Each device as its transport describes it (`address`, `credentials`): no per-transport code here."""
     cells = [

@@ -49,6 +49,22 @@ def test_hostile_layer_fails_without_search_and_is_kept_in_float_by_name(tmp_pat
     assert ranking["nodes"][0]["recovery"] > 0.5
 
 
+def test_verify_per_layer_names_the_hostile_layer_first(tmp_path: Path, run_cli) -> None:
+    """The default recipe's artifact (--no-search): verify --per-layer ranks the outlier layer, by its
+    original name, as the node that adds the most error, and writes per_layer.json."""
+    model, calib, val = write_outlier_model(tmp_path)
+    code, single, err = _export(
+        run_cli, model, "x86-cpu", "--calib", calib, "-o", tmp_path / "o", "--no-search", "--min-cosine", "0"
+    )
+    assert code == 0, err
+    artifact = Path(single["artifact"])
+    code, out, err = run_cli("verify", artifact, "--val", val, "--per-layer", "--json", "--min-cosine", "0")
+    assert code == 0, err
+    layers = json.loads(out)["per_layer"]["layers"]
+    assert layers[0]["source_node"] == HOSTILE_NODE and layers[0]["quantized"]
+    assert json.loads((artifact / "per_layer.json").read_text())["layers"] == layers
+
+
 def test_unreachable_gate_exits_1_and_keeps_the_best_artifact(tmp_path: Path, run_cli) -> None:
     model, calib, val = write_outlier_model(tmp_path)
     code, result, err = _export(

@@ -27,14 +27,16 @@ from edgekit.api.records import (
     ExportRequest,
     InspectRecord,
     InspectRequest,
+    PerLayerRecord,
     Rows,
     TargetRow,
     TargetsRecord,
     TargetsRequest,
     TrustRecord,
+    VerifyLayersRecord,
     VerifyRequest,
 )
-from edgekit.api.verification import artifact_outputs, reference_outputs, verify, verify_dir
+from edgekit.api.verification import artifact_outputs, reference_outputs, verify, verify_dir, verify_layers
 from edgekit.fidelity import FidelityReport as VerifyRecord
 
 __all__ = [
@@ -49,11 +51,13 @@ __all__ = [
     "ExportRequest",
     "InspectRecord",
     "InspectRequest",
+    "PerLayerRecord",
     "Rows",
     "TargetRow",
     "TargetsRecord",
     "TargetsRequest",
     "TrustRecord",
+    "VerifyLayersRecord",
     "VerifyRecord",
     "VerifyRequest",
     "artifact_name",
@@ -74,5 +78,6 @@ __all__ = [
     "targets",
     "verify",
     "verify_dir",
+    "verify_layers",
     "verify_on_device",
 ]

@@ -193,6 +193,7 @@ class VerifyRequest(Request):
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
     targets_dirs: Sequence[str | Path] = field(default_factory=list)
     write: bool = True
+    per_layer: bool = False  # also compare every layer of an ONNX artifact with FP32 (verify_layers)
 
     def __post_init__(self) -> None:
         self.artifact_dir, self.val = str(self.artifact_dir), str(self.val)
@@ -202,6 +203,37 @@ class VerifyRequest(Request):
 
 
 # verify's record is the fidelity report itself (edgekit.fidelity.FidelityReport: to_json/from_json)
+
+
+@dataclass
+class PerLayerRecord:
+    """`verify --per-layer`: the nodes that add the most error against FP32, by the source model's
+    names (`layers`, most added error first), and the INT8 search's ranking from the export
+    (`sensitivity`: what keeping each node in float recovered) when it wrote one."""
+
+    artifact: str
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    method: str = ""
+    sensitivity: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PerLayerRecord:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass
+class VerifyLayersRecord:
+    """What `verify --per-layer --json` prints: the fidelity report with a `per_layer` entry."""
+
+    report: FidelityReport
+    per_layer: PerLayerRecord
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.report.to_json(), "per_layer": self.per_layer.to_json()}
 
 
 # ---- bench -------------------------------------------------------------------------------------------

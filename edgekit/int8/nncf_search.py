@@ -259,6 +259,8 @@ def search_openvino(
         progress=progress,
     )
     record = outcome.record()
+    record["tool"] = "nncf.quantize_with_accuracy_control" if outcome.accuracy_control else "nncf.quantize"
+    record["calibration_samples"] = len(inputs.calib_feeds)
     record["scored_on"] = inputs.data.source
     record["goal"] = (job.gates or job.target.fidelity).to_json()
     return outcome.model, record
