@@ -7,9 +7,9 @@ the search costs on a ResNet-50-sized model (25M parameters, the zoo's real topo
 
 Every row is scored against the target's default gate (cosine >= 0.99 per output; accuracy drop <= 1 point
 where the set has labels) on the validation set. onnxruntime and tensorrt rows go through edgekit's export
-itself (tensorrt: the TensorRT-aware Q/DQ ONNX, verified with reference Q/DQ semantics); openvino rows run
-edgekit.int8.nncf_search on the IR edgekit converts (the OpenVINO backend does not call it yet); tflite
-rows are edgekit's export as it is (default only: its search is not wired yet).
+itself (tensorrt: the TensorRT-aware Q/DQ ONNX, verified with reference Q/DQ semantics; openvino: NNCF
+recipes and accuracy control on the gate metric); tflite rows are edgekit's export as it is (onnx2tf
+full-INT8: no search there yet, both modes are the same export).
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from edgekit import api, ingest  # noqa: E402
-from edgekit import targets as profiles  # noqa: E402
+from edgekit import api  # noqa: E402
 from edgekit.backends import get_backend  # noqa: E402
-from edgekit.backends.base import ExportJob, ExportOptions  # noqa: E402
-from edgekit.calib import CalibrationSet  # noqa: E402
+from edgekit.backends.base import ExportOptions  # noqa: E402
 from edgekit.int8 import search_record as find_search_record  # noqa: E402
 from edgekit.resources import demo_paths  # noqa: E402
 
@@ -102,94 +100,10 @@ def via_export(name: str, target: str, files: tuple, search: bool, tmp: Path) ->
     )
 
 
-def _job(files: tuple, target_name: str, search: bool, tmp: Path) -> ExportJob:
-    """What api.export hands a backend (prepared model, renamed sets, gates)."""
-    model, calib_path, val_path, shapes = files
-    target = profiles.get(target_name)
-    backend = get_backend(target.backend)
-    prepared = ingest.prepare(
-        Path(model),
-        ingest.PrepareOptions(
-            input_shapes=shapes,
-            static_shapes=backend.needs_static_shapes,
-            min_opset=backend.min_opset,
-            max_opset=target.opset_max,
-            name_pattern=backend.name_pattern,
-        ),
-    )
-    inputs = api.source_io(prepared)[0]
-    calib = CalibrationSet.load(calib_path).validate(inputs)
-    val = CalibrationSet.load(val_path).validate(inputs, "validation set")
-    rename = {prepared.source_name(i.name): i.name for i in prepared.inputs}
-    out = tmp / f"job-{target_name}-{int(search)}"
-    out.mkdir(parents=True, exist_ok=True)
-    return ExportJob(
-        prepared,
-        target,
-        "int8",
-        out,
-        calib.renamed(rename),
-        ExportOptions(search=search),
-        val.renamed(rename),
-        gates=target.fidelity,
-    )
-
-
-def via_nncf_search(name: str, target: str, files: tuple, search: bool, tmp: Path) -> dict[str, Any]:
-    import nncf
-    import openvino as ov
-
-    from edgekit.backends.ov import choose_quantization
-    from edgekit.int8.jobdata import batched
-    from edgekit.int8.nncf_search import search_nncf
-    from edgekit.int8.ort_qdq import run_session, session
-    from edgekit.int8.scoring import ScoringSet
-
-    job = _job(files, target, search, tmp)
-    assert job.calib is not None and job.val is not None
-    started = time.perf_counter()
-    model = onnx.load(str(job.prepared.path))
-    preset, model_type, _ = choose_quantization({n.op_type for n in model.graph.node}, {})
-    calib_items = list(job.calib.feeds())
-    kwargs: dict[str, Any] = {
-        "preset": preset,
-        "subset_size": len(calib_items),
-        "target_device": nncf.TargetDevice.CPU,
-    }
-    if model_type:
-        kwargs["model_type"] = nncf.ModelType.TRANSFORMER
-    feeds = list(job.val.feeds(1))
-    is_batched = batched(job.val)
-    reference = run_session(session(job.prepared.path), ScoringSet(feeds, None, {}, is_batched, ""))
-    data = ScoringSet(feeds, job.val.labels, reference, is_batched, "validation set")
-    outcome = search_nncf(
-        ov.convert_model(str(job.prepared.path)),
-        calib_items,
-        data,
-        job.target.fidelity,
-        kwargs,
-        transformer=model_type == "transformer",
-        search=search,
-    )
-    return row(
-        name,
-        target,
-        "edgekit" if search else "default",
-        passed=outcome.passed,
-        cosine=outcome.score.cosine,
-        drop=outcome.score.accuracy_drop,
-        reverted=None,
-        quantized=None,
-        export_s=time.perf_counter() - started,
-        wall_s=time.perf_counter() - started,
-        recipe=outcome.recipe.to_json() | {"accuracy_control": outcome.accuracy_control},
-    )
-
-
 RUNNERS = {
     "onnxruntime": via_export,
     "tensorrt": via_export,
-    "openvino": via_nncf_search,
+    "openvino": via_export,
     "tflite": via_export,
 }
 
