@@ -250,3 +250,31 @@ def test_precision_auto_keeps_the_fastest_passing_precision_and_says_why(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == [f"digits_cnn.x86-cpu.{choice['chosen']}"]
     if rows["int8"]["passed"] and rows["int8"]["p50_ms"] > fastest * (1 + TIE):
         assert any("INT8 passes the gate but is" in line for line in choice["why"])
+
+
+# ---- TFLite (onnx2tf) ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_tflite_full_integer_falls_back_to_float_only_with_consent(tmp_path: Path, run_cli) -> None:
+    """The outlier model on a full-integer target (int8 I/O): no onnx2tf recipe meets the gate, and the
+    only fallback (float activations) needs --allow-float-ops; with it the gate holds and verify agrees."""
+    model, calib, val = write_outlier_model(tmp_path)
+    common = ("--calib", calib, "--val", val)
+    code, refused, err = _export(run_cli, model, "android-arm64", *common, "-o", tmp_path / "a")
+    assert code == 1 and "--allow-float-ops" in err
+    details = refused["manifest"]["details"]
+    search = details["int8_search"]
+    assert not search["passed"] and "--allow-float-ops" in search["would_take"]
+    assert details["io_dtype"] == "int8" and not details["float_ops"]  # the artifact stays full-integer
+    assert {c["stage"] for c in search["candidates"]} == {"recipe"}
+    assert search["score"]["budget_used"] == min(c["budget_used"] for c in search["candidates"])
+
+    code, allowed, err = _export(
+        run_cli, model, "android-arm64", *common, "-o", tmp_path / "b", "--allow-float-ops"
+    )
+    search = allowed["manifest"]["details"]["int8_search"]
+    assert [c["stage"] for c in search["candidates"]][-1] == "fallback"
+    assert search["score"]["budget_used"] == min(c["budget_used"] for c in search["candidates"])
+    # exit code and verify's verdict follow the search's: the gate holds after fallback, or exit 1
+    assert (code == 0) == search["passed"] == allowed["manifest"]["fidelity"]["passed"], err
+    if search["passed"]:
+        assert search["float_activations"] and "allow-float-ops" in " ".join(allowed["manifest"]["warnings"])

@@ -164,11 +164,14 @@ class ExportRecord:
     def gate_failure(self) -> str | None:
         """Why the artifact misses its gate (None: it meets it): the fidelity report on the validation
         set when there was one, else the INT8 search's own check on held-out calibration samples."""
-        if self.fidelity is not None:
-            return (
-                None if self.fidelity.passed else "fidelity gate failed: " + "; ".join(self.fidelity.failures)
-            )
         search = self.int8_search
+        if self.fidelity is not None:
+            if self.fidelity.passed:
+                return None
+            text = "fidelity gate failed: " + "; ".join(self.fidelity.failures)
+            if search and search.get("would_take"):
+                text += f"; INT8 search: {search['would_take']}"
+            return text
         if search and not search.get("passed", True):
             return f"INT8 {search['summary']} (on {search['scored_on']}); artifact kept in {self.path}"
         return None
