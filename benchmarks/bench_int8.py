@@ -8,8 +8,8 @@ the search costs on a ResNet-50-sized model (25M parameters, the zoo's real topo
 Every row is scored against the target's default gate (cosine >= 0.99 per output; accuracy drop <= 1 point
 where the set has labels) on the validation set. onnxruntime and tensorrt rows go through edgekit's export
 itself (tensorrt: the TensorRT-aware Q/DQ ONNX, verified with reference Q/DQ semantics; openvino: NNCF
-recipes and accuracy control on the gate metric); tflite rows are edgekit's export as it is (onnx2tf
-full-INT8: no search there yet, both modes are the same export).
+recipes and accuracy control on the gate metric; tflite: onnx2tf's weight quantization, and float
+activations only where the target allows float ops).
 """
 
 from __future__ import annotations
@@ -119,7 +119,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             continue
         recipe = r.get("recipe") or {}
         short = " ".join(str(v) for v in recipe.values()) if isinstance(recipe, dict) else str(recipe)
-        reverted = "-" if r.get("reverted") is None else f"{r['reverted']}/{r.get('quantized')}"
+        reverted = "-" if r.get("reverted") is None else f"{r['reverted']}/{r.get('quantized') or '?'}"
+        if isinstance(recipe, dict) and recipe.get("activations") == "float":
+            reverted = "all activations"
         drop = "-" if r.get("drop") is None else f"{r['drop']:+.2f}"
         lines.append(
             f"| {r['model']} | {r['target']} | {r['mode']} | {'pass' if r['passed'] else 'FAIL'} | "
@@ -220,8 +222,7 @@ def main() -> None:
                     if not get_backend(backend).available():
                         continue
                     for target in TARGETS[backend]:
-                        modes = (False,) if backend == "tflite" else (False, True)
-                        for search in modes:
+                        for search in (False, True):
                             work = tmp / f"{name}-{target}-{int(search)}"
                             try:
                                 rows.append(RUNNERS[backend](name, target, files, search, work))

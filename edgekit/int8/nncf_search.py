@@ -261,6 +261,9 @@ def search_openvino(
     record = outcome.record()
     record["tool"] = "nncf.quantize_with_accuracy_control" if outcome.accuracy_control else "nncf.quantize"
     record["calibration_samples"] = len(inputs.calib_feeds)
+    record["quantized_nodes"] = sum(
+        1 for op in outcome.model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+    )
     record["scored_on"] = inputs.data.source
     record["goal"] = (job.gates or job.target.fidelity).to_json()
     return outcome.model, record
