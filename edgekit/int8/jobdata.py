@@ -44,26 +44,34 @@ def settings_for(job: ExportJob) -> Settings:
 def job_data(job: ExportJob, threads: int | None = None) -> JobData:
     """Split the job's sets and compute the FP32 reference (onnxruntime on the prepared model, the
     same outputs `verify` compares with) for the scoring samples."""
-    from edgekit.int8.ort_qdq import HOST, run_session, session
-
     assert job.calib is not None
     feeds = list(job.calib.feeds(1))
     calib_idx, held = split(len(feeds), job.val is not None)
+    return JobData([feeds[i] for i in calib_idx], scoring_set(job, held, threads, feeds))
+
+
+def scoring_set(
+    job: ExportJob, held: list[int], threads: int | None = None, feeds: list[Feed] | None = None
+) -> ScoringSet:
+    """What candidates are scored on: --val, or the `held` calibration samples (per-sample `feeds` of
+    the calibration set when already read), with their FP32 outputs."""
+    from edgekit.int8.ort_qdq import HOST, run_session, session
+
+    assert job.calib is not None
     if job.val is not None:
         score_feeds = list(job.val.feeds(1))
         labels, is_batched = job.val.labels, batched(job.val)
         source = f"the validation set ({len(score_feeds)} samples)"
     else:
-        score_feeds = [feeds[i] for i in held]
+        every = feeds if feeds is not None else list(job.calib.feeds(1))
+        score_feeds = [every[i] for i in held]
         labels = None if job.calib.labels is None else job.calib.labels[list(held)]
         is_batched = batched(job.calib)
         source = (
             f"{len(score_feeds)} held-out calibration samples"
-            if len(held) < len(feeds)
-            else f"the {len(feeds)} calibration samples themselves (too few to hold any out; pass --val)"
+            if len(held) < len(every)
+            else f"the {len(every)} calibration samples themselves (too few to hold any out; pass --val)"
         )
     probe = ScoringSet(score_feeds, None, {}, is_batched, source)
     reference = run_session(session(job.prepared.path, HOST, threads), probe)
-    return JobData(
-        [feeds[i] for i in calib_idx], ScoringSet(score_feeds, labels, reference, is_batched, source)
-    )
+    return ScoringSet(score_feeds, labels, reference, is_batched, source)

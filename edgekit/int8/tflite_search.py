@@ -48,32 +48,6 @@ def calibration_job(job: ExportJob) -> tuple[ExportJob, list[int]]:
     return dataclasses.replace(job, calib=fitted), held
 
 
-def scoring_set(job: ExportJob, held: list[int]) -> ScoringSet:
-    """--val, or the held-out calibration samples, with their FP32 outputs (onnxruntime on the
-    prepared model: what `verify` compares with)."""
-    from edgekit.int8.jobdata import batched
-    from edgekit.int8.ort_qdq import HOST, run_session, session
-
-    assert job.calib is not None
-    if job.val is not None:
-        feeds = list(job.val.feeds(1))
-        labels, is_batched = job.val.labels, batched(job.val)
-        source = f"the validation set ({len(feeds)} samples)"
-    else:
-        every = list(job.calib.feeds(1))
-        feeds = [every[i] for i in held]
-        labels = None if job.calib.labels is None else job.calib.labels[held]
-        is_batched = batched(job.calib)
-        source = (
-            f"{len(feeds)} held-out calibration samples"
-            if len(held) < len(every)
-            else f"the {len(every)} calibration samples themselves (too few to hold any out; pass --val)"
-        )
-    probe = ScoringSet(feeds, None, {}, is_batched, source)
-    reference = run_session(session(job.prepared.path, HOST, job.options.threads), probe)
-    return ScoringSet(feeds, labels, reference, is_batched, source)
-
-
 def run_tflite(runner: Any, data: ScoringSet, source_name: Callable[[str], str]) -> Outputs:
     """A TFLite host runner (source names, source layout) over the scoring set (prepared names)."""
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in data.reference}

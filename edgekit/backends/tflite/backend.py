@@ -97,7 +97,8 @@ class TFLiteBackend(Backend):
             folder = converted()
             shutil.copyfile(folder / f"model_{chosen.variant}.tflite", entry_path)
             if searching:
-                from edgekit.int8.tflite_search import scoring_set, search_tflite
+                from edgekit.int8.jobdata import scoring_set
+                from edgekit.int8.tflite_search import search_tflite
 
                 def run(path: Path, data: Any) -> Any:
                     return self._run_candidate(path, inputs, conv_job, data)
@@ -109,7 +110,7 @@ class TFLiteBackend(Backend):
                     str(base_args.get("quant_type", "per-channel")),
                     converted,
                     run,
-                    scoring_set(job, held),
+                    scoring_set(job, held, job.options.threads),
                 )
                 shutil.copyfile(best, entry_path)
                 if variant != chosen.variant:  # float activations: onnx2tf's dynamic-range file
