@@ -195,7 +195,7 @@ def prepare(model_path: str | Path, options: PrepareOptions | None = None) -> Pr
     prepared_model, meta = _prepare(load_model(source), options, str(source))
     meta.update(source_sha256=sha, source_bytes=model_bytes(source))
     with cache.store(key, meta) as tmp:
-        _save(prepared_model, tmp / "model.onnx")
+        save_model(prepared_model, tmp / "model.onnx")
     return _from_meta(meta, cache.path(key), source)
 
 
@@ -309,7 +309,9 @@ def _info_from_json(data: Mapping[str, Any]) -> InputInfo:
     return InputInfo(data["name"], tuple(data["shape"]), np.dtype(data["dtype"]))
 
 
-def _save(model: onnx.ModelProto, path: Path) -> None:
+def save_model(model: onnx.ModelProto, path: Path) -> None:
+    """Save an ONNX model, its weights in one `<name>.data` file beside it when it is too large for
+    one protobuf."""
     large = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
     onnx.save_model(
         model,

@@ -22,7 +22,7 @@ from edgekit.backends.base import (
     name_matches,
 )
 from edgekit.errors import BadInput, InternalError
-from edgekit.ingest import EXTERNAL_DATA_THRESHOLD, io_info, toposort
+from edgekit.ingest import EXTERNAL_DATA_THRESHOLD, io_info, save_model, toposort
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,7 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
     """Save an artifact; intermediate value_info (shape-inference annotations) is dropped: the runtime
     infers it again and it only makes the file bigger."""
     del model.graph.value_info[:]
-    large = model.ByteSize() > EXTERNAL_DATA_THRESHOLD
-    onnx.save_model(
-        model,
-        str(path),
-        save_as_external_data=large,
-        all_tensors_to_one_file=True,
-        location=path.name + ".data",
-    )
+    save_model(model, path)
 
 
 def to_fp16(model: onnx.ModelProto, keep_io_types: bool) -> tuple[onnx.ModelProto, list[str]]:
