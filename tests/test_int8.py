@@ -226,6 +226,38 @@ def test_nncf_accuracy_control_runs_on_the_gate_metric(tmp_path: Path) -> None:
     assert outcome.passed == record["score"]["passed"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("labelled", [True, False])
+def test_openvino_export_aims_nncf_at_the_gate_with_or_without_labels(
+    tmp_path: Path, run_cli, labelled: bool
+) -> None:
+    """OpenVINO through the CLI: NNCF's recipes, then its accuracy control when none meets the gate,
+    with the gate as its metric (accuracy with labels, agreement with FP32 without); the search's
+    verdict is verify's and the exit code's."""
+    pytest.importorskip("nncf")
+    from edgekit.resources import demo_paths
+
+    paths = demo_paths()
+    val = paths["val"]
+    if not labelled:
+        with np.load(val) as data:
+            np.savez(tmp_path / "val.npz", **{k: data[k] for k in data.files if k != "labels"})
+        val = tmp_path / "val.npz"
+    # a gate no INT8 recipe reaches on this CNN: accuracy control must run (bounded by --max-revert)
+    code, result, err = _export(
+        run_cli, paths["model"], "intel-cpu", "--calib", paths["calib"], "--val", val, "-o", tmp_path / "o",
+        "--min-cosine", "0.999999", "--max-revert", "0.5",
+    )  # fmt: skip
+    search = result["manifest"]["details"]["quantization"]["int8_search"]
+    stages = [c["stage"] for c in search["candidates"]]
+    if not any(c["passed"] for c in search["candidates"] if c["stage"] == "recipe"):
+        assert "accuracy_control" in stages
+    assert search["passed"] == result["manifest"]["fidelity"]["passed"] == (code == 0), err
+    assert (search["score"]["accuracy_drop"] is not None) == labelled  # labels enter the metric
+    if not search["passed"]:
+        assert search["would_take"] in err
+
+
 # ---- --precision auto --------------------------------------------------------------------------------
 def test_precision_auto_keeps_the_fastest_passing_precision_and_says_why(tmp_path: Path, run_cli) -> None:
     from edgekit.int8.auto import TIE
