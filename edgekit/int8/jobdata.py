@@ -41,9 +41,27 @@ def settings_for(job: ExportJob) -> Settings:
     )
 
 
+def bound(job: ExportJob) -> ExportJob:
+    """The job with its sets bound to the prepared model's inputs (the API passes bound readers
+    already; a job built by hand may carry plain CalibrationSets)."""
+    import dataclasses
+
+    from edgekit.calib import CalibrationReader
+
+    def bind(data: CalibrationSet | None, what: str) -> CalibrationSet | None:
+        if data is None or isinstance(data, CalibrationReader):
+            return data
+        return data.validate(job.prepared.inputs, what)
+
+    return dataclasses.replace(
+        job, calib=bind(job.calib, "calibration set"), val=bind(job.val, "validation set")
+    )
+
+
 def job_data(job: ExportJob, threads: int | None = None) -> JobData:
     """Split the job's sets and compute the FP32 reference (onnxruntime on the prepared model, the
     same outputs `verify` compares with) for the scoring samples."""
+    job = bound(job)
     assert job.calib is not None
     feeds = list(job.calib.feeds(1))
     calib_idx, held = split(len(feeds), job.val is not None)

@@ -7,12 +7,11 @@ conversion (int8 weights, float activations: every activation in float). That fa
 ops in the artifact; on a full-integer target (int8 I/O, e.g. Android delegates that run integer
 kernels only) it is taken only with the user's consent (`--allow-float-ops`), otherwise the record says
 that it would take it. Every candidate is run through LiteRT (the host runner `verify` uses) and scored
-against FP32 on `--val`, or on a held-out part of the calibration set that is then not calibrated on.
+against FP32 on `--val`, or else on the calibration samples themselves (see `tflite_scoring_set`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.int8.scoring import Outputs, Score, ScoringSet, score, split, stack
+from edgekit.int8.scoring import Outputs, Score, ScoringSet, score, stack
 
 if TYPE_CHECKING:
     from edgekit.backends.base import ExportJob
@@ -32,20 +31,20 @@ Convert = Callable[[str], Path]
 Run = Callable[[Path, ScoringSet], Outputs]
 
 
-def calibration_job(job: ExportJob) -> tuple[ExportJob, list[int]]:
-    """The job onnx2tf calibrates with: without --val, the held-out samples the search scores on are
-    taken out of its calibration set (else a candidate would be scored on what it was fitted to)."""
-    from edgekit.calib import CalibrationReader
+def tflite_scoring_set(job: ExportJob) -> ScoringSet:
+    """--val, or else the calibration samples themselves: onnx2tf calibrates on the whole set so that one
+    conversion (cached) serves every precision and target of a calibration set, and holding samples out
+    would cost a conversion of its own; the record says so."""
+    from edgekit.int8.jobdata import scoring_set
 
     assert job.calib is not None
-    count = len(job.calib)
-    calib_idx, held = split(count, job.val is not None)
-    if job.val is not None or len(calib_idx) == count or not isinstance(job.calib, CalibrationReader):
-        return job, held
-    arrays = {name: np.asarray(arr)[calib_idx] for name, arr in job.calib.arrays.items()}
-    labels = None if job.calib.labels is None else job.calib.labels[calib_idx]
-    fitted = dataclasses.replace(job.calib, arrays=arrays, labels=labels)
-    return dataclasses.replace(job, calib=fitted), held
+    data = scoring_set(job, list(range(len(job.calib))), job.options.threads)
+    if job.val is None:
+        data.source = (
+            f"the {len(data)} calibration samples (onnx2tf calibrates on all of them; pass --val for an "
+            "independent check)"
+        )
+    return data
 
 
 def run_tflite(runner: Any, data: ScoringSet, source_name: Callable[[str], str]) -> Outputs:

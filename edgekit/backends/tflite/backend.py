@@ -67,12 +67,11 @@ class TFLiteBackend(Backend):
         entry_path = job.out_dir / ENTRY
         model_name = prepared.source_path.name
         searching = chosen.int8 == "static" and job.calib is not None
-        held: list[int] = []
-        conv_job = job
         if searching:
-            from edgekit.int8.tflite_search import calibration_job
+            from edgekit.int8.jobdata import bound
 
-            conv_job, held = calibration_job(job)  # held-out samples are not calibrated on
+            job = bound(job)
+        conv_job = job
         search: dict[str, Any] | None = None
         with convert.converter_sandbox() as box:
             work = box.dir
@@ -97,8 +96,7 @@ class TFLiteBackend(Backend):
             folder = converted()
             shutil.copyfile(folder / f"model_{chosen.variant}.tflite", entry_path)
             if searching:
-                from edgekit.int8.jobdata import scoring_set
-                from edgekit.int8.tflite_search import search_tflite
+                from edgekit.int8.tflite_search import search_tflite, tflite_scoring_set
 
                 def run(path: Path, data: Any) -> Any:
                     return self._run_candidate(path, inputs, conv_job, data)
@@ -110,7 +108,7 @@ class TFLiteBackend(Backend):
                     str(base_args.get("quant_type", "per-channel")),
                     converted,
                     run,
-                    scoring_set(job, held, job.options.threads),
+                    tflite_scoring_set(job),
                 )
                 shutil.copyfile(best, entry_path)
                 if variant != chosen.variant:  # float activations: onnx2tf's dynamic-range file
