@@ -23,6 +23,7 @@ from edgekit.cli_options import (
     gate_options,
     gates,
     input_shape_option,
+    int8_search_options,
     parse_kv,
     results_option,
     targets_dir_option,
@@ -90,6 +91,12 @@ def inspect(
 @click.option("--int8", "precision", flag_value="int8", help="INT8 (needs --calib unless --dynamic).")
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16.")
 @click.option("--fp32", "precision", flag_value="fp32", help="FP32.")
+@click.option(
+    "--precision",
+    "precision_choice",
+    type=click.Choice(["fp32", "fp16", "int8", "auto"]),
+    help="Precision by name; auto: every precision the target offers, the fastest here that passes the gate.",
+)
 @click.option("--calib", type=click.Path(), help="Calibration set (.npz or image dir + calibration.toml).")
 @click.option("--val", type=click.Path(), help="Validation set: verify the artifact and record fidelity.")
 @input_shape_option
@@ -121,6 +128,7 @@ def inspect(
 @click.option("--option", "extra", multiple=True, metavar="KEY=VALUE", help="Backend-specific option.")
 @click.option("--no-simplify", is_flag=True, help="Skip constant folding with onnxslim.")
 @targets_dir_option
+@int8_search_options
 @gate_options
 @common
 def export(app: CliContext, model: str, **kw: Any) -> None:
@@ -140,14 +148,20 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
         max_accuracy_drop=kw["max_accuracy_drop"] if kw["accuracy_control"] else None,
         threads=kw["threads"],
         extra=parse_kv(kw["extra"]),
+        search=not kw["no_search"],
+        max_revert=kw["max_revert"],
+        search_budget_s=kw["search_budget"],
+        allow_float_ops=kw["allow_float_ops"],
     )
+    if kw["precision"] and kw["precision_choice"] and kw["precision"] != kw["precision_choice"]:
+        raise BadInput(f"--{kw['precision']} and --precision {kw['precision_choice']} disagree; give one")
     if api.is_pipeline_dir(model):
         _export_pipeline(app, model, options, kw)
         return
     request = api.ExportRequest(
         model=model,
         target=kw["target"],
-        precision=kw["precision"],
+        precision=kw["precision_choice"] or kw["precision"],
         calib=kw["calib"],
         val=kw["val"],
         input_shapes=parse_input_shapes(kw["input_shapes"]),
@@ -164,7 +178,9 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
     render.warnings(record.manifest.get("warnings", []))
     if not app.emit(record):
         render.export(record.to_json())
-    _fidelity_gate(record.fidelity)
+    failure = record.gate_failure()  # without --val: the INT8 search's check on held-out samples
+    if failure:
+        raise GateFailed(failure)
 
 
 def _export_pipeline(app: CliContext, split_dir: str, options: Any, kw: dict[str, Any]) -> None:
@@ -210,6 +226,11 @@ def _shard_gates(record: Any) -> None:
 )
 @click.option("--val-samples", type=int, help="Seeded subset of the validation set.")
 @click.option("--device", help="Run the artifact on this device (devices.toml) instead of the host.")
+@click.option(
+    "--per-layer",
+    is_flag=True,
+    help="Also rank the nodes that add the most error vs FP32, by original name (per_layer.json).",
+)
 @devices_option
 @targets_dir_option
 @gate_options
@@ -228,10 +249,16 @@ def verify(app: CliContext, artifact_dir: str, **kw: Any) -> None:
         targets_dirs=list(kw["targets_dir"]),
         gate_overrides=gates(kw["min_cosine"], kw["max_accuracy_drop"], kw["min_snr_db"]),
     )
+    if kw["per_layer"] and kw["device"]:
+        raise BadInput("--per-layer compares layers on this host; drop --device (or run it without)")
     with render.Steps(f"verify {Path(artifact_dir).name}") as steps:
         report = api.verify(request, steps)
-    if not app.emit(report):
+        layers = api.verify_layers(request, steps) if kw["per_layer"] else None
+    shown = report if layers is None else api.VerifyLayersRecord(report, layers)
+    if not app.emit(shown):
         render.fidelity(report.to_json())
+        if layers is not None:
+            render.per_layer(layers.to_json())
     _fidelity_gate(report)
 
 

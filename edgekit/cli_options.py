@@ -88,6 +88,33 @@ gate_options = _options(
     click.option("--min-snr-db", type=float, help="Gate: minimum SNR per output (dB)."),
 )
 
+# INT8 search (edgekit.int8): by default --int8 searches recipes and keeps sensitive nodes in float until
+# the target's gate (with --min-cosine / --max-accuracy-drop overrides) holds
+int8_search_options = _options(
+    click.option(
+        "--no-search", is_flag=True, help="INT8: the single default recipe, no search nor fallback."
+    ),
+    click.option(
+        "--max-revert",
+        type=click.FloatRange(0.0, 1.0),
+        default=0.25,
+        show_default=True,
+        help="Share of quantized nodes INT8 fallback may keep in float (at least one, unless 0).",
+    ),
+    click.option(
+        "--search-budget",
+        type=click.FloatRange(min=0),
+        default=600.0,
+        show_default=True,
+        help="Seconds the INT8 search may take.",
+    ),
+    click.option(
+        "--allow-float-ops",
+        is_flag=True,
+        help="Full-integer targets (int8 I/O): let INT8 fallback leave float ops in the artifact.",
+    ),
+)
+
 
 def gates(
     min_cosine: float | None, max_accuracy_drop: float | None, min_snr_db: float | None

@@ -83,6 +83,13 @@ def run_demo(
             )
             if report is not None and not report.passed:
                 row["error"] = "; ".join(report.failures)
+            search = outcome.int8_search  # INT8: the recipe the search kept and the nodes left in float
+            if search:
+                row["int8_search"] = {
+                    "recipe": search.get("recipe"),
+                    "in_float": [r.get("source_node") or r.get("node") for r in search.get("reverted") or []],
+                    "default_passed": (search.get("default_score") or {}).get("passed"),
+                }
             if get_backend(target.backend).times_here(target, manifest):
                 try:
                     progress(f"{target.name} {precision}: timing {iterations} runs")
@@ -156,7 +163,7 @@ def _size(num: int | None) -> str:
     return f"{num / 1e6:.2f} MB" if num >= 100_000 else f"{num / 1e3:.1f} kB"
 
 
-COLUMNS = ("target", "precision", "size", "ratio", "accuracy %", "drop", "p50 ms", "status")
+COLUMNS = ("target", "precision", "size", "ratio", "accuracy %", "drop", "cosine", "p50 ms", "status")
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
@@ -170,6 +177,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         _fmt(row.get("compression_ratio"), ".2f") + ("x" if row.get("compression_ratio") else ""),
         _fmt(row.get("accuracy"), ".2f"),
         _fmt(row.get("drop"), "+.2f"),
+        _fmt(row.get("cosine"), ".4f"),
         _fmt(row.get("p50_ms"), ".3f", "on device" if row.get("status") == "ok" else "-"),
         row["status"] + (f": {row['error']}" if row.get("error") else ""),
     ]

@@ -14,7 +14,7 @@ import io
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,13 +109,15 @@ def compute_ranges(
     from onnxruntime.quantization import create_calibrator
 
     with tempfile.TemporaryDirectory(prefix="edgekit-calib-") as tmp:
+        # onnxruntime < 1.21 has no `providers` argument (and uses the CPU anyway)
+        takes_providers = "providers" in inspect.signature(create_calibrator).parameters
         calibrator = create_calibrator(
             Path(model_path),
             None,
             augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=_method(method),
-            providers=["CPUExecutionProvider"],
             extra_options=_calib_options(method, symmetric),
+            **({"providers": ["CPUExecutionProvider"]} if takes_providers else {}),
         )
         with quiet():  # onnxruntime prints progress with print()
             calibrator.collect_data(ort_reader(calib))
@@ -231,6 +233,92 @@ def quantize_qdq(
     raise InternalError("INT8 quantization failed in every configuration: " + "; ".join(errors))
 
 
+# ONNX Runtime's QDQ quantizer's defaults when op_types_to_quantize is empty (its registries)
+def default_op_types() -> list[str]:
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
+# ops whose INT8 kernels carry the speed-up: "compute" scope quantizes only these
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Attention")
+
+
+def quantize_with_ranges(
+    model_path: str | Path,
+    out_path: str | Path,
+    ranges: Mapping[str, tuple[float, float]],
+    *,
+    activation_type: str = "uint8",
+    weight_type: str = "int8",
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    symmetric_activations: bool = False,
+    op_types: Sequence[str] | None = None,
+    nodes_to_exclude: Sequence[str] = (),
+    keep_activations: bool = True,
+) -> Path:
+    """Q/DQ quantization with activation ranges computed elsewhere (one calibration pass shared by
+    many recipes): onnxruntime's own QDQ quantizer, minus its calibration step. `model_path` should
+    be pre-processed already (`preprocess`); its directory must be writable (onnxruntime writes a
+    shape-inferred copy next to it). `keep_activations` keeps Relu/Clip nodes that onnxruntime would
+    fold into the Q/DQ ranges (same accuracy and speed once the session optimizes the model), so every
+    tensor keeps the name and meaning it had before quantization."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationMethod, QuantType
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+
+    for name in (activation_type, weight_type):
+        if name not in QTYPES:
+            raise BadInput(f"unknown quantization type '{name}'; choose one of {', '.join(QTYPES)}")
+    model_path, out_path = Path(model_path), Path(out_path)
+    weight_q = getattr(QuantType, QTYPES[weight_type])
+    activation_q = getattr(QuantType, QTYPES[activation_type])
+    with quiet():
+        model = load_model_with_shape_infer(model_path)
+        try:
+            from onnxruntime.quantization.quant_utils import update_opset_version
+
+            model = update_opset_version(model, weight_q)
+        except ImportError:  # older releases did this inside quantize_static only
+            pass
+        tensors = TensorsData(
+            CalibrationMethod.MinMax,
+            {
+                name: TensorData(
+                    lowest=np.array(low, dtype=np.float32), highest=np.array(high, dtype=np.float32)
+                )
+                for name, (low, high) in ranges.items()
+            },
+        )
+        quantizer = QDQQuantizer(
+            model,
+            per_channel,
+            reduce_range,
+            weight_q,
+            activation_q,
+            tensors,
+            [],
+            list(nodes_to_exclude),
+            list(op_types) if op_types else default_op_types(),
+            {
+                "ActivationSymmetric": symmetric_activations,
+                "WeightSymmetric": weight_type.startswith("int"),
+                "QDQKeepRemovableActivations": keep_activations,
+            },
+        )
+        quantizer.quantize_model()
+        large = quantizer.model.model.ByteSize() > EXTERNAL_THRESHOLD
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        quantizer.model.save_model_to_file(str(out_path), large)
+    return out_path
+
+
+EXTERNAL_THRESHOLD = 1_500_000_000  # bytes of protobuf; 2 GiB is the hard limit
+
+
 def quantize_dynamic_int8(
     model_path: str | Path, out_path: str | Path, per_channel: bool = True
 ) -> QuantResult:
@@ -260,22 +348,57 @@ def quantize_dynamic_int8(
     raise InternalError("dynamic INT8 quantization failed: " + "; ".join(errors))
 
 
+class _OnnxRuntimeRecords(logging.Filter):
+    """Holds back log records that onnxruntime's Python tools emit (by logger name, or by source file
+    for their root-logger calls such as 'Please consider pre-processing'); other records pass."""
+
+    def __init__(self, package_dir: str) -> None:
+        super().__init__()
+        self.package_dir = package_dir
+        self.held: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_ort = record.name.startswith("onnxruntime") or (
+            bool(self.package_dir) and record.pathname.startswith(self.package_dir)
+        )
+        if from_ort:
+            self.held.append(f"{record.levelname}: {record.getMessage()}")
+        return not from_ort
+
+
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Capture what onnxruntime's quantization tools print (and their root-logger advice, such as
-    'consider pre-processing', which edgekit already did or deliberately skipped); debug logs keep it."""
+    """Capture what onnxruntime's quantization tools print or log (progress, and advice such as
+    'consider pre-processing', which edgekit already did or deliberately skipped) and hand it to
+    edgekit's debug log. No logger's level changes: a filter on the root logger (onnxruntime calls
+    `logging.warning` directly) and on onnxruntime's own loggers holds back only their records."""
+    import os
+
+    try:
+        import onnxruntime
+
+        package_dir = os.path.dirname(os.path.abspath(onnxruntime.__file__))
+        import onnxruntime.quantization  # noqa: F401 - creates its module loggers before we filter them
+    except ImportError:  # pragma: no cover - core dependency
+        package_dir = ""
+    capture = _OnnxRuntimeRecords(package_dir)
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name == "onnxruntime" or name.startswith("onnxruntime.")
+    ]
     buffer = io.StringIO()
-    root = logging.getLogger()
-    level = root.level
-    if not log.isEnabledFor(logging.DEBUG):
-        root.setLevel(logging.ERROR)
+    for logger in loggers:
+        logger.addFilter(capture)
     try:
         with contextlib.redirect_stdout(buffer):
             yield
     finally:
-        root.setLevel(level)
-    if buffer.getvalue().strip():
-        log.debug("onnxruntime quantization said:\n%s", buffer.getvalue().rstrip())
+        for logger in loggers:
+            logger.removeFilter(capture)
+    said = buffer.getvalue().strip().splitlines() + capture.held
+    if said:
+        log.debug("onnxruntime quantization said:\n%s", "\n".join(said))
 
 
 def _short(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ def test_rows_say_where_to_time_what_is_not_timed_here() -> None:
             "compression_ratio": 3.9,
             "accuracy": 98.5,
             "drop": -0.2,
+            "cosine": 0.99931,
             "p50_ms": 0.0421,
             "status": "ok",
         },
@@ -41,6 +42,6 @@ def test_rows_say_where_to_time_what_is_not_timed_here() -> None:
         {"target": "jetson-nano", "precision": "fp32", "status": "export failed", "error": "no calib"},
     ]
     text = demo.markdown(rows)
-    assert "| x86-cpu | int8 | 30.0 kB | 3.90x | 98.50 | -0.20 | 0.042 | ok |" in text
-    assert "| intel-gpu | fp16 | - | - | - | - | on device | ok |" in text
-    assert "| jetson-nano | fp32 | - | - | - | - | - | export failed: no calib |" in text
+    assert "| x86-cpu | int8 | 30.0 kB | 3.90x | 98.50 | -0.20 | 0.9993 | 0.042 | ok |" in text
+    assert "| intel-gpu | fp16 | - | - | - | - | - | on device | ok |" in text
+    assert "| jetson-nano | fp32 | - | - | - | - | - | - | export failed: no calib |" in text

@@ -72,9 +72,19 @@ def test_inspect_export_and_verify_every_precision(key: str, tmp_path: Path, run
 
 
 def test_int8_is_per_channel_qdq_and_smaller(tmp_path: Path, run_cli) -> None:
+    """The profile's default recipe (--no-search): per-channel weights, the target's activation type."""
     model, calib, _, _ = write_model_and_sets(tmp_path, "conv")
     for target, act_type in (("x86-cpu", onnx.TensorProto.UINT8), ("arm64-cpu", onnx.TensorProto.INT8)):
-        code, stdout, stderr = run_cli(*export_args(model, target, "int8", calib=calib, out=tmp_path / "o"))
+        code, stdout, stderr = run_cli(
+            *export_args(
+                model,
+                target,
+                "int8",
+                calib=calib,
+                out=tmp_path / "o",
+                more=["--no-search", "--min-cosine", "0"],
+            )
+        )
         assert code == 0, stderr
         manifest = json.loads(stdout)["manifest"]
         quantized = onnx.load(str(Path(json.loads(stdout)["artifact"]) / "model.onnx"))

@@ -27,6 +27,7 @@ from edgekit.api.records import (
     ExportRequest,
     InspectRecord,
     InspectRequest,
+    PerLayerRecord,
     PipelineBenchRecord,
     PipelineExportRecord,
     PipelineExportRequest,
@@ -41,11 +42,12 @@ from edgekit.api.records import (
     TargetsRecord,
     TargetsRequest,
     TrustRecord,
+    VerifyLayersRecord,
     VerifyRequest,
 )
 from edgekit.api.releasing import release, report
 from edgekit.api.splitting import bench_pipeline, export_pipeline, is_pipeline_dir, split
-from edgekit.api.verification import artifact_outputs, reference_outputs, verify, verify_dir
+from edgekit.api.verification import artifact_outputs, reference_outputs, verify, verify_dir, verify_layers
 from edgekit.fidelity import FidelityReport as VerifyRecord
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "PipelineBenchRecord",
     "PipelineExportRecord",
     "PipelineExportRequest",
+    "PerLayerRecord",
     "Rows",
     "SplitRecord",
     "SplitRequest",
@@ -74,6 +77,7 @@ __all__ = [
     "TargetsRecord",
     "TargetsRequest",
     "TrustRecord",
+    "VerifyLayersRecord",
     "VerifyRecord",
     "VerifyRequest",
     "artifact_name",
@@ -100,5 +104,6 @@ __all__ = [
     "targets",
     "verify",
     "verify_dir",
+    "verify_layers",
     "verify_on_device",
 ]

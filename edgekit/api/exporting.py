@@ -53,7 +53,12 @@ def artifact_name(model: Path, target: str, precision: str) -> str:
 
 
 def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
-    """Prepare, export, record and (with a validation set) verify one artifact, atomically."""
+    """Prepare, export, record and (with a validation set) verify one artifact, atomically.
+    `precision="auto"`: every precision the target offers, the fastest here that passes the gate."""
+    if req.precision == "auto":
+        from edgekit.int8.auto import export_auto
+
+        return export_auto(req, progress)
     target = target_profiles.get(req.target, req.targets_dirs)
     backend = get_backend(target.backend)
     precision = req.precision or target.default_precision
@@ -97,7 +102,11 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
     with staged_dir(final) as tmp:
         progress(f"exporting {precision} for {target.name} ({backend.name})")
         started = time.perf_counter()
-        result = backend.export(ExportJob(prepared, target, precision, tmp, job_calib, options, job_val))
+        # the gates are the INT8 search's goal (edgekit.int8): target's gates with the request's overrides
+        gates = gates_for(target, req.gate_overrides)
+        result = backend.export(
+            ExportJob(prepared, target, precision, tmp, job_calib, options, job_val, gates=gates)
+        )
         export_s = time.perf_counter() - started
         manifest = _manifest(req, options, target, precision, prepared, result, tmp, calib, export_s)
         write_json_atomic(tmp / MANIFEST, manifest)
@@ -106,11 +115,21 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
             from edgekit.api.verification import verify_dir
 
             progress(f"verifying on {len(val_reader)} samples")
-            report = verify_dir(tmp, manifest, val_reader, model_path, gates_for(target, req.gate_overrides))
+            report = verify_dir(tmp, manifest, val_reader, model_path, gates)
             manifest["fidelity"] = report.to_json()
             manifest["validation"] = val_reader.record()
             write_json_atomic(tmp / MANIFEST, manifest)
     return ExportRecord(final, manifest, report)
+
+
+def _search_options(options: ExportOptions) -> dict[str, Any]:
+    """What bounded the INT8 search (edgekit.int8), so a manifest says how to reproduce it."""
+    return {
+        "int8_search": options.search,
+        "max_revert": options.max_revert,
+        "search_budget_s": options.search_budget_s,
+        "allow_float_ops": options.allow_float_ops,
+    }
 
 
 def source_io(prepared: ingest.PreparedModel) -> tuple[list[InputInfo], list[InputInfo]]:
@@ -173,6 +192,7 @@ def _manifest(
             "ignore": options.ignore,
             "input_shapes": req.input_shapes,
             "simplify": req.simplify,
+            **(_search_options(options) if uses_calib and precision == "int8" else {}),
         },
         "threads": options.threads,
         "name_map": prepared.name_map,

@@ -122,6 +122,10 @@ _OPTION_FIELDS = (
     "max_accuracy_drop",
     "threads",
     "extra",
+    "search",
+    "max_revert",
+    "search_budget_s",
+    "allow_float_ops",
 )
 
 
@@ -145,6 +149,33 @@ class ExportRecord:
         report = manifest.get("fidelity")
         return cls(Path(data["artifact"]), manifest, FidelityReport.from_json(report) if report else None)
 
+    @property
+    def int8_search(self) -> dict[str, Any] | None:
+        """The INT8 search's record (edgekit.int8): recipes tried, nodes kept in float, the gate."""
+        from edgekit.int8 import search_record
+
+        return search_record(self.manifest)
+
+    @property
+    def precision_choice(self) -> dict[str, Any] | None:
+        """`precision="auto"`: every precision with its fidelity and p50, the one kept and why."""
+        return self.manifest.get("precision_choice")
+
+    def gate_failure(self) -> str | None:
+        """Why the artifact misses its gate (None: it meets it): the fidelity report on the validation
+        set when there was one, else the INT8 search's own check on held-out calibration samples."""
+        search = self.int8_search
+        if self.fidelity is not None:
+            if self.fidelity.passed:
+                return None
+            text = "fidelity gate failed: " + "; ".join(self.fidelity.failures)
+            if search and search.get("would_take"):
+                text += f"; INT8 search: {search['would_take']}"
+            return text
+        if search and not search.get("passed", True):
+            return f"INT8 {search['summary']} (on {search['scored_on']}); artifact kept in {self.path}"
+        return None
+
 
 ExportOutcome = ExportRecord  # the name before the typed API
 
@@ -165,6 +196,7 @@ class VerifyRequest(Request):
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
     targets_dirs: Sequence[str | Path] = field(default_factory=list)
     write: bool = True
+    per_layer: bool = False  # also compare every layer of an ONNX artifact with FP32 (verify_layers)
 
     def __post_init__(self) -> None:
         self.artifact_dir, self.val = str(self.artifact_dir), str(self.val)
@@ -174,6 +206,37 @@ class VerifyRequest(Request):
 
 
 # verify's record is the fidelity report itself (edgekit.fidelity.FidelityReport: to_json/from_json)
+
+
+@dataclass
+class PerLayerRecord:
+    """`verify --per-layer`: the nodes that add the most error against FP32, by the source model's
+    names (`layers`, most added error first), and the INT8 search's ranking from the export
+    (`sensitivity`: what keeping each node in float recovered) when it wrote one."""
+
+    artifact: str
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    method: str = ""
+    sensitivity: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PerLayerRecord:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass
+class VerifyLayersRecord:
+    """What `verify --per-layer --json` prints: the fidelity report with a `per_layer` entry."""
+
+    report: FidelityReport
+    per_layer: PerLayerRecord
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.report.to_json(), "per_layer": self.per_layer.to_json()}
 
 
 # ---- bench -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import ingest
-from edgekit.api.records import Progress, VerifyRequest, noop
+from edgekit.api.records import PerLayerRecord, Progress, VerifyRequest, noop
 from edgekit.backends import get_backend
 from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
 from edgekit.errors import BadInput
@@ -86,6 +86,40 @@ def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
         manifest["validation"] = val.record()
         write_json_atomic(artifact_dir / MANIFEST, manifest)
     return report
+
+
+def verify_layers(req: VerifyRequest, progress: Progress = noop) -> PerLayerRecord:
+    """Per-layer error of an ONNX artifact against its FP32 source on the validation set (on this
+    host), with the export's INT8 sensitivity ranking; written to the artifact's per_layer.json."""
+    from edgekit.int8 import layers
+
+    artifact_dir = Path(req.artifact_dir).expanduser()
+    manifest = read_manifest(artifact_dir)
+    record = PerLayerRecord(
+        str(artifact_dir),
+        method="relative noise energy ||artifact - fp32||^2 / ||fp32||^2 of each node's output as the next "
+        "node reads it; added_error subtracts the worst error of its inputs",
+        sensitivity=layers.export_sensitivity(artifact_dir),
+    )
+    entry = layers.onnx_entry(artifact_dir, manifest)
+    if entry is None:
+        record.notes.append(
+            f"per-layer comparison needs an ONNX artifact; {manifest['backend']}'s {manifest.get('entry')} "
+            "is compared as a whole"
+            + ("; the INT8 search's ranking from the export is shown" if record.sensitivity else "")
+        )
+    else:
+        val = load_validation(req.val, req.val_samples, manifest)
+        progress(f"comparing every layer of {entry.name} with FP32 on {len(val)} samples")
+        reference_qdq = manifest["backend"] == "tensorrt"  # exact Q/DQ semantics, as its runner verifies
+        record.layers = layers.per_layer(
+            entry, reference_path(manifest, req.reference), val, manifest.get("name_map") or {}, reference_qdq
+        )
+        if not record.layers:
+            record.notes.append("the artifact shares no intermediate tensor name with its source")
+    if req.write:
+        write_json_atomic(artifact_dir / "per_layer.json", record.to_json())
+    return record
 
 
 def load_validation(path: str | Path, samples: int | None, manifest: Mapping[str, Any]) -> CalibrationReader:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from edgekit.calib import CalibrationSet
     from edgekit.ingest import PreparedModel
     from edgekit.runner import BenchSettings, Job
-    from edgekit.targets import TargetProfile
+    from edgekit.targets import Gates, TargetProfile
     from edgekit.transport import Transport
 
 
@@ -127,6 +127,11 @@ class ExportOptions:
     # typed values the user set (what backends not yet on typed options read)
     extra: dict[str, Any] = field(default_factory=dict)
     backend_options: BackendOptions | None = None
+    # INT8 search (edgekit.int8): recipe search + sensitive-node fallback to meet the gate
+    search: bool = True  # False: the single default recipe (--no-search)
+    max_revert: float = 0.25  # share of quantized nodes fallback may keep in float (--max-revert)
+    search_budget_s: float = 600.0  # wall-clock bound of the search (--search-budget)
+    allow_float_ops: bool = False  # full-integer targets: fallback may leave float ops (--allow-float-ops)
 
 
 @dataclass
@@ -140,6 +145,7 @@ class ExportJob:
     calib: CalibrationSet | None
     options: ExportOptions
     val: CalibrationSet | None = None  # only for accuracy-controlled quantization
+    gates: Gates | None = None  # the goal of INT8 search (target's gates + overrides); None: target's
 
 
 @dataclass

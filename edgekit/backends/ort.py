@@ -139,25 +139,22 @@ class OnnxRuntimeBackend(Backend):
                 f"--int8 for target '{job.target.name}' needs a calibration set: pass --calib SET "
                 "(or --dynamic for weights-only int8)"
             )
-        result = quant.quantize_qdq(
-            job.prepared.path,
-            out,
-            job.calib,
-            method=job.options.calib_method,
-            activation_type=settings.get("activation_type", "uint8"),
-            weight_type=settings.get("weight_type", "int8"),
-            per_channel=settings.get("per_channel", True),
-            symmetric_activations=settings.get("symmetric_activations", False),
-            nodes_to_exclude=_matching_nodes(job.prepared.load(), job.options.ignore),
-        )
+        ignored = _matching_nodes(job.prepared.load(), job.options.ignore)
+        from edgekit.int8.qdq_export import search_qdq  # the INT8 search (edgekit.int8)
+
+        search = search_qdq(job, out, settings=settings, always_exclude=ignored, save=save_onnx)
+        recipe = search["recipe"]
         return {
             "mode": "static-qdq",
             "activation_type": settings.get("activation_type", "uint8"),
             "weight_type": settings.get("weight_type", "int8"),
-            "per_channel": result.per_channel,
-            "symmetric_activations": settings.get("symmetric_activations", False),
-            "excluded_nodes": _matching_nodes(job.prepared.load(), job.options.ignore),
-            "notes": result.notes,
+            "per_channel": str(recipe.get("weights", "")).startswith("per-channel"),
+            "reduce_range": str(recipe.get("weights", "")).endswith("7bit"),
+            "symmetric_activations": recipe.get("activations") == "symmetric",
+            "calibration": recipe.get("calibration"),
+            "excluded_nodes": ignored,
+            "int8_search": search,
+            "notes": search["notes"],
         }
 
     def open_runner(self, artifact_dir: Path, manifest: Mapping[str, Any]) -> HostRunner:
@@ -179,7 +176,12 @@ class OrtRunner(HostRunner):
     a CPU InferenceSession; fp16-I/O artifacts get their inputs cast and outputs widened."""
 
     def __init__(
-        self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], threads: int | None = None
+        self,
+        path: Path,
+        inputs: list[TensorSpec],
+        outputs: list[TensorSpec],
+        threads: int | None = None,
+        reference_qdq: bool = False,
     ):
         import onnxruntime as ort
 
@@ -188,6 +190,11 @@ class OrtRunner(HostRunner):
         if threads:
             options.intra_op_num_threads = int(threads)
         options.log_severity_level = 3
+        if reference_qdq:
+            # no Q/DQ fusion: exact Q/DQ semantics, as TensorRT computes an explicit-quantization ONNX
+            # (this CPU's fused int8 kernels would add their own errors, e.g. u8 x s8 saturation on
+            # x86 without VNNI, that TensorRT does not have)
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

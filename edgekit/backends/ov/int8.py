@@ -227,14 +227,26 @@ def quantize(
 
     accuracy = job.options.max_accuracy_drop is not None
     if accuracy and (job.val is None or job.val.labels is None):
-        warnings.append("--max-accuracy-drop needs a labelled --val set; quantized without accuracy control")
+        warnings.append(
+            "--accuracy-control needs a labelled --val set for top-1 accuracy; the INT8 search aims NNCF at "
+            "the gate's agreement with FP32 (cosine, SNR) instead"
+        )
         accuracy = False
     try:
         with _nncf_quietly() as capture:
             if accuracy:
                 quantized = _accuracy_controlled(ov_model, job, calibration, kwargs, record)
             else:
-                quantized = nncf.quantize(ov_model, calibration, **kwargs)
+                # edgekit's INT8 search (edgekit.int8): NNCF's knobs as recipes, then NNCF's accuracy
+                # control with the target's gate as its metric (labels or agreement with FP32)
+                from edgekit.int8.nncf_search import search_openvino
+
+                quantized, search = search_openvino(job, ov_model, kwargs, transformer=bool(model_type))
+                record["tool"] = search.get("tool", "nncf.quantize")
+                record["subset_size"] = search.get("calibration_samples", len(calib_items))
+                if search.get("accuracy_control"):
+                    search["reverted"] = [{"node": name} for name in reverted_layers(capture.messages)]
+                record["int8_search"] = search
     except nncf.ValidationError as exc:
         text = str(exc).strip().splitlines()
         raise BadInput(f"NNCF rejected the quantization settings: {text[0] if text else exc}") from exc

@@ -18,7 +18,14 @@ from edgekit.backends.tflite.cache import CACHE_META, LOG_NAME, ConversionCache
 from edgekit.backends.tflite.flatbuffer import analyze_flatbuffer, post_checks
 from edgekit.backends.tflite.iomap import map_io, specs
 from edgekit.backends.tflite.options import TFLiteOptions
-from edgekit.backends.tflite.plan import InputPlan, convert_args, plan, thread_count, write_inputs_data
+from edgekit.backends.tflite.plan import (
+    InputPlan,
+    Plan,
+    convert_args,
+    plan,
+    thread_count,
+    write_inputs_data,
+)
 from edgekit.backends.tflite.runner import TFLiteRunner
 from edgekit.errors import BadInput
 from edgekit.sandbox import keep_log, last_error_line
@@ -59,36 +66,60 @@ class TFLiteBackend(Backend):
         warnings: list[str] = list(prepared.warnings)
         entry_path = job.out_dir / ENTRY
         model_name = prepared.source_path.name
+        searching = chosen.int8 == "static" and job.calib is not None
+        if searching:
+            from edgekit.int8.jobdata import bound
+
+            job = bound(job)
+        conv_job = job
+        search: dict[str, Any] | None = None
         with convert.converter_sandbox() as box:
             work = box.dir
             model_path = work / "model.onnx"
             shutil.copyfile(prepared.path, model_path)
-            data_note = write_inputs_data(work, inputs, job)
-            args = convert_args(work, model_path, inputs, chosen, job)
-            cache = ConversionCache.for_job(job, args, work, self.versions())
-            hit = cache.find(chosen.variant)
-            if hit is not None:
-                log.info("%s: onnx2tf output from the cache (%s)", model_name, hit.name)
-                shutil.copyfile(hit / LOG_NAME, log_path)
-                shutil.copyfile(hit / f"model_{chosen.variant}.tflite", entry_path)
-                meta = json.loads((hit / CACHE_META).read_text())
-                network, convert_s = meta["network"], float(meta["convert_seconds"])
-                cache_note = {"hit": True, "entry": hit.name}
-            else:
-                started = time.perf_counter()
-                network = convert.run_converter(box, args, log_path, model_name)
-                convert_s = time.perf_counter() - started
-                produced = work / "out" / f"model_{chosen.variant}.tflite"
-                if not produced.exists():
-                    reason = last_error_line(log_path) or f"onnx2tf wrote no {produced.name}"
-                    kept = keep_log(log_path, model_name, "tflite")
-                    raise convert.TFLiteConversionFailed(
-                        f"onnx2tf did not produce the {chosen.label} model for {model_name}: {reason} "
-                        f"(full log: {kept})"
+            data_note = write_inputs_data(work, inputs, conv_job)
+            base_args = convert_args(work, model_path, inputs, chosen, conv_job)
+            conversions: dict[str, tuple[Path, Any, float, dict[str, Any]]] = {}
+
+            def converted(quant_type: str | None = None) -> Path:
+                """The folder holding every onnx2tf file of one conversion (cached by its arguments)."""
+                args = dict(base_args)
+                if quant_type is not None:
+                    args["quant_type"] = quant_type
+                key = str(args.get("quant_type"))
+                if key not in conversions:
+                    conversions[key] = self._convert(
+                        box, conv_job, args, chosen.variant, log_path, model_name
                     )
-                shutil.copyfile(produced, entry_path)
-                stored = cache.store(work / "out", log_path, network, convert_s)
-                cache_note = {"hit": False, "entry": stored.name if stored else None}
+                return conversions[key][0]
+
+            folder = converted()
+            shutil.copyfile(folder / f"model_{chosen.variant}.tflite", entry_path)
+            if searching:
+                from edgekit.int8.tflite_search import search_tflite, tflite_scoring_set
+
+                def run(path: Path, data: Any) -> Any:
+                    return self._run_candidate(path, inputs, conv_job, data)
+
+                best, variant, search = search_tflite(
+                    job,
+                    chosen.variant,
+                    chosen.io in ("int8", "uint8"),
+                    str(base_args.get("quant_type", "per-channel")),
+                    converted,
+                    run,
+                    tflite_scoring_set(job),
+                )
+                shutil.copyfile(best, entry_path)
+                if variant != chosen.variant:  # float activations: onnx2tf's dynamic-range file
+                    warnings.append(
+                        f"--allow-float-ops: INT8 met the gate only with every activation in float "
+                        f"(int8 weights, {chosen.io} I/O became float32): onnx2tf has no per-node fallback"
+                    )
+                    chosen = Plan(
+                        variant, "dynamic-range int8 (int8 weights, float activations)", "float32", "dynamic"
+                    )
+            _, network, convert_s, cache_note = conversions[str(base_args.get("quant_type"))]
 
         analysis = analyze_flatbuffer(entry_path.read_bytes())
         n_threads = thread_count(job.options.threads or job.target.threads)
@@ -113,6 +144,8 @@ class TFLiteBackend(Backend):
             "delegate": "XNNPACK (LiteRT default delegate, OpResolverType.AUTO)",
             "onnx2tf_cache": cache_note,
         }
+        if search is not None:
+            details["int8_search"] = search
         return ExportResult(
             entry=ENTRY,
             inputs=in_specs,
@@ -122,6 +155,55 @@ class TFLiteBackend(Backend):
             warnings=warnings,
             effective_precision=None,
         )
+
+    def _convert(
+        self, box: Any, job: ExportJob, args: dict[str, Any], variant: str, log_path: Path, model_name: str
+    ) -> tuple[Path, Any, float, dict[str, Any]]:
+        """One onnx2tf conversion (or its cached output): (the folder with every model_<variant>.tflite
+        it wrote, the network record, seconds, the cache note)."""
+        work = box.dir
+        cache = ConversionCache.for_job(job, args, work, self.versions())
+        hit = cache.find(variant)
+        if hit is not None:
+            log.info("%s: onnx2tf output from the cache (%s)", model_name, hit.name)
+            if not log_path.exists():
+                shutil.copyfile(hit / LOG_NAME, log_path)
+            meta = json.loads((hit / CACHE_META).read_text())
+            return hit, meta["network"], float(meta["convert_seconds"]), {"hit": True, "entry": hit.name}
+        out = Path(args["output_folder_path"])
+        shutil.rmtree(out, ignore_errors=True)
+        run_log = log_path if not log_path.exists() else work / f"convert-{args.get('quant_type')}.log"
+        started = time.perf_counter()
+        network = convert.run_converter(box, args, run_log, model_name)
+        convert_s = time.perf_counter() - started
+        produced = out / f"model_{variant}.tflite"
+        if not produced.exists():
+            reason = last_error_line(run_log) or f"onnx2tf wrote no {produced.name}"
+            kept = keep_log(run_log, model_name, "tflite")
+            raise convert.TFLiteConversionFailed(
+                f"onnx2tf did not produce the {variant} model for {model_name}: {reason} (full log: {kept})"
+            )
+        stored = cache.store(out, run_log, network, convert_s)
+        # each conversion keeps its files apart (the next one reuses onnx2tf's output folder)
+        kept_dir = work / f"variants-{args.get('quant_type')}"
+        shutil.rmtree(kept_dir, ignore_errors=True)
+        kept_dir.mkdir()
+        for path in out.glob("model_*.tflite"):
+            shutil.copyfile(path, kept_dir / path.name)
+        return kept_dir, network, convert_s, {"hit": False, "entry": stored.name if stored else None}
+
+    def _run_candidate(self, path: Path, inputs: list[InputPlan], job: ExportJob, data: Any) -> Any:
+        """A candidate .tflite through the host runner `verify` uses, on the search's scoring set."""
+        from edgekit.int8.tflite_search import run_tflite
+
+        threads = min(thread_count(job.options.threads or job.target.threads), os.cpu_count() or 1)
+        io_map = map_io(path, inputs, job, threads)
+        in_specs, out_specs = specs(io_map, job.prepared)
+        runner = TFLiteRunner(path, in_specs, out_specs, io_map, threads)
+        try:
+            return run_tflite(runner, data, job.prepared.source_name)
+        finally:
+            runner.close()
 
     def open_runner(
         self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None

@@ -213,16 +213,36 @@ class TensorRTBackend(Backend):
         if mode == "calib" and fmt.parse_version(trt_version)[0] >= 11:
             raise BadInput("TensorRT >= 11 removed implicit calibration; use --option int8_mode=qdq")
         method = job.options.calib_method
-        scales = calibration.calibrate(job.prepared.path, job.calib, method)
+        int8_weights = fmt.parse_version(trt_version)[0] >= 10  # TensorRT 8.x parses float weights only
+        ignored = _excluded_nodes(job)
+        placed: dict[bool, calibration.QdqResult] = {}
+
+        def place(
+            model_path: Path, out_path: Path, ranges: Mapping[str, tuple[float, float]], **recipe: Any
+        ) -> Path:
+            """One search candidate: the TensorRT-aware placement with the candidate's ranges as scales."""
+            per_channel = bool(recipe.get("per_channel", True))
+            placed[per_channel] = calibration.quantize_for_tensorrt(
+                model_path,
+                out_path,
+                calibration.scales_from_ranges(ranges),
+                exclude=[*ignored, *recipe.get("nodes_to_exclude", ())],
+                per_channel=per_channel,
+                int8_weights=int8_weights,
+            )
+            return out_path
+
+        # the INT8 search (edgekit.int8): recipes and sensitive-node fallback scored with reference Q/DQ
+        # semantics (what TensorRT computes); the cache gets every activation's scale under the chosen
+        # recipe, so cache and Q/DQ ONNX describe the same network (implicit calibration cannot keep
+        # nodes in float: those stay INT8 in the calib-cache path)
+        from edgekit.int8.qdq_export import search_tensorrt_qdq
+
+        ranges: dict[str, tuple[float, float]] = {}
+        search = search_tensorrt_qdq(job, out / QDQ_FILE, builder=place, ranges_out=ranges)
+        scales = calibration.scales_from_ranges(ranges)
         write_text_atomic(out / CACHE_FILE, fmt.write_calib_cache(scales, trt_version, fmt.TRTEXEC_ALGORITHM))
-        qdq = calibration.quantize_for_tensorrt(
-            out / MODEL_FILE,
-            out / QDQ_FILE,
-            scales,
-            exclude=_excluded_nodes(job),
-            per_channel=bool(target.quantization.get("per_channel", True)),
-            int8_weights=fmt.parse_version(trt_version)[0] >= 10,  # TensorRT 8.x parses float weights only
-        )
+        qdq = placed[str(search["recipe"].get("weights", "per-channel")).startswith("per-channel")]
         result = _Int8(
             mode,
             {
@@ -231,6 +251,7 @@ class TensorRTBackend(Backend):
                 "tensors": len(scales),
                 "int8_mode": mode,
                 "qdq": qdq.to_json(),
+                "int8_search": search,
             },
         )
         if not qdq.plan.int8_nodes:
@@ -333,7 +354,9 @@ class TensorRTBackend(Backend):
         path = artifact_dir / manifest["entry"]
         if not path.exists():
             raise BadInput(f"{path} is missing from the artifact directory")
-        return OrtRunner(path, inputs, outputs)
+        # the Q/DQ ONNX runs with exact Q/DQ semantics, as TensorRT computes it: this CPU's fused int8
+        # kernels would add errors of their own (u8 x s8 saturation on x86 without VNNI)
+        return OrtRunner(path, inputs, outputs, reference_qdq=path.name == QDQ_FILE)
 
     def needs_calibration(self, precision: str, options: Any) -> bool:
         return precision == "int8"  # host calibration writes the cache and the Q/DQ ONNX
