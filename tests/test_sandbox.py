@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -89,27 +89,46 @@ def test_a_grandchild_left_running_is_killed_when_the_command_ends(tmpdir_env: P
         assert wait_for(lambda: not alive(grandchild), 10), "a background grandchild outlived the run"
 
 
-def _interrupt(*_: object) -> None:
+INTERRUPTED_DRIVER = """
+import json, signal, sys
+from pathlib import Path
+from edgekit.sandbox import Sandbox
+
+def interrupt(*_):
     raise KeyboardInterrupt
+
+pid_file = Path(sys.argv[1])
+# the child records its pid, then signals its parent (this driver), whose handler raises KeyboardInterrupt
+script = (
+    f"import os, signal, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()));"
+    " os.kill(os.getppid(), signal.SIGUSR1); time.sleep(300)"
+)
+signal.signal(signal.SIGUSR1, interrupt)
+box = Sandbox()
+try:
+    with box:
+        where = box.dir
+        box.run([sys.executable, "-c", script], where / "log.txt", timeout=120)
+except KeyboardInterrupt:
+    print(json.dumps({"interrupted": True, "dir": str(where)}))
+"""
 
 
 def test_interrupt_kills_the_child_and_removes_the_dir(tmpdir_env: Path, tmp_path: Path) -> None:
-    """KeyboardInterrupt (SIGTERM's `Terminated` unwinds the same way) while the command runs."""
+    """KeyboardInterrupt (SIGTERM's `Terminated` unwinds the same way) while the command runs. In a
+    fresh interpreter: pytest's own signal handlers (pytest-timeout's SIGALRM) stay out of it."""
     pid_file = tmp_path / "child.pid"
-    # the child records its pid, then signals its parent (us), whose handler raises KeyboardInterrupt
-    script = (
-        f"import os, signal, time; open({str(pid_file)!r}, 'w').write(str(os.getpid()));"
-        " os.kill(os.getppid(), signal.SIGALRM); time.sleep(300)"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_DRIVER, str(pid_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    box = Sandbox()
-    previous = signal.signal(signal.SIGALRM, _interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt), box:
-            where = box.dir
-            box.run([sys.executable, "-c", script], where / "log.txt", timeout=120)
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-    assert not where.exists()
+    assert proc.returncode == 0, proc.stderr
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcome["interrupted"] and not Path(outcome["dir"]).exists()
     assert not alive(int(pid_file.read_text())), "the child must be killed on the way out"
 
 
