@@ -3,7 +3,7 @@
 One onnx2tf run is 5-10 s on a small model (minutes on a large one) and one -oiqt run writes every
 variant, so the variants (not the int16-activation ones: never used, and onnx2tf 1.28 has no flag to skip
 making them) and the log of a successful run are kept in `<cache root>/onnx2tf/<base>-<quant>`
-(`edgekit.ingest.cache_root`), written atomically (temp dir + rename). <base> hashes the prepared
+(entries of the content cache, `edgekit.cache`: written whole or not at all). <base> hashes the prepared
 model's sha256, the calibration set's sha256 (or none), every onnx2tf argument but the quantization
 ones, and the toolchain versions; <quant> hashes the quantization arguments. A request is served by any
 entry of its <base> holding its file whose quantization arguments produce that file identically:
@@ -18,32 +18,26 @@ run's log, and the details say whether the cache served it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from edgekit.backends.base import ExportJob
+from edgekit.cache import META, ContentCache, digest
 
 log = logging.getLogger(__name__)
 
 LOG_NAME = "convert.log"
 CACHE_FORMAT = 1
-CACHE_META = "meta.json"
+CACHE_META = META
 # onnx2tf arguments that change only the quantized files, and onnx2tf's defaults for them
 QUANT_DEFAULTS = {"quant_type": "per-channel", "input_quant_dtype": "int8", "output_quant_dtype": "int8"}
 QUANT_FLAGS = ("output_dynamic_range_quantized_tflite", "output_integer_quantized_tflite", *QUANT_DEFAULTS)
 FLOAT_VARIANTS = ("float32", "float16")
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _quant_settings(quant: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,10 +56,11 @@ def _serves(quant: Mapping[str, Any], wanted: Mapping[str, Any], variant: str) -
 
 class ConversionCache:
     """onnx2tf outputs of successful runs, shared by the precisions and targets of one model and
-    calibration set (see the module docstring)."""
+    calibration set (see the module docstring): entries of the content cache's `onnx2tf` kind."""
 
-    def __init__(self, root: Path, base: str, quant: dict[str, Any], key: dict[str, Any]) -> None:
-        self.root = root
+    def __init__(self, cache: ContentCache, base: str, quant: dict[str, Any], key: dict[str, Any]) -> None:
+        self.cache = cache
+        self.root = cache.root
         self.base = base
         self.quant = quant
         self.key = key
@@ -75,7 +70,7 @@ class ConversionCache:
         cls, job: ExportJob, args: Mapping[str, Any], work: Path, versions: Mapping[str, str]
     ) -> ConversionCache:
         from edgekit import __version__
-        from edgekit.ingest import cache_root, file_sha256  # ingest imports onnx: not at module top
+        from edgekit.ingest import file_sha256  # ingest imports onnx: not at module top
 
         # the working directory differs per run: arguments are compared with it taken out
         plain = json.loads(json.dumps(dict(args), default=str).replace(str(work), "<work>"))
@@ -88,62 +83,47 @@ class ConversionCache:
             "calibration_sha256": job.calib.sha256() if job.calib is not None else None,
             "args": plain,
         }
-        return cls(cache_root("onnx2tf"), _digest(key), quant, key)
+        return cls(ContentCache("onnx2tf"), digest(key, 20), quant, key)
 
     @property
     def name(self) -> str:
-        return f"{self.base}-{_digest(self.quant)}"
+        return f"{self.base}-{digest(self.quant, 20)}"
 
     def find(self, variant: str) -> Path | None:
         """An entry holding `variant` as this run would make it: this run's own entry first."""
-        if not self.root.is_dir():
-            return None
-        candidates = sorted(self.root.glob(f"{self.base}-*"), key=lambda p: p.name != self.name)
-        for entry in candidates:
+        entries = sorted(self.cache.entries(f"{self.base}-"), key=lambda item: item[0].name != self.name)
+        for entry, meta in entries:
             try:
-                meta = json.loads((entry / CACHE_META).read_text())
                 complete = meta["format"] == CACHE_FORMAT and (entry / LOG_NAME).is_file()
                 served = variant in meta["variants"] and _serves(meta["quant"], self.quant, variant)
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # half-removed or foreign: ignored, a fresh run replaces nothing
+            except (KeyError, TypeError):
+                continue  # foreign: ignored, a fresh run replaces nothing
             if complete and served and (entry / f"model_{variant}.tflite").is_file():
                 return entry
         return None
 
     def store(self, out: Path, log_path: Path, network: Mapping[str, Any], convert_s: float) -> Path | None:
-        """Keep this run's variants and log (atomically: a temp dir renamed into place). A failure
-        here costs only the next conversion, so it is logged, never raised."""
-        final = self.root / self.name
-        tmp: Path | None = None
+        """Keep this run's variants and log (a whole entry or none). A failure here costs only the next
+        conversion, so it is logged, never raised."""
+        files = [
+            path
+            for path in sorted(out.glob("model_*.tflite"))
+            if not path.stem.endswith("_with_int16_act")  # never chosen by plan.plan()
+        ]
+        meta = {
+            **self.key,
+            "quant": self.quant,
+            "variants": [path.stem.removeprefix("model_") for path in files],
+            "network": network,
+            "convert_seconds": round(convert_s, 2),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{self.name}.", dir=self.root))
-            variants = []
-            for path in sorted(out.glob("model_*.tflite")):
-                variant = path.stem.removeprefix("model_")
-                if variant.endswith("_with_int16_act"):
-                    continue  # never chosen by plan.plan()
-                shutil.copyfile(path, tmp / path.name)
-                variants.append(variant)
-            shutil.copyfile(log_path, tmp / LOG_NAME)
-            meta = {
-                **self.key,
-                "quant": self.quant,
-                "variants": variants,
-                "network": network,
-                "convert_seconds": round(convert_s, 2),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            (tmp / CACHE_META).write_text(json.dumps(meta, indent=1, sort_keys=True))
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not (final / CACHE_META).is_file():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)  # another process stored the same run meanwhile
-            return final
+            with self.cache.store(self.name, meta) as tmp:
+                for path in files:
+                    shutil.copyfile(path, tmp / path.name)
+                shutil.copyfile(log_path, tmp / LOG_NAME)
         except OSError as exc:
             log.warning("could not keep the onnx2tf output in the cache %s: %s", self.root, exc)
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
             return None
+        return self.cache.path(self.name)
