@@ -28,7 +28,6 @@ import onnx
 from edgekit import quant
 from edgekit.errors import BadInput
 from edgekit.int8 import stats as stats_mod
-from edgekit.int8.engine import Adapter, Candidate
 from edgekit.int8.names import NodeOrigins, name_unnamed_nodes
 from edgekit.int8.qdq_graph import (
     DATA_MOVEMENT,
@@ -41,6 +40,7 @@ from edgekit.int8.qdq_graph import (
 )
 from edgekit.int8.recipes import Dimension, Recipe, Space, ordered
 from edgekit.int8.scoring import Feed, Outputs, ScoringSet, stack
+from edgekit.int8.seam import Adapter, Candidate
 
 log = logging.getLogger(__name__)
 
