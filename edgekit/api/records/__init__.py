@@ -9,6 +9,7 @@ release: report, release; split: split and pipelines); every name is importable 
 
 from __future__ import annotations
 
+# re-exported: edgekit.api.records.X is every public name of the submodules
 from edgekit.api.records.base import GATE_FLAGS, BenchProgress, Progress, R, Request, noop
 from edgekit.api.records.export import (
     ExportOutcome,
@@ -42,41 +43,3 @@ from edgekit.api.records.split import (
     SplitRecord,
     SplitRequest,
 )
-
-__all__ = [
-    "BenchProgress",
-    "BenchRecord",
-    "BenchRequest",
-    "DemoRecord",
-    "DemoRequest",
-    "DeviceCheckRecord",
-    "DevicesRequest",
-    "ExportOutcome",
-    "ExportRecord",
-    "ExportRequest",
-    "GATE_FLAGS",
-    "InspectRecord",
-    "InspectRequest",
-    "PerLayerRecord",
-    "PipelineBenchRecord",
-    "PipelineExportRecord",
-    "PipelineExportRequest",
-    "Progress",
-    "R",
-    "ReleaseRecord",
-    "ReleaseRequest",
-    "ReportRecord",
-    "ReportRequest",
-    "Request",
-    "Rows",
-    "SPLIT_PRECISIONS",
-    "SplitRecord",
-    "SplitRequest",
-    "TargetRow",
-    "TargetsRecord",
-    "TargetsRequest",
-    "TrustRecord",
-    "VerifyLayersRecord",
-    "VerifyRequest",
-    "noop",
-]
