@@ -14,7 +14,8 @@ from models import conv_net, sample_set
 
 from edgekit import quant
 from edgekit.int8 import stats
-from edgekit.int8.ort_qdq import OrtQdqAdapter, float_outputs, revert_nodes
+from edgekit.int8.ort_qdq import OrtQdqAdapter
+from edgekit.int8.qdq_graph import float_outputs, revert_nodes
 from edgekit.int8.recipes import Recipe
 from edgekit.int8.scoring import ScoringSet, score
 from edgekit.targets import Gates

@@ -50,7 +50,8 @@ def per_layer(
 ) -> list[dict[str, Any]]:
     """Rows {node, source_node, op_type, quantized, error, added_error, snr_db}, most added error first."""
     from edgekit.int8.names import NodeOrigins
-    from edgekit.int8.ort_qdq import HOST, REFERENCE, _serialize, _with_outputs, session
+    from edgekit.int8.ort_qdq import HOST, REFERENCE, session
+    from edgekit.int8.qdq_graph import serialize, with_outputs
 
     model = onnx.load(str(artifact))
     reference = onnx.load(str(source))
@@ -75,9 +76,9 @@ def per_layer(
 
     with tempfile.TemporaryDirectory(prefix="edgekit-layers-") as work:
         quantized = session(
-            _serialize(_with_outputs(model, list(pairs)), Path(work)), REFERENCE if reference_qdq else HOST
+            serialize(with_outputs(model, list(pairs)), Path(work)), REFERENCE if reference_qdq else HOST
         )
-        fp32 = session(_serialize(_with_outputs(reference, sorted(set(pairs.values()))), Path(work)), HOST)
+        fp32 = session(serialize(with_outputs(reference, sorted(set(pairs.values()))), Path(work)), HOST)
         errors = _errors(quantized, fp32, val, pairs)
     dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     rows: list[dict[str, Any]] = []
@@ -107,9 +108,9 @@ def per_layer(
 
 def _seen_as_readers(model: onnx.ModelProto) -> dict[str, str]:
     """Every float tensor -> the tensor its readers get (DQ(Q(t)) when quantized, else itself)."""
-    from edgekit.int8.ort_qdq import _seen_as
+    from edgekit.int8.qdq_graph import seen_as
 
-    return _seen_as(model)
+    return seen_as(model)
 
 
 def _errors(
