@@ -45,9 +45,7 @@ class ExportRequest(Request):
         self.targets_dirs = as_paths(self.targets_dirs)
 
     def to_json(self) -> dict[str, Any]:
-        data = super().to_json()
-        data["options"] = {k: v for k, v in data["options"].items() if k in OPTION_FIELDS}
-        return data
+        return stated_options(super().to_json())
 
     @classmethod
     def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +70,12 @@ OPTION_FIELDS = (
     "search_budget_s",
     "allow_float_ops",
 )
+
+
+def stated_options(data: dict[str, Any]) -> dict[str, Any]:
+    """A request's JSON keeps only the export options a user can state (not what a backend derives)."""
+    data["options"] = {k: v for k, v in data["options"].items() if k in OPTION_FIELDS}
+    return data
 
 
 @dataclass

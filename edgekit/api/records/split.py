@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.api.records.base import Request, as_path, as_paths, checked_gates, default_options
-from edgekit.api.records.export import OPTION_FIELDS, ExportRequest
+from edgekit.api.records.export import ExportRequest, stated_options
 from edgekit.errors import BadInput
 
 if TYPE_CHECKING:
@@ -127,9 +127,7 @@ class PipelineExportRequest(Request):
         self.targets_dirs = as_paths(self.targets_dirs)
 
     def to_json(self) -> dict[str, Any]:
-        data = super().to_json()
-        data["options"] = {k: v for k, v in data["options"].items() if k in OPTION_FIELDS}
-        return data
+        return stated_options(super().to_json())
 
     @classmethod
     def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
