@@ -49,13 +49,11 @@ def percentiles(samples: np.ndarray, qs: Sequence[float] = (50, 90, 99)) -> dict
     return {f"p{q:g}": float(np.percentile(samples, q)) for q in qs}
 
 
-def spread_pct(values: Sequence[float]) -> float | None:
-    """(max - min) / median of a few medians, in percent; None for fewer than two."""
-    clean = [v for v in values if v is not None and math.isfinite(v)]
-    if len(clean) < 2:
-        return None
-    mid = float(np.median(clean))
-    return (max(clean) - min(clean)) / mid * 100.0 if mid > 0 else None
+def spread_pct(values: Sequence[float | None]) -> float | None:
+    """The agent's spread ((max - min) / median, percent) of the finite values; None for fewer than two."""
+    from edgekit.agent import spread_pct as agent_spread_pct
+
+    return agent_spread_pct([v for v in values if v is not None and math.isfinite(v)])
 
 
 def record_clusters(record: Mapping[str, Any]) -> list[np.ndarray]:
