@@ -63,7 +63,7 @@ def export_auto(req: Any, progress: Callable[[str], None]) -> Any:
             outcomes[precision] = outcome
             row.update(_fidelity_row(outcome))
         timed = _time_here(target, outcomes, rows, progress)
-        passing = [r for r in rows if r.get("passed")]
+        passing = [r for r in rows if r.get("passed") is True]
         if not passing:
             chosen_row = None
         elif timed and any(r.get("p50_ms") for r in passing):
@@ -98,9 +98,10 @@ def _fidelity_row(outcome: Any) -> dict[str, Any]:
     report = outcome.fidelity
     manifest = outcome.manifest
     search = search_record(manifest) or {}
-    passed = report.passed if report is not None else search.get("passed", True)
+    # nothing measured (no verification, no search record, e.g. --dynamic) is never a pass
+    passed = report.passed if report is not None else search.get("passed")
     return {
-        "status": "ok" if passed else "gate failed",
+        "status": "not measured" if passed is None else "ok" if passed else "gate failed",
         "passed": passed,
         "effective_precision": manifest.get("effective_precision"),
         "cosine": min((o.cosine for o in report.outputs), default=None) if report else None,
