@@ -194,6 +194,12 @@ def _bench_pipelines(app: CliContext, request: Any) -> None:
     failed = record.fidelity_failed()
     if failed:
         raise GateFailed(f"end-to-end fidelity failed for {len(failed)} pipeline(s); see {request.results}")
+    unmeasured = record.fidelity_not_measured()
+    if unmeasured:
+        reasons = "; ".join(str((r.get("fidelity") or {}).get("reason", "no fidelity")) for r in unmeasured)
+        raise GateFailed(
+            f"end-to-end fidelity not measured for {len(unmeasured)} pipeline(s) (not a pass): {reasons}"
+        )
 
 
 @click.command()

@@ -21,3 +21,32 @@ def test_auto_row_without_fidelity_or_search_is_not_measured_not_passed() -> Non
 def test_auto_row_with_a_search_record_keeps_its_verdict() -> None:
     assert auto._fidelity_row(_outcome({"int8_search": {"passed": True}}))["passed"] is True
     assert auto._fidelity_row(_outcome({"int8_search": {"passed": False}}))["status"] == "gate failed"
+
+
+def test_pipeline_bench_without_the_unsplit_model_says_fidelity_not_measured(tmp_path, run_cli) -> None:
+    import json
+
+    import numpy as np
+    import onnx
+
+    from edgekit.api import SplitRequest, split
+    from tests import models
+
+    path = tmp_path / "res.onnx"
+    onnx.save(models.resnet_ish(size=16, width=4, blocks=2), str(path))
+    val = tmp_path / "val.npz"
+    np.savez(val, input=np.random.default_rng(0).standard_normal((4, 1, 3, 16, 16)).astype(np.float32))
+    split(SplitRequest(path, parts=2, out_dir=tmp_path / "res.split", profile=False))
+    code, _, err = run_cli("export", tmp_path / "res.split", "--target", "x86-cpu", "--fp32", "-o", tmp_path / "out")
+    assert code == 0, err
+    path.unlink()  # the unsplit model is gone: end-to-end fidelity cannot be measured
+    results = tmp_path / "results.jsonl"
+    code, out, err = run_cli(
+        "bench", tmp_path / "out" / "res.pipeline", "--device", "local", "--device", "local",
+        "--val", val, "--warmup", "1", "-o", results, "--json",
+    )  # fmt: skip
+    assert code != 0, "a pipeline whose fidelity was not measured does not exit 0"
+    record = json.loads(out)[0]
+    assert record["fidelity"]["status"] == "not measured" and record["fidelity"]["passed"] is None
+    assert "unsplit model" in record["fidelity"]["reason"]
+    assert "not measured" in err

@@ -172,7 +172,9 @@ def pipeline_bench(records: Sequence[Mapping[str, Any]], results: str) -> None:
                 f"[yellow]note:[/yellow] the plan predicted for {', '.join(map(str, pred['planned_devices']))}"
             )
         fid = record.get("fidelity")
-        if fid:
+        if fid and fid.get("passed") is None:
+            console.print(f"[yellow]end-to-end fidelity not measured:[/yellow] {fid.get('reason')}")
+        elif fid:
             console.print(
                 f"end-to-end fidelity vs the unsplit FP32 model: {_cosine_verdict(fid)}, {fid['samples']} samples"
             )
