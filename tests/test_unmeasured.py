@@ -50,3 +50,24 @@ def test_pipeline_bench_without_the_unsplit_model_says_fidelity_not_measured(tmp
     assert record["fidelity"]["status"] == "not measured" and record["fidelity"]["passed"] is None
     assert "unsplit model" in record["fidelity"]["reason"]
     assert "not measured" in err
+
+
+def test_inspect_int4_fit_is_labelled_an_estimate_while_the_target_cannot_export_int4(tmp_path) -> None:
+    import onnx
+
+    from edgekit import analysis
+    from edgekit import targets as target_profiles
+    from edgekit.render.fleet import _fit_table
+    from tests import analysis_models as models
+
+    path = tmp_path / "m.onnx"
+    onnx.save(models.chain_model()[0], str(path))
+    report = analysis.analyze(path)
+    rows = analysis.fit_table(report, [{"name": "board", "target": "x86-cpu", "memory_mb": 4096}])
+    by = {r["precision"]: r for r in rows}
+    assert by["fp32"]["fits"] is True and by["fp32"]["fits_basis"] == "estimate"
+    if "int4" not in target_profiles.get("x86-cpu").precisions:
+        assert by["int4"]["fits_basis"] == "estimate: x86-cpu cannot export int4 yet"
+    table = _fit_table(rows)
+    cells = [str(c) for col in table.columns for c in col._cells]
+    assert any("estimate" in c for c in cells)

@@ -78,6 +78,9 @@ def _fit_table(fit: list[dict[str, Any]]) -> Table:
     rows = []
     for row in fit:
         fits = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "unknown"}[row["fits"]]
+        basis = row.get("fits_basis") or "estimate"
+        if row["fits"] is not None and basis != "measured":
+            fits += f" ({basis})"  # an estimate, never presented as a measured fit
         headroom = (
             "-" if row["headroom_mb"] is None else f"{row['headroom_mb']:.0f} MB ({row['headroom_pct']:.0f}%)"
         )
