@@ -201,7 +201,7 @@ def _apply_latency(row: Row, ok: list[dict[str, Any]]) -> None:
 def run_conditions(record: Mapping[str, Any]) -> dict[str, Any]:
     """What besides the artifact decides its latency: the runtime and its version, the run's settings,
     and the device's software and power state. Two runs that agree on all of it (and on the
-    artifact) can only differ by the device's own variation."""
+    artifact) differ only by the device: its noise, or the device itself changing (compare.py)."""
     env = (record.get("device") or {}).get("environment") or {}
     settings = record.get("settings") or {}
     runtime = record.get("runtime") or {}
