@@ -21,9 +21,11 @@ from edgekit.tomlio import load_toml
 ENV_VAR = "EDGEKIT_TARGETS_PATH"
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILD_MODES = ("host", "on-device")
+ARCHES = ("x86_64", "arm64")  # a profile's CPU architecture: timing elsewhere is a host proxy
 MIN_OPSET = 7  # onnxruntime, the FP32 reference of every verify, runs nothing older
 KNOWN_KEYS = {
     "name",
+    "arch",
     "backend",
     "description",
     "precisions",
@@ -76,6 +78,7 @@ class TargetProfile:
     int8_native: bool = True
     opset_max: int | None = None
     build: str = "host"
+    arch: str | None = None  # the device's CPU architecture (ARCHES); None: any
     memory_mb: int | None = None
     runtime: dict[str, Any] = field(default_factory=dict)
     fidelity: Gates = field(default_factory=Gates)
@@ -108,6 +111,8 @@ class TargetProfile:
         build = data.get("build", "host")
         if build not in BUILD_MODES:
             raise BadInput(f"{where}: build = '{build}' is not one of {', '.join(BUILD_MODES)}")
+        if data.get("arch") is not None and data["arch"] not in ARCHES:
+            raise BadInput(f"{where}: arch = '{data['arch']}' is not one of {', '.join(ARCHES)}")
         for key in ("opset_max", "memory_mb", "threads"):
             if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
                 raise BadInput(f"{where}: {key} must be an integer, got {data[key]!r}")
@@ -125,6 +130,7 @@ class TargetProfile:
             int8_native=bool(data.get("int8_native", True)),
             opset_max=data.get("opset_max"),
             build=build,
+            arch=data.get("arch"),
             memory_mb=data.get("memory_mb"),
             runtime=dict(data.get("runtime", {})),
             fidelity=Gates.from_dict(dict(data.get("fidelity", {})), where),
@@ -172,3 +178,22 @@ def get(name: str, extra_dirs: Sequence[str | Path] = ()) -> TargetProfile:
             f"unknown target '{name}'.{suggest(name, profiles)} Valid targets: {', '.join(sorted(profiles))}"
         )
     return profiles[name]
+
+
+def host_arch() -> str:
+    """This machine's CPU architecture in ARCHES' spelling (else platform.machine() as it is)."""
+    import platform
+
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64", "armv8": "arm64"}.get(machine, machine)
+
+
+def host_proxy(profile: TargetProfile | None) -> str | None:
+    """Why timing this target's artifact on this machine is not the target's latency (its profile's
+    architecture differs from this host's), or None when the host is of the target's kind."""
+    if profile is None or not profile.arch or profile.arch == host_arch():
+        return None
+    return (
+        f"host proxy: timed on this {host_arch()} host, not on the target's {profile.arch} CPU ({profile.name}); "
+        "bench it on the device for the target's latency (edgekit bench --device NAME)"
+    )

@@ -82,7 +82,8 @@ def export_auto(req: Any, progress: Callable[[str], None]) -> Any:
             if best is None:
                 raise BadInput("--precision auto: no precision could be exported: " + _errors(rows))
             chosen_row = best
-        choice = _choice_record(chosen_row, rows, timed)
+        proxy = target_profiles.host_proxy(target) if timed else None
+        choice = _choice_record(chosen_row, rows, timed, proxy=proxy)
         outcome = outcomes[chosen_row["precision"]]
         manifest = dict(outcome.manifest)
         manifest["precision_choice"] = choice
@@ -121,6 +122,7 @@ def _time_here(
     import statistics
 
     from edgekit import runner
+    from edgekit import targets as target_profiles
     from edgekit.backends import get_backend
 
     here = {p: o for p, o in outcomes.items() if get_backend(target.backend).times_here(target, o.manifest)}
@@ -148,12 +150,19 @@ def _time_here(
         if rounds.get(precision):
             row["p50_ms"] = round(statistics.median(rounds[precision]), 4)
             row["timed_as"] = f"{runtime.get(precision) or target.backend} on this host"
+            proxy = target_profiles.host_proxy(target)
+            if proxy:
+                row["timed_as"] += " (host proxy)"
+                row["host_proxy"] = proxy
         else:
             row["p50_ms"] = None
     return any(rounds.values())
 
 
-def _choice_record(chosen: dict[str, Any], rows: list[dict[str, Any]], timed: bool) -> dict[str, Any]:
+def _choice_record(
+    chosen: dict[str, Any], rows: list[dict[str, Any]], timed: bool, proxy: str | None = None
+) -> dict[str, Any]:
+    """`proxy`: why this host's timings are not the target's (another architecture), when they are not."""
     why: list[str] = []
     if not chosen.get("passed"):
         why.append(f"no precision passes the gate; {chosen['precision']} comes closest")
@@ -177,7 +186,9 @@ def _choice_record(chosen: dict[str, Any], rows: list[dict[str, Any]], timed: bo
                 f"{fastest['precision'].upper()} here ({int8['p50_ms']:.3f} vs {fastest['p50_ms']:.3f} ms p50): "
                 "this runtime's INT8 kernels do not pay off for this model on this CPU"
             )
-    return {"chosen": chosen["precision"], "why": why, "alternatives": rows}
+    if proxy and timed:
+        why.append(f"chosen on a {proxy}")
+    return {"chosen": chosen["precision"], "why": why, "alternatives": rows, "host_proxy": proxy}
 
 
 def _errors(rows: list[dict[str, Any]]) -> str:

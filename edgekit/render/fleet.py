@@ -162,6 +162,8 @@ def bench(records: list[dict[str, Any]], results: str) -> None:
     cells = []
     for row, record in zip(table_rows(records), records, strict=True):
         note = _fidelity_note(record["fidelity"]) if record.get("fidelity") else row["error"] or ""
+        if record.get("host_proxy"):  # timed on this host for a target of another architecture
+            note = "host proxy" + (f"; {note}" if note else "")
         cells.append(
             [
                 row["artifact"],

@@ -67,6 +67,7 @@ class Row:
     block_spread_pct: float | None = None
     other_cpu_pct: float | None = None
     timestamp: str | None = None
+    host_proxy: str | None = None  # timed on a machine of another architecture than the target's
     latency_samples: np.ndarray | None = field(default=None, repr=False)
     latency_clusters: list[np.ndarray] = field(default_factory=list, repr=False)  # sessions
     conditions: dict[str, Any] = field(default_factory=dict)  # what a latency depends on besides the artifact
@@ -173,6 +174,8 @@ def _apply_latency(row: Row, ok: list[dict[str, Any]]) -> None:
     row.first_ms = latest.get("first_inference_ms")
     row.peak_rss_mb = max((r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb") is not None), default=None)
     row.timestamp = latest.get("timestamp")
+    row.host_proxy = next((str(r["host_proxy"]) for r in ok if r.get("host_proxy")), None)
+    _add_reason(row, row.host_proxy)
     if pooled:
         samples = np.concatenate(pooled)
         row.latency_samples = samples

@@ -77,6 +77,7 @@ COLUMNS: list[Column] = [
     Column("prec", fmt_precision, key=True, left=True, max_width=10),
     Column("device", lambda r: r.device or "-", key=True, left=True, max_width=12),
     Column("state", lambda r: TEXT_STATES[r.state], left=True, max_width=11),
+    Column("timed on", lambda r: "host proxy" if r.host_proxy else "-", left=True, max_width=10),
     Column("p50 ms", lambda r: fmt_ms(r.p50)),
     Column("p90 ms", lambda r: fmt_ms(r.p90)),
     Column("p99 ms", lambda r: fmt_ms(r.p99)),

@@ -51,6 +51,19 @@ def safe_name(name: str) -> str:
 
 def base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:
     art, dev = job.artifact, job.device
+    record = _base_record(job, settings)
+    if dev.transport == "local":  # this machine: an artifact for another architecture is a host proxy
+        from edgekit.targets import host_proxy
+
+        proxy = host_proxy(art.profile)
+        if proxy:
+            record["host_proxy"] = proxy
+            record["warnings"].append(proxy)
+    return record
+
+
+def _base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:
+    art, dev = job.artifact, job.device
     return {
         "schema": SCHEMA,
         "timestamp": now(),
