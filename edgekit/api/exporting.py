@@ -112,11 +112,16 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
         write_json_atomic(tmp / MANIFEST, manifest)
         report = None
         if val_reader is not None:
-            from edgekit.api.verification import verify_dir
+            from edgekit.api.verification import fidelity_json, not_verified_here, verify_dir
+            from edgekit.errors import NotVerifiedHere
 
             progress(f"verifying on {len(val_reader)} samples")
-            report = verify_dir(tmp, manifest, val_reader, model_path, gates)
-            manifest["fidelity"] = report.to_json()
+            try:
+                report = verify_dir(tmp, manifest, val_reader, model_path, gates)
+                manifest["fidelity"] = fidelity_json(report)
+            except NotVerifiedHere as exc:  # never a pass: no fidelity, and the manifest says why
+                progress(str(exc))
+                manifest["verification"] = not_verified_here(exc, manifest)
             manifest["validation"] = val_reader.record()
             write_json_atomic(tmp / MANIFEST, manifest)
     return ExportRecord(final, manifest, report)

@@ -62,7 +62,30 @@ def verify_dir(
     missing = [n for n in reference if n not in actual]
     if missing:
         raise BadInput(f"the artifact does not produce output(s) {', '.join(missing)} of the reference model")
-    return compare(reference, actual, val.labels, gates)
+    report = compare(reference, actual, val.labels, gates)
+    # the record names what produced the numbers (the fidelity contract's runtime / precision)
+    report.runtime = runner.runtime or f"{backend.name} host runner"
+    report.precision = runner.precision or str(manifest.get("effective_precision") or manifest.get("precision"))
+    return report
+
+
+def fidelity_json(report: FidelityReport) -> dict[str, Any]:
+    """The report's JSON with the runtime and precision that produced it."""
+    out = report.to_json()
+    for key in ("runtime", "precision"):
+        if out.get(key) is None and getattr(report, key, None) is not None:
+            out[key] = getattr(report, key)
+    return out
+
+
+def not_verified_here(exc: Exception, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's `verification` entry for an artifact this host cannot run as its device does."""
+    return {
+        "status": "not verified here",
+        "reason": str(exc),
+        "precision": manifest.get("effective_precision") or manifest.get("precision"),
+        "backend": manifest.get("backend"),
+    }
 
 
 def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
@@ -82,7 +105,7 @@ def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
     progress(f"running {len(val)} samples through {artifact_dir.name} and its FP32 source")
     report = verify_dir(artifact_dir, manifest, val, reference_model, gates)
     if req.write:
-        manifest["fidelity"] = report.to_json()
+        manifest["fidelity"] = fidelity_json(report)
         manifest["validation"] = val.record()
         write_json_atomic(artifact_dir / MANIFEST, manifest)
     return report

@@ -180,6 +180,11 @@ class HostRunner(ABC):
     the source layout so that every backend is compared like with like.
     """
 
+    #: what produces its outputs, for the fidelity record: the runtime ("onnxruntime CPU", "tensorrt
+    #: GPU") and the precision it computes in, where that differs from the backend's own or the manifest's
+    runtime: str | None = None
+    precision: str | None = None
+
     def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
         self.inputs = inputs
         self.outputs = outputs

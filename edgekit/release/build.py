@@ -115,19 +115,25 @@ def run_task(task: Task, work: Path) -> dict[str, Any]:
         if task.val is not None:
             stage = "verify"
             started = time.perf_counter()
-            report = api.verify(
-                api.VerifyRequest(
-                    artifact,
-                    task.val,
-                    reference=task.model,
-                    val_samples=task.val_samples,
-                    gate_overrides=dict(task.gates),
-                    targets_dirs=list(task.targets_dirs),
-                    write=False,
+            from edgekit.api.verification import fidelity_json
+            from edgekit.errors import NotVerifiedHere
+
+            try:
+                report = api.verify(
+                    api.VerifyRequest(
+                        artifact,
+                        task.val,
+                        reference=task.model,
+                        val_samples=task.val_samples,
+                        gate_overrides=dict(task.gates),
+                        targets_dirs=list(task.targets_dirs),
+                        write=False,
+                    )
                 )
-            )
+                result["fidelity"] = fidelity_json(report)
+            except NotVerifiedHere as exc:  # no fidelity (never a pass); the release record says why
+                result["verification"] = {"status": "not verified here", "reason": str(exc)}
             result["verify_s"] = time.perf_counter() - started
-            result["fidelity"] = report.to_json()
     except EdgekitError as exc:
         result.update(status="failed", stage=stage, error=str(exc), error_type=type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - a converter crash is this artifact's failure, not the release's

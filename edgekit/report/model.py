@@ -148,6 +148,9 @@ def _add_reason(row: Row, text: str | None, first: bool = False) -> None:
 def _apply_manifest(row: Row, manifest: Mapping[str, Any] | None, facts: Mapping[str, Any] | None) -> None:
     if not manifest:
         return
+    unverified = manifest.get("verification") or {}
+    if unverified.get("status") and not manifest.get("fidelity"):
+        _add_reason(row, f"{unverified['status']}: {unverified.get('reason', '')}")
     size = manifest.get("size") or {}
     row.backend = row.backend or str(manifest.get("backend", ""))
     row.artifact = row.artifact or str(manifest.get("name", ""))

@@ -42,7 +42,7 @@ from edgekit.backends.trt import formats as fmt
 from edgekit.backends.trt.cuda import gpu_present
 from edgekit.backends.trt.options import TensorRTOptions
 from edgekit.backends.trt.profiles import Shapes, optimization_profile
-from edgekit.errors import BadInput, EdgekitError, MissingDependency
+from edgekit.errors import BadInput, EdgekitError, MissingDependency, NotVerifiedHere
 from edgekit.fsio import write_text_atomic
 
 if TYPE_CHECKING:
@@ -162,7 +162,10 @@ class TensorRTBackend(Backend):
         int8: _Int8 | None = None
         if precision == "fp16":
             cmd.fp16 = major < 11
-            notes.append("fp16: the host verifies the FP32 ONNX; FP16 kernels are chosen on the device")
+            notes.append(
+                "fp16: FP16 kernels are chosen on the device; the host cannot run them, so this bundle is "
+                "not verified here (verify it on the device)"
+            )
         elif precision == "int8":
             int8 = self._int8(job, out, trt_version)
             if major >= 11:
@@ -337,26 +340,46 @@ class TensorRTBackend(Backend):
 
     # -- verify ----------------------------------------------------------------------------------
     def open_runner(self, artifact_dir: Path, manifest: Mapping[str, Any]) -> HostRunner:
+        """The engine where TensorRT and a GPU are here; else the ONNX the engine is built from, through
+        onnxruntime, only where that computes what the engine does (FP32; INT8's Q/DQ ONNX with exact
+        Q/DQ numerics). An FP16 bundle or an engine that does not load is NotVerifiedHere: the FP32
+        ONNX is not their verdict."""
         from edgekit.backends.ort import OrtRunner
 
         artifact_dir = Path(artifact_dir)
         inputs, outputs = manifest_specs(manifest)
+        precision = str(manifest.get("effective_precision") or manifest.get("precision") or "fp32")
         engine = (manifest.get("details") or {}).get("engine")
         if engine and (artifact_dir / engine).exists() and self.engine_available() and gpu_present():
-            from edgekit.backends.trt.engine import EngineRunner
+            from edgekit.backends.trt import engine as trt_engine
 
             try:
-                return EngineRunner(artifact_dir / engine, inputs, outputs)
+                runner = trt_engine.EngineRunner(artifact_dir / engine, inputs, outputs)
             except EdgekitError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - an engine from another GPU: verify the ONNX
-                log.warning("cannot run %s here (%s); verifying %s instead", engine, exc, manifest["entry"])
+            except Exception as exc:  # noqa: BLE001 - e.g. an engine from another GPU or TensorRT
+                raise NotVerifiedHere(
+                    f"the engine {engine} does not load here ({exc}): not verified here; rebuild it here "
+                    "(re-export) or verify on its device (edgekit verify DIR --device NAME --val SET)"
+                ) from exc
+            runner.runtime, runner.precision = "tensorrt GPU", precision
+            return runner
+        if precision == "fp16":
+            raise NotVerifiedHere(
+                "a TensorRT FP16 bundle is not verified here: its FP16 kernels run only in TensorRT on a "
+                "GPU, and the FP32 ONNX through onnxruntime would not test them; verify it on the device "
+                "(edgekit verify DIR --device NAME --val SET)"
+            )
         path = artifact_dir / manifest["entry"]
         if not path.exists():
             raise BadInput(f"{path} is missing from the artifact directory")
         # the Q/DQ ONNX runs with exact Q/DQ semantics, as TensorRT computes it: this CPU's fused int8
         # kernels would add errors of their own (u8 x s8 saturation on x86 without VNNI)
-        return OrtRunner(path, inputs, outputs, reference_qdq=path.name == QDQ_FILE)
+        qdq = path.name == QDQ_FILE
+        runner = OrtRunner(path, inputs, outputs, reference_qdq=qdq)
+        runner.runtime = f"onnxruntime CPU on {path.name}" + (" (reference Q/DQ numerics)" if qdq else "")
+        runner.precision = precision
+        return runner
 
     def needs_calibration(self, precision: str, options: Any) -> bool:
         return precision == "int8"  # host calibration writes the cache and the Q/DQ ONNX
