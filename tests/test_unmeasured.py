@@ -71,3 +71,42 @@ def test_inspect_int4_fit_is_labelled_an_estimate_while_the_target_cannot_export
     table = _fit_table(rows)
     cells = [str(c) for col in table.columns for c in col._cells]
     assert any("estimate" in c for c in cells)
+
+
+def test_split_predictions_say_where_their_node_times_come_from(tmp_path) -> None:
+    """Node time shares come from onnxruntime on this host (optimisations off); a plan for a TensorRT
+    device says its prediction spreads the device's measured whole-model time by those shares."""
+    import json
+
+    import onnx
+
+    from edgekit import ingest
+    from edgekit.api import SplitRequest, split
+    from tests import models
+
+    path = tmp_path / "res.onnx"
+    onnx.save(models.resnet_ish(size=16, width=4, blocks=2), str(path))
+    record = split(SplitRequest(path, parts=2, out_dir=tmp_path / "p", verify_samples=1))
+    predicted = json.loads((record.path / "pipeline.json").read_text())["predicted"]
+    assert "onnxruntime" in predicted["basis"] and "this host" in predicted["basis"]
+
+    devices = tmp_path / "devices.toml"
+    devices.write_text(
+        '[devices.local]\ntransport = "local"\ntarget = "x86-cpu"\n'
+        '[devices.orin]\nhost = "127.0.0.1"\ntarget = "jetson-orin-nano"\nlink_mbps = 100\nlink_latency_ms = 1\n'
+    )
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps({
+        "status": "ok", "kind": "bench", "timestamp": "2026-01-01T00:00:00+00:00",
+        "artifact": {"name": "res.jetson-orin-nano.fp32", "precision": "fp32", "target": "jetson-orin-nano",
+                     "source_sha256": ingest.model_sha256(path)},
+        "device": {"name": "orin"}, "latency_ms": {"p50": 2.0},
+    }) + "\n")  # fmt: skip
+    request = SplitRequest(
+        path, devices=["local", "orin"], devices_file=devices, results=[results], out_dir=tmp_path / "d",
+        verify_samples=1,
+    )  # fmt: skip
+    data = json.loads((split(request).path / "pipeline.json").read_text())
+    basis = data["predicted"]["basis"]
+    assert "onnxruntime" in basis and "this host" in basis
+    assert any("orin" in n and "tensorrt" in n and "onnxruntime" in n for n in data["notes"]), data["notes"]

@@ -94,6 +94,8 @@ def split_plan(record: Mapping[str, Any]) -> None:
         f"predicted on {pred['where']}: end-to-end {_ms(pred.get('latency_ms'))} ms, pipelined "
         f"{'-' if fps is None else f'{fps:.1f}'} inferences/s ({pred['relay']})"
     )
+    if pred.get("basis"):
+        console.print(f"[dim]predictions from {pred['basis']}[/dim]", markup=True, highlight=False)
     check = record["verification"]
     console.print(
         f"[green]verified[/green]: the shards in sequence reproduce the model on {check['samples']} "
