@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit import lifecycle
 from edgekit.transport.base import StreamProcess, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class LocalTransport(Transport):
     ) -> tuple[int, str, str]:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *lifecycle.checked_child_argv(argv),  # dies with edgekit, even when it is SIGKILLed
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -76,7 +77,7 @@ class LocalTransport(Transport):
 
     async def open_process(self, argv: list[str]) -> StreamProcess:
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *lifecycle.checked_child_argv(argv),  # the local agent dies with edgekit (lifecycle)
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
