@@ -66,7 +66,8 @@ class LocalTransport(Transport):
             return 127, "", f"{argv[0]}: not found ({exc})"
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-        except (TimeoutError, asyncio.CancelledError) as exc:
+        # asyncio.TimeoutError is not TimeoutError before Python 3.11 (requires-python >= 3.10)
+        except (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError) as exc:  # noqa: UP041
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
