@@ -4,7 +4,8 @@ An entry is a directory named by a key derived from content (model sha256, optio
 holding a `meta.json`. It is written whole or not at all: files go into a temp sibling that is renamed
 into place (`edgekit.fsio.replace_dir`), so a reader never sees half an entry, a crash leaves only a
 `.tmp-*` directory that the next store ignores, and two processes storing the same key at once both
-succeed (the second keeps the first's entry). Prepared models (`edgekit.ingest`) live here; so can any
+succeed: the later store's entry replaces the earlier's (the same key is the same content, so either is
+right), atomically where the kernel can exchange directories. Prepared models (`edgekit.ingest`) live here; so can any
 converter output worth keeping between runs (onnx2tf's is the next user).
 
 No heavy imports here: the cache is usable from modules that must not load onnx or numpy.
@@ -77,7 +78,8 @@ class ContentCache:
     def store(self, key: str, meta: Mapping[str, Any]) -> Iterator[Path]:
         """Write an entry: the block fills the yielded temp directory, then `meta` is written and the
         directory renamed to the key's path, replacing an older entry. Raising in the block stores
-        nothing. If another process stored the same key meanwhile, its entry is kept."""
+        nothing. If another process stored the same key meanwhile, this entry replaces it (or, when
+        that replace fails, the other's complete entry is kept)."""
         final = self.path(key)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
