@@ -89,4 +89,8 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     install_signal_handlers()
-    sys.exit(run(argv))
+    from edgekit.tempdirs import run_dir
+
+    with run_dir():  # one temp directory per run: removed after it, swept after a killed one
+        code = run(argv)
+    sys.exit(code)

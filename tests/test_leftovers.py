@@ -75,3 +75,41 @@ def test_quant_preprocess_and_inspect_leave_the_working_directory_empty(tmp_path
     code, _, err = run_cli("inspect", path)
     assert code == 0, err
     assert sorted(p.name for p in cwd.iterdir()) == []
+
+
+def test_temp_dirs_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    """`edgekit bench` SIGKILLed while its job's temp directory exists: the next edgekit command
+    removes what the dead run left in the temp directory (nothing of a live run's)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.proc_util import wait_for
+    from tests.report_helpers import artifact
+
+    root = Path(__file__).resolve().parents[1]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    art = artifact(tmp_path / "tiny.x86-cpu.fp32", width=64, depth=2)
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(root), "EDGEKIT_CACHE_DIR": str(tmp_path / "cache")}
+    devices = tmp_path / "devices.toml"
+    devices.write_text(f'[devices.here]\ntransport = "local"\nworkdir = "{tmp_path / "work"}"\n')
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "bench", str(art), "--devices", str(devices), "--device", "here",
+         "--iterations", "100000000", "--warmup", "1", "-o", str(tmp_path / "r.jsonl")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        found = wait_for(lambda: [p for p in temp.rglob("edgekit-job-*")], 90)
+        assert found, "the bench never made its job directory"
+    finally:
+        bench.kill()
+        bench.communicate(timeout=60)
+    assert any(temp.iterdir()), "the killed run left nothing (nothing to test)"
+    live = temp / f"edgekit-run-{os.getppid()}-keep"  # a live process's run directory stays
+    live.mkdir()
+    code = subprocess.run([sys.executable, "-m", "edgekit", "targets", "--json"], env=env, capture_output=True, cwd=tmp_path)
+    assert code.returncode == 0, code.stderr
+    json.loads(code.stdout)
+    assert sorted(p.name for p in temp.iterdir()) == [live.name]
