@@ -61,7 +61,12 @@ class ContentCache:
         """(entry directory, its meta) for a complete entry, else None (missing or unreadable)."""
         entry = self.path(key)
         meta = read_meta(entry)
-        return None if meta is None else (entry, meta)
+        if meta is None:
+            return None
+        from edgekit.cache_policy import touch
+
+        touch(entry)  # used now: least-recently-used eviction keeps it
+        return entry, meta
 
     def entries(self, prefix: str = "") -> Iterator[tuple[Path, dict[str, Any]]]:
         """Complete entries whose key starts with `prefix`, sorted by key; temp dirs are skipped."""
@@ -82,7 +87,8 @@ class ContentCache:
         that replace fails, the other's complete entry is kept)."""
         final = self.path(key)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
+        # the pid in the name: edgekit.cache_policy sweeps the folder once that process is gone
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{os.getpid()}-", dir=self.root))
         try:
             yield tmp
             write_json_atomic(tmp / META, dict(meta))
@@ -94,6 +100,9 @@ class ContentCache:
                 log.debug("cache entry %s was stored by another process meanwhile", final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        from edgekit.cache_policy import after_store
+
+        after_store(final)  # the cache's bound (EDGEKIT_CACHE_MAX_MB): least recently used entries go
 
     def remove(self, key: str) -> None:
         shutil.rmtree(self.path(key), ignore_errors=True)

@@ -16,6 +16,7 @@ import traceback
 import click
 
 from edgekit import __version__, lifecycle
+from edgekit.cli_cache import cache
 from edgekit.cli_export import export, verify
 from edgekit.cli_fleet import bench, demo, devices, inspect, targets
 from edgekit.cli_options import CliContext
@@ -34,7 +35,7 @@ def cli() -> None:
     """
 
 
-for _command in (targets, inspect, export, verify, devices, bench, demo, report, release, split):
+for _command in (targets, inspect, export, verify, devices, bench, demo, report, release, split, cache):
     cli.add_command(_command)
 
 
