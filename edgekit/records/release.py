@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.api.records.base import Request, as_paths
+from edgekit.records.base import Request, as_paths
 from edgekit.errors import BadInput
 
 if TYPE_CHECKING:

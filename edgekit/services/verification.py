@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 
 from edgekit import ingest
-from edgekit.api.records import PerLayerRecord, Progress, VerifyRequest, noop
 from edgekit.backends import get_backend
 from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
 from edgekit.errors import BadInput
 from edgekit.fidelity import FidelityReport, compare
 from edgekit.manifest import MANIFEST, read_manifest, write_json_atomic
-from edgekit.targets import Gates
+from edgekit.records import PerLayerRecord, Progress, VerifyRequest, noop
+from edgekit.targets import Gates, gates_for_artifact
 
 
 def reference_outputs(
@@ -66,14 +66,10 @@ def verify_dir(
 
 
 def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
-    """Verify an exported artifact against its FP32 source on a validation set: here, or on
-    `req.device` (the agent runs the set there; the outputs are compared here)."""
+    """Verify an exported artifact against its FP32 source on a validation set on this host
+    (`edgekit.api.verify` sends a request naming a `device` to the device instead)."""
     if req.device is not None:
-        from edgekit.api.fleet import verify_on_device
-
-        return verify_on_device(req, progress)
-    from edgekit.api.exporting import gates_for_artifact
-
+        raise BadInput(f"verifying on device {req.device} goes through edgekit.api.verify")
     artifact_dir = Path(req.artifact_dir).expanduser()
     manifest = read_manifest(artifact_dir)
     reference_model = reference_path(manifest, req.reference)

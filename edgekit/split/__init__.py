@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.api.records import Progress, SplitRecord, SplitRequest, noop
+from edgekit.records import Progress, SplitRecord, SplitRequest, noop
 from edgekit.errors import GateFailed
 from edgekit.fsio import staged_dir, write_json_atomic
 from edgekit.split import chain, extract, measure, planner
 from edgekit.split import pipeline as pipeline_file
 from edgekit.split.chain import verify
 from edgekit.split.describe import describe
-from edgekit.split.devices import _device_models, _host_model, _measured_memory, _read_results
+from edgekit.split.devices import build_device_models, host_model, measured_memory, read_ok_results
 from edgekit.split.graph import MB, PartitionGraph
 from edgekit.split.graph import load as load_graph
 
@@ -51,7 +51,7 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
     progress("reading the model")
     graph = load_graph(model_path, req.input_shapes)
     feeds = _feeds(graph, val, req.verify_samples)
-    records = _read_results(req.results)
+    records = read_ok_results(req.results)
 
     progress("planning")
     notes = list(graph.notes)
@@ -65,11 +65,11 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
         local_ms = profile.time_model(model_path, feeds[0])
     if shares is None:
         shares = (graph.macs.astype(np.float64) + 1.0) / (graph.macs.sum() + len(graph))
-    overrides = _measured_memory(graph, records)
+    overrides = measured_memory(graph, records)
     memory_fn = _memory_fn(graph, req.precision, overrides, req.memory_margin)
     device_models: list[planner.DeviceModel] = []
     if req.devices:
-        device_models = _device_models(graph, req, inventory, shares, local_ms, records, notes)
+        device_models = build_device_models(graph, req, inventory, shares, local_ms, records, notes)
         plan = planner.plan_devices(graph, device_models, req.objective, req.precision, memory_fn)
     elif req.max_shard_mb is not None:
         plan = planner.plan_max_memory(graph, req.max_shard_mb, req.precision, memory_fn)
@@ -80,7 +80,7 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
         plan = planner.plan_parts(graph, req.parts, req.balance, req.precision, req.tolerance)
     if not device_models:
         total = local_ms if local_ms is not None else None
-        device_models = [_host_model(graph, shares, total)] * len(plan.bounds)
+        device_models = [host_model(graph, shares, total)] * len(plan.bounds)
         plan.devices = [None] * len(plan.bounds)
     description = describe(graph, plan, req, device_models, shares_source, overrides, memory_fn)
     description["notes"] = notes + description.get("notes", [])
@@ -129,7 +129,7 @@ def _feeds(graph: PartitionGraph, val: Any, samples: int) -> list[dict[str, np.n
 
 
 def _inventory(req: SplitRequest) -> dict[str, Any]:
-    from edgekit.api.fleet import load_inventory
+    from edgekit.inventory import load_inventory
     from edgekit.inventory import select_devices
 
     devices = load_inventory(req.devices_file)
