@@ -323,6 +323,7 @@ async def trust_device(device: Device, confirm: Callable[[str], bool] | None = N
     the device's transport (only SSH has host keys; see `SshTransport.trust`)."""
     return await device.transport_class().trust(device, confirm)
 
+
 DEFAULT_DEVICES = "devices.toml"
 
 
@@ -333,4 +334,3 @@ def load_inventory(devices_file: str | Path | None) -> dict[str, Device]:
     if not Path(devices_file).expanduser().is_file():
         raise BadInput(f"devices file not found: {devices_file}")
     return load_devices(devices_file)
-

@@ -14,6 +14,10 @@ from __future__ import annotations
 from edgekit import targets as target_profiles  # noqa: F401 - used by callers as api.target_profiles
 from edgekit.api.catalog import demo, devices_check, devices_list, devices_trust, inspect, targets
 from edgekit.api.fleet import bench, bench_local, verify, verify_on_device
+from edgekit.api.releasing import release, report
+from edgekit.api.splitting import bench_pipeline, export_pipeline, is_pipeline_dir, split
+from edgekit.fidelity import FidelityReport as VerifyRecord
+from edgekit.inventory import load_inventory
 from edgekit.records import (
     BenchRecord,
     BenchRequest,
@@ -44,10 +48,6 @@ from edgekit.records import (
     VerifyLayersRecord,
     VerifyRequest,
 )
-from edgekit.api.releasing import release, report
-from edgekit.api.splitting import bench_pipeline, export_pipeline, is_pipeline_dir, split
-from edgekit.fidelity import FidelityReport as VerifyRecord
-from edgekit.inventory import load_inventory
 from edgekit.services.exporting import artifact_name, export, source_io
 from edgekit.services.verification import artifact_outputs, reference_outputs, verify_dir, verify_layers
 from edgekit.targets import gates_for, gates_for_artifact

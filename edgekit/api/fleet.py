@@ -27,6 +27,7 @@ from edgekit.services import verification
 from edgekit.services.verification import load_validation, reference_outputs, reference_path, source_inputs
 from edgekit.targets import Gates, gates_for_artifact
 
+
 def _device_outputs(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     with np.load(record["outputs_file"]) as data:
         return {k: data[k] for k in data.files}

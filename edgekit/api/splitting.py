@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekit.errors import BadInput
 from edgekit.records import (
     BenchRequest,
     PipelineBenchRecord,
@@ -15,7 +16,6 @@ from edgekit.records import (
     SplitRequest,
     noop,
 )
-from edgekit.errors import BadInput
 
 
 def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:

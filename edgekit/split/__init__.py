@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.records import Progress, SplitRecord, SplitRequest, noop
 from edgekit.errors import GateFailed
 from edgekit.fsio import staged_dir, write_json_atomic
+from edgekit.records import Progress, SplitRecord, SplitRequest, noop
 from edgekit.split import chain, extract, measure, planner
 from edgekit.split import pipeline as pipeline_file
 from edgekit.split.chain import verify
@@ -129,8 +129,7 @@ def _feeds(graph: PartitionGraph, val: Any, samples: int) -> list[dict[str, np.n
 
 
 def _inventory(req: SplitRequest) -> dict[str, Any]:
-    from edgekit.inventory import load_inventory
-    from edgekit.inventory import select_devices
+    from edgekit.inventory import load_inventory, select_devices
 
     devices = load_inventory(req.devices_file)
     select_devices(devices, list(req.devices))  # unknown names: one line with a suggestion

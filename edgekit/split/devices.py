@@ -13,8 +13,8 @@ import numpy as np
 
 from edgekit import analysis
 from edgekit.analysis import record_source_sha256
-from edgekit.records import SplitRequest
 from edgekit.errors import BadInput
+from edgekit.records import SplitRequest
 from edgekit.split import planner
 from edgekit.split.graph import PartitionGraph
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.records import PipelineExportRecord, PipelineExportRequest, Progress, noop
 from edgekit.errors import BadInput
 from edgekit.fsio import staged_dir, write_json_atomic
+from edgekit.records import PipelineExportRecord, PipelineExportRequest, Progress, noop
 from edgekit.split import chain
 from edgekit.split import pipeline as pipeline_file
 

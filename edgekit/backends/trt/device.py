@@ -34,7 +34,11 @@ def engine_name(manifest: dict[str, Any]) -> str:
 
 
 async def device_engine(
-    transport: Transport, job: OnDeviceJob, art_dir: str, settings: OnDeviceSettings, emit: Callable[[str], None]
+    transport: Transport,
+    job: OnDeviceJob,
+    art_dir: str,
+    settings: OnDeviceSettings,
+    emit: Callable[[str], None],
 ) -> str:
     """The remote path of this device's engine for a TensorRT bundle uploaded to `art_dir`."""
     art, device = job.artifact, job.device
