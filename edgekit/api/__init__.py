@@ -12,7 +12,7 @@ Every record has `to_json()` (what `edgekit VERB --json` prints) and `from_json(
 from __future__ import annotations
 
 from edgekit import targets as target_profiles  # noqa: F401 - used by callers as api.target_profiles
-from edgekit.api.catalog import demo, devices_check, devices_list, devices_trust, inspect, targets
+from edgekit.api.describing import demo, devices_check, devices_list, devices_trust, inspect, targets
 from edgekit.api.fleet import bench, bench_local, verify, verify_on_device
 from edgekit.api.releasing import release, report
 from edgekit.api.splitting import bench_pipeline, export_pipeline, is_pipeline_dir, split

@@ -11,7 +11,7 @@ and 7-bit weights together, and candidates are scored with the same kernels `ver
 
 Fallback previews revert nodes by graph surgery on the built Q/DQ model (a node reads the float
 tensors and weights it read before quantization) instead of re-running the quantizer per node:
-edgekit.int8.qdq_graph.
+edgekit.int8.qdq_surgery.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import onnx
 
 from edgekit import quant
 from edgekit.errors import BadInput
-from edgekit.int8 import stats as stats_mod
+from edgekit.int8 import activation_stats
+from edgekit.int8.adapter import Adapter, Candidate
 from edgekit.int8.names import NodeOrigins, name_unnamed_nodes
-from edgekit.int8.qdq_graph import (
+from edgekit.int8.qdq_surgery import (
     DATA_MOVEMENT,
     QDQ_OPS,
     float_outputs,
@@ -40,7 +41,6 @@ from edgekit.int8.qdq_graph import (
 )
 from edgekit.int8.recipes import Dimension, Recipe, Space, ordered
 from edgekit.int8.scoring import Feed, Outputs, ScoringSet, stack
-from edgekit.int8.seam import Adapter, Candidate
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class OrtQdqAdapter(Adapter):
         self.pre_model = model
         self.origins = NodeOrigins(model, source_path, name_map or {})
         self.always_exclude = [n for n in always_exclude if n in self.origins.nodes]
-        self.stats = stats_mod.collect(self.pre, calib_feeds, threads)
+        self.stats = activation_stats.collect(self.pre, calib_feeds, threads)
         self._ranges: dict[tuple[str, bool], dict[str, tuple[float, float]]] = {}
         self._count = 0
         self._reference_session: Any = None

@@ -21,7 +21,7 @@ from typing import Any
 from edgekit.fsio import safe_name
 from edgekit.inventory import Device
 from edgekit.manifest import now
-from edgekit.runner.plan import BenchSettings, Job
+from edgekit.runner.workload import BenchSettings, Job
 from edgekit.transport import Transport, TransportError, sha256_file
 
 SCHEMA = 1

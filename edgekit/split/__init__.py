@@ -5,9 +5,9 @@
 
 (the CLI and the public API call it through edgekit.api.split, which also exports the shards when
 the request names targets)
-The plan (planner.py) works on a PartitionGraph (graph.py) and, for --devices, on device models
-(devices.py) built from measured records; the shards are written by extract.py and run in sequence by
-chain.py for the check (chain.verify); pipeline.json (pipeline.py, its content from describe.py)
+The plan (planner.py) works on a PartitionGraph (partition_graph.py) and, for --devices, on device models
+(device_models.py) built from measured records; the shards are written by extract.py and run in sequence by
+run_shards.py for the check (run_shards.verify); pipeline.json (pipeline.py, its content from plan_record.py)
 describes the result for export per shard and for `edgekit bench PIPELINE_DIR`.
 """
 
@@ -23,13 +23,13 @@ import numpy as np
 from edgekit.errors import GateFailed
 from edgekit.fsio import staged_dir, write_json_atomic
 from edgekit.records import Progress, SplitRecord, SplitRequest, noop
-from edgekit.split import chain, extract, measure, planner
+from edgekit.split import extract, measure, planner, run_shards
 from edgekit.split import pipeline as pipeline_file
-from edgekit.split.chain import verify
-from edgekit.split.describe import describe
-from edgekit.split.devices import build_device_models, host_model, measured_memory, read_ok_results
-from edgekit.split.graph import MB, PartitionGraph
-from edgekit.split.graph import load as load_graph
+from edgekit.split.device_models import build_device_models, host_model, measured_memory, read_ok_results
+from edgekit.split.partition_graph import MB, PartitionGraph
+from edgekit.split.partition_graph import load as load_graph
+from edgekit.split.plan_record import describe
+from edgekit.split.run_shards import verify
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
         if not description["verification"]["passed"]:
             raise GateFailed(
                 f"the shards do not reproduce the model: max abs difference "
-                f"{description['verification']['max_abs_diff']:.3g} > {chain.TOLERANCE:g}; nothing written "
+                f"{description['verification']['max_abs_diff']:.3g} > {run_shards.TOLERANCE:g}; nothing written "
                 "(please report this model)"
             )
         write_json_atomic(tmp / pipeline_file.PIPELINE, description)
@@ -125,7 +125,7 @@ def _feeds(graph: PartitionGraph, val: Any, samples: int) -> list[dict[str, np.n
     for name in graph.model_inputs:
         tensor = graph.tensors[name]
         specs.append((name, tensor.shape or [], tensor.dtype))
-    return chain.random_feeds(specs, samples)
+    return run_shards.random_feeds(specs, samples)
 
 
 def _inventory(req: SplitRequest) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`edgekit bench PIPELINE_DIR`: run an exported split on its devices, as a pipeline.
 
-Each shard runs on its device in a stage server (stage.py, which loads the artifact with the agent's own
-runners) reached through the device's transport (local, SSH; relay.py is the host side). Intermediate
+Each shard runs on its device in a stage server (stage_server.py, which loads the artifact with the agent's own
+runners) reached through the device's transport (local, SSH; stage_client.py is the host side). Intermediate
 tensors are relayed through this host: a stage's outputs come back here and go to the stages that read
 them. Two passes over the same samples (the validation set, or seeded random inputs):
 
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import BadInput
-from edgekit.split import chain
 from edgekit.split import pipeline as pipeline_file
+from edgekit.split import run_shards
 from edgekit.split.bench_records import pipeline_records
-from edgekit.split.relay import (
+from edgekit.split.stage_client import (
     PipelineBenchSettings,
     Stage,
     call_stage,
@@ -119,7 +119,7 @@ def _inputs(
 ) -> tuple[list[dict[str, np.ndarray]], Any]:
     specs = [(i["name"], i["shape"] or [], i["dtype"] or "float32") for i in data["source"]["inputs"]]
     if settings.val is None:
-        return chain.random_feeds(specs, settings.samples, settings.seed), None
+        return run_shards.random_feeds(specs, settings.samples, settings.seed), None
     from edgekit.calib import CalibrationSet, InputInfo
 
     val = CalibrationSet.load(settings.val, settings.val_samples)
@@ -150,7 +150,7 @@ def _fidelity(
     if not source.is_file() or ingest.model_sha256(source) != data["source"]["sha256"]:
         log.warning("the unsplit model is not at %s (or changed): no end-to-end fidelity", source)
         return None
-    reference = chain.full_outputs(source, feeds, optimize=True)
+    reference = run_shards.full_outputs(source, feeds, optimize=True)
     names = list(reference[0])
     ref = {n: np.stack([np.asarray(r[n]) for r in reference]) for n in names}
     act = {

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.split.relay import Stage
+from edgekit.split.stage_client import Stage
 
 if TYPE_CHECKING:
-    from edgekit.split.relay import PipelineBenchSettings
+    from edgekit.split.stage_client import PipelineBenchSettings
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:

@@ -24,8 +24,8 @@ import numpy as np
 from edgekit.errors import BadInput
 from edgekit.fsio import staged_dir, write_json_atomic
 from edgekit.records import PipelineExportRecord, PipelineExportRequest, Progress, noop
-from edgekit.split import chain
 from edgekit.split import pipeline as pipeline_file
+from edgekit.split import run_shards
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ def shard_sets(
     ]
     reader = data_set.validate(infos, what)
     stages = [
-        chain.StageSpec(
+        run_shards.StageSpec(
             split_dir / s["file"], [i["name"] for i in s["inputs"]], [o["name"] for o in s["outputs"]]
         )
         for s in data["shards"]
     ]
-    runner = chain.Chain(stages, [o["name"] for o in data["source"]["outputs"]])
+    runner = run_shards.Chain(stages, [o["name"] for o in data["source"]["outputs"]])
     collected: list[dict[str, list[np.ndarray]]] = [{} for _ in stages]
     for feed in reader.feeds(1):
         values = runner.run(feed)

@@ -1,4 +1,4 @@
-"""The pieces a PartitionGraph (graph.py) is built from: the tensors a node reads (its subgraphs'
+"""The pieces a PartitionGraph (partition_graph.py) is built from: the tensors a node reads (its subgraphs'
 outer-scope reads included), which nodes fold into constants, whether the node list is already in
 topological order, the value infos of shard boundary tensors, and the records the graph holds
 (Tensor) and answers with (SegmentStats)."""

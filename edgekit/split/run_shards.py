@@ -15,7 +15,7 @@ import numpy as np
 from edgekit.errors import BadInput
 
 if TYPE_CHECKING:
-    from edgekit.split.graph import PartitionGraph
+    from edgekit.split.partition_graph import PartitionGraph
 
 #: verification compares exact kernels: graph optimizations (fusions, layout changes) are off on both
 #: sides, so a correct split reproduces the full model bit for bit up to threading order

@@ -16,7 +16,7 @@ from edgekit.analysis import record_source_sha256
 from edgekit.errors import BadInput
 from edgekit.records import SplitRequest
 from edgekit.split import planner
-from edgekit.split.graph import PartitionGraph
+from edgekit.split.partition_graph import PartitionGraph
 
 #: assumed for a device without link keys in devices.toml (said in the plan's notes)
 DEFAULT_LINK_MBPS = 1000.0

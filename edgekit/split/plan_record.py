@@ -13,7 +13,7 @@ from edgekit import __version__
 from edgekit.records import SplitRequest
 from edgekit.split import pipeline as pipeline_file
 from edgekit.split import planner
-from edgekit.split.graph import PartitionGraph
+from edgekit.split.partition_graph import PartitionGraph
 
 
 def describe(

@@ -1,4 +1,4 @@
-"""The host side of a pipeline bench's stage servers: start one per shard on its device (stage.py,
+"""The host side of a pipeline bench's stage servers: start one per shard on its device (stage_server.py,
 through the device's transport), send a sample's inputs and read its outputs back (length-prefixed
 frames of npz), stop them; and the two passes over the samples (latency, throughput)."""
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from edgekit.errors import Unreachable
 
-STAGE_SCRIPT = Path(__file__).resolve().with_name("stage.py")
+STAGE_SCRIPT = Path(__file__).resolve().with_name("stage_server.py")
 
 
 @dataclass
