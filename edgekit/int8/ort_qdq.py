@@ -41,6 +41,7 @@ from edgekit.int8.qdq_surgery import (
 )
 from edgekit.int8.recipes import Dimension, Recipe, Space, ordered
 from edgekit.int8.scoring import Feed, Outputs, ScoringSet, stack
+from edgekit.onnx_run import cpu_session, run_chunks
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +71,11 @@ def _method(value: str) -> tuple[str, float]:
 
 def session(model: str | Path | bytes, semantics: str = HOST, threads: int | None = None) -> Any:
     """An onnxruntime CPU session as the host runner opens one (REFERENCE: no Q/DQ fusion)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    if semantics == REFERENCE:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return cpu_session(model, "basic" if semantics == REFERENCE else "all", threads)
 
 
 def run_session(sess: Any, data: ScoringSet, names: Sequence[str] | None = None) -> Outputs:
-    names = list(names) if names else [o.name for o in sess.get_outputs()]
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feed in data.feeds:
-        for name, value in zip(names, sess.run(names, feed), strict=True):
-            chunks[name].append(np.asarray(value))
+    chunks = run_chunks(sess, data.feeds, names)
     return {n: stack(c, data.batched) for n, c in chunks.items()}
 
 
