@@ -14,6 +14,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -147,3 +148,8 @@ def staged_dir(final_dir: Path, prefix: str = ".tmp-") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         if not done:
             remove_empty(created)
+
+
+def safe_name(name: str) -> str:
+    """A device or artifact name as one safe path component."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "device"

@@ -36,7 +36,8 @@ asyncio.run(AdbTransport("phone", "SERIAL", adb=sys.argv[1])._adb("shell", "true
     "shard-memory": """
 import sys
 import onnx
-from edgekit.split import graph, measure
+from edgekit.split import measure
+from edgekit.split import partition_graph as graph
 from tests import models
 path = sys.argv[2] + "/m.onnx"
 onnx.save(models.resnet_ish(size=16, width=4, blocks=1), path)

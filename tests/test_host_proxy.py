@@ -45,7 +45,7 @@ def test_an_arm64_artifact_timed_here_is_a_host_proxy_in_record_and_report(tmp_p
 
 
 def test_auto_choice_on_a_proxy_says_so() -> None:
-    from edgekit.int8 import auto
+    from edgekit.services import precision as auto
 
     rows = [
         {"precision": "fp32", "passed": True, "p50_ms": 1.0, "bytes": 400},

@@ -30,7 +30,7 @@ sys.modules.setdefault("numpy", types.ModuleType("numpy"))  # the relay's framin
 import importlib.util
 from edgekit.errors import Unreachable
 # the module alone: the edgekit.split package imports onnx, which this bare 3.10 need not have
-spec = importlib.util.spec_from_file_location("relay", "edgekit/split/relay.py")
+spec = importlib.util.spec_from_file_location("relay", "edgekit/split/stage_client.py")
 relay = sys.modules["relay"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(relay)
 

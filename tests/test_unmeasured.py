@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from edgekit.int8 import auto
+from edgekit.services import precision as auto
 
 
 def _outcome(manifest_details: dict) -> SimpleNamespace:
@@ -57,7 +57,7 @@ def test_inspect_int4_fit_is_labelled_an_estimate_while_the_target_cannot_export
 
     from edgekit import analysis
     from edgekit import targets as target_profiles
-    from edgekit.render.fleet import _fit_table
+    from edgekit.cli.render.fleet import _fit_table
     from tests import analysis_models as models
 
     path = tmp_path / "m.onnx"

@@ -16,7 +16,7 @@ from edgekit import lifecycle
 from edgekit.transport.base import StreamProcess, Transport, TransportError
 
 if TYPE_CHECKING:
-    from edgekit.inventory import Device
+    from edgekit.transport.base import Endpoint
 
 CACHE_ENV = "EDGEKIT_CACHE_DIR"
 
@@ -39,7 +39,7 @@ class LocalTransport(Transport):
         return "localhost"
 
     @classmethod
-    def for_device(cls, device: Device) -> LocalTransport:
+    def for_device(cls, device: Endpoint) -> LocalTransport:
         python = device.python if device.python != "python3" else None  # default: this interpreter
         return cls(device.name, python=python, workdir=device.workdir)
 
