@@ -95,3 +95,20 @@ def test_cache_cli_list_size_prune_clean(cache_dir: Path, monkeypatch, run_cli) 
     assert json.loads(out)["entries"] == [] and not any((cache_dir / "prepared").iterdir())
     code, _, err = run_cli("cache", "clean", "--kind", "nope")
     assert code == 2 and "unknown cache kind" in err
+
+
+def test_device_work_directory_is_held_under_its_bound(tmp_path: Path, monkeypatch) -> None:
+    """Three artifacts benched one after another on a device whose work directory may hold ~one of them:
+    each job removes the least recently used earlier artifact (never its own) and its record says so."""
+    from tests.report_helpers import artifact, bench
+
+    monkeypatch.setenv("EDGEKIT_DEVICE_WORKDIR_MAX_MB", "0.3")
+    arts = [artifact(tmp_path / f"m{i}.x86-cpu.fp32", width=160, depth=3) for i in range(3)]
+    work = tmp_path / "work"
+    records = []
+    for art in arts:
+        records += bench([art], tmp_path / "r.jsonl", work, iterations=10)
+    assert all(r["status"] == "ok" for r in records)
+    left = sorted(p.name for p in (work / "artifacts").iterdir())
+    assert left == [records[-1]["artifact"]["sha256"][:16]]
+    assert any("work directory over its" in w and "removed artifacts/" in w for w in records[-1]["warnings"])

@@ -177,6 +177,9 @@ async def run_job(
         art_dir = transport.path("artifacts", art.sha256[:16])
         for rel, digest in art.files():
             await transport.upload(art.dir / rel, f"{art_dir}/{rel}", digest)
+        from edgekit.runner.workdir_bound import prune_workdir
+
+        record["warnings"].extend(await prune_workdir(transport, art_dir))  # the device's bound, LRU
         entry = await art.backend_impl().on_device_entry(transport, job, art_dir, settings, emit)
         run_dir = transport.path("runs", uuid.uuid4().hex[:12])
         await transport.mkdirs(run_dir)
