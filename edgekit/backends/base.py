@@ -40,7 +40,7 @@ from edgekit.errors import BadInput, MissingDependency
 
 if TYPE_CHECKING:
     from edgekit.calib import CalibrationSet
-    from edgekit.fidelity import TaskSpec
+    from edgekit.fidelity.tasks import TaskSpec
     from edgekit.ingest import PreparedModel
     from edgekit.runner import BenchSettings, Job
     from edgekit.targets import Gates, TargetProfile
@@ -147,10 +147,8 @@ class ExportJob:
     options: ExportOptions
     val: CalibrationSet | None = None  # only for accuracy-controlled quantization
     gates: Gates | None = None  # the goal of INT8 search (target's gates + overrides); None: target's
-    # what the model is for (edgekit.fidelity.TaskSpec, under the prepared model's output names) and a
-    # user's metric: the INT8 search scores candidates on them (None: raw metrics, no user metric)
-    task: TaskSpec | None = None
-    metric: Callable[..., Any] | None = None
+    task: TaskSpec | None = None  # what the gates judge (edgekit.fidelity.infer_task); None: raw outputs
+    metric: Callable | None = None  # a user metric (fn(reference, actual, labels)): the search optimises it
     # what `val` holds when the export planned it (edgekit.int8.holdout): the search's selection samples
     scored_on: str | None = None
 

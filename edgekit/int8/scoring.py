@@ -7,13 +7,13 @@ here passes verification on the same samples with the same runner.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgekit.fidelity import compare
+from edgekit.fidelity import TaskSpec, compare
 from edgekit.targets import Gates
 
 Feed = dict[str, np.ndarray]
@@ -34,6 +34,8 @@ class ScoringSet:
     reference: Outputs
     batched: bool  # samples carry the model's batch axis (concatenate) or not (stack)
     source: str  # for the manifest: what these samples are
+    task: TaskSpec | None = None  # what score() judges; None: the raw outputs
+    metric: Callable | None = None  # a user metric score() judges by (fn(reference, actual, labels))
 
     def __len__(self) -> int:
         return len(self.feeds)
@@ -46,6 +48,8 @@ class ScoringSet:
             reference={k: v[index] for k, v in self.reference.items()},
             batched=self.batched,
             source=f"{len(index)} of {self.source}",
+            task=self.task,
+            metric=self.metric,
         )
 
 
@@ -100,8 +104,19 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return round(value, digits)
 
 
-def score(outputs: Mapping[str, np.ndarray], data: ScoringSet, gates: Gates) -> Score:
-    """The gate verdict (fidelity.compare) and how much of each gate's error budget is used."""
+def score(
+    outputs: Mapping[str, np.ndarray],
+    data: ScoringSet,
+    gates: Gates,
+    task: TaskSpec | None = None,
+    metric: Callable | None = None,
+) -> Score:
+    """The gate verdict (fidelity.compare) and how much of each gate's error budget is used. `task` and
+    `metric` default to the scoring set's; without either, the raw outputs are judged as before."""
+    task = task if task is not None else data.task
+    metric = metric if metric is not None else data.metric
+    if task is not None or metric is not None:
+        raise NotImplementedError("task-aware scoring lands next")
     report = compare(data.reference, outputs, data.labels, gates)
     used = [0.0]
     worst_cos = min((o.cosine for o in report.outputs), default=1.0)
@@ -128,9 +143,12 @@ def score(outputs: Mapping[str, np.ndarray], data: ScoringSet, gates: Gates) -> 
     )
 
 
-def sample_errors(outputs: Mapping[str, np.ndarray], data: ScoringSet) -> np.ndarray:
+def sample_errors(
+    outputs: Mapping[str, np.ndarray], data: ScoringSet, task: TaskSpec | None = None
+) -> np.ndarray:
     """Per sample: squared error relative to the reference's energy, summed over outputs. Smooth,
-    so it ranks samples and reverted nodes where accuracy (a count) would tie."""
+    so it ranks samples and reverted nodes where accuracy (a count) would tie. With a task whose outputs
+    have slices, each slice is normalised by its own energy (box pixels do not drown class scores)."""
     total = np.zeros(len(data), dtype=np.float64)
     for name, ref in data.reference.items():
         ref64 = np.asarray(ref, dtype=np.float64).reshape(len(data), -1)
