@@ -45,7 +45,8 @@ def check_task(task: str | None, where: str = "--task") -> str | None:
     if task is None:
         return None
     if not isinstance(task, str) or task not in TASKS:
-        raise BadInput(f"{where} '{task}' is not a task.{suggest(str(task), TASKS)} Valid: {', '.join(TASKS)}")
+        hint = suggest(str(task), TASKS)
+        raise BadInput(f"{where} '{task}' is not a task.{hint} Valid: {', '.join(TASKS)}")
     return task
 
 
@@ -90,7 +91,8 @@ def load_metric(spec: str | Metric | None, where: str = "--metric") -> Metric | 
     for part in function.split("."):
         if not hasattr(target, part):
             names = [n for n in dir(module) if not n.startswith("_")]
-            raise BadInput(f"{where} '{spec}': module '{module_name}' has no '{function}'.{suggest(part, names)}")
+            hint = suggest(part, names)
+            raise BadInput(f"{where} '{spec}': module '{module_name}' has no '{function}'.{hint}")
         target = getattr(target, part)
     if not callable(target):
         raise BadInput(f"{where} '{spec}' is not a function")
