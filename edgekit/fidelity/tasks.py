@@ -51,6 +51,7 @@ _KEEP_AXES = {
     "Abs", "Sqrt", "HardSigmoid", "LeakyRelu", "Mul", "Add", "Sub", "Div", "Pow", "DequantizeLinear",
     "QuantizeLinear", "Dropout",
 }
+_LINEAR = {"Gemm", "MatMul", "Conv", "Einsum"}  # a linear head after pooling makes logits, not an embedding
 _POOLING = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "LpNormalization", "ReduceL2"}
 
 
@@ -455,6 +456,10 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         spec = _detect_spec(graph, source, names, meta)
         if spec is not None:
             return spec
+    pair = _boxes_scores(graph, len(names) if names else None)  # [N, A, 4] + [N, A, C]: specific enough
+    if pair is not None:
+        params = {**DETECT_DEFAULTS, "layout": "boxes_scores", "num_classes": pair[2]}
+        return TaskSpec("detect", source, pair[:2], params)
     height, width = graph.input_hw()
     for name in graph.outputs:
         shape = graph.shape(name)
@@ -473,7 +478,8 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         if dim is None:
             continue
         chain = _producer_chain(graph, name)
-        pooled = any(op in _POOLING for op in chain[:4]) or (
+        head = chain[: next((i for i, op in enumerate(chain) if op in _LINEAR), len(chain))]
+        pooled = any(op in _POOLING for op in head[:4]) or (
             chain[:1] == ["Div"] and any(op in ("ReduceL2", "Sqrt") for op in _norm_ops(graph, name))
         )
         if pooled and dim >= EMBED_MIN_DIM:
