@@ -13,8 +13,12 @@ from onnx import TensorProto, helper, numpy_helper
 NAMES = "{0: 'person', 1: 'car', 2: 'dog'}"
 
 
-def _model(nodes, inputs, outputs, inits, opset: int = 17, meta: dict[str, str] | None = None) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
+def _model(
+    nodes, inputs, outputs, inits, opset: int = 17, meta: dict[str, str] | None = None
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "g", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()]
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 8)
     for key, value in (meta or {}).items():
@@ -27,11 +31,19 @@ def _anchors(side: int, size: float = 320.0) -> np.ndarray:
     ys, xs = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
     step = size / side
     count = side * side
-    return np.stack([(xs.ravel() + 0.5) * step, (ys.ravel() + 0.5) * step, np.full(count, 40.0), np.full(count, 30.0)])
+    return np.stack(
+        [(xs.ravel() + 0.5) * step, (ys.ravel() + 0.5) * step, np.full(count, 40.0), np.full(count, 30.0)]
+    )
 
 
-def yolov8(classes: int = 3, side: int = 16, meta: bool = True, opset: int = 17, batch: int | str = 1,
-           name: str = "output0") -> onnx.ModelProto:
+def yolov8(
+    classes: int = 3,
+    side: int = 16,
+    meta: bool = True,
+    opset: int = 17,
+    batch: int | str = 1,
+    name: str = "output0",
+) -> onnx.ModelProto:
     """images [N, 3, side, side] -> output0 [N, 4 + C, side*side]: Concat(boxes cx cy w h in pixels
     0-320, Sigmoid(class scores)) on axis 1, as Ultralytics exports; metadata task/names/imgsz/stride."""
     count = side * side
@@ -62,8 +74,16 @@ def yolov8(classes: int = 3, side: int = 16, meta: bool = True, opset: int = 17,
     metadata = {"task": "detect", "names": NAMES, "imgsz": "[320, 320]", "stride": "32", "author": "test"}
     return _model(
         nodes,
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, hw, hw if batch == 1 else "width"])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, 4 + classes, count if batch == 1 else None])],
+        [
+            helper.make_tensor_value_info(
+                "images", TensorProto.FLOAT, [batch, 3, hw, hw if batch == 1 else "width"]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                name, TensorProto.FLOAT, [batch, 4 + classes, count if batch == 1 else None]
+            )
+        ],
         inits,
         opset,
         metadata if meta else None,
@@ -122,7 +142,10 @@ def prob_map(size: int = 32) -> onnx.ModelProto:
 def embedder(dim: int = 64) -> onnx.ModelProto:
     """x [N, 3, 8, 8] -> Conv -> GlobalAveragePool -> Flatten: embedding [N, dim]."""
     rng = np.random.default_rng(4)
-    inits = {"w": rng.normal(0, 1.0, (dim, 3, 3, 3)).astype(np.float32), "b": rng.normal(0, 1, dim).astype(np.float32)}
+    inits = {
+        "w": rng.normal(0, 1.0, (dim, 3, 3, 3)).astype(np.float32),
+        "b": rng.normal(0, 1, dim).astype(np.float32),
+    }
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"]),
         helper.make_node("Relu", ["c"], ["r"]),
@@ -160,8 +183,10 @@ def classifier(classes: int = 10) -> onnx.ModelProto:
 def token_model(vocab: int = 128, dim: int = 16, steps: int = 8) -> onnx.ModelProto:
     """input_ids [N, T] int64 -> Gather(table) -> MatMul: logits [N, T, vocab]."""
     rng = np.random.default_rng(6)
-    inits = {"table": rng.normal(0, 1, (vocab, dim)).astype(np.float32),
-             "proj": rng.normal(0, 1, (dim, vocab)).astype(np.float32)}
+    inits = {
+        "table": rng.normal(0, 1, (vocab, dim)).astype(np.float32),
+        "proj": rng.normal(0, 1, (dim, vocab)).astype(np.float32),
+    }
     nodes = [
         helper.make_node("Gather", ["table", "input_ids"], ["e"]),
         helper.make_node("MatMul", ["e", "proj"], ["logits"]),
@@ -185,8 +210,10 @@ def boxes_scores(classes: int = 3, count: int = 100) -> onnx.ModelProto:
     return _model(
         nodes,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, count, 4 + classes])],
-        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, count, 4]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, count, classes])],
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, count, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, count, classes]),
+        ],
         inits,
         13,
     )

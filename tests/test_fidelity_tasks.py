@@ -122,8 +122,9 @@ def test_a_close_artifact_passes_with_an_interval(yolo) -> None:
     again = compare(reference, {"output0": reference["output0"] + noise}, gates=Gates(), task=spec)
     assert again.task["intervals"] == report.task["intervals"]  # seeded: deterministic
     # a gate inside the interval: undecided (the verdict stands on the point value)
-    unsure = compare(reference, {"output0": reference["output0"] + noise}, gates=Gates(min_f1=(lo + hi) / 2),
-                     task=spec)
+    unsure = compare(
+        reference, {"output0": reference["output0"] + noise}, gates=Gates(min_f1=(lo + hi) / 2), task=spec
+    )
     assert unsure.task["undecided"]
 
 
@@ -316,7 +317,8 @@ def test_the_report_round_trips_through_json(yolo) -> None:
     again = FidelityReport.from_json(data)
     assert again.to_json() == report.to_json()
     assert data["task"]["kind"] == "detect" and data["task"]["source"] == "metadata"
-    assert {"output": "output0", "axis": 1, "range": [4, 7], "label": "classes"}.items() <= data["slices"][1].items()
+    classes = {"output": "output0", "axis": 1, "range": [4, 7], "label": "classes"}
+    assert classes.items() <= data["slices"][1].items()
     assert data["precision"] == "int8" and not data["passed"]
 
 
@@ -339,7 +341,9 @@ def test_task_aware_scoring_budgets_the_task_and_normalises_slices(yolo) -> None
 
 
 def test_gates_take_the_task_keys_from_a_profile() -> None:
-    gates = Gates.from_dict({"min_f1": 0.95, "min_mask_iou": 0.8, "max_kl": 0.1, "min_slice_cosine": 0.7}, "t.toml")
+    gates = Gates.from_dict(
+        {"min_f1": 0.95, "min_mask_iou": 0.8, "max_kl": 0.1, "min_slice_cosine": 0.7}, "t.toml"
+    )
     assert (gates.min_f1, gates.min_mask_iou, gates.max_kl, gates.min_slice_cosine) == (0.95, 0.8, 0.1, 0.7)
     assert Gates().min_f1 == 0.90 and Gates().min_embedding_cosine == 0.98 and Gates().min_slice_cosine == 0.5
     with pytest.raises(BadInput, match="Did you mean 'min_f1'"):

@@ -54,8 +54,9 @@ def _xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
     return np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
 
 
-def candidates(outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Mapping[str, Any],
-               index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidates(
+    outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Mapping[str, Any], index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes [A, 4] xyxy, best score [A] and its class [A] of sample `index`, before NMS."""
     layout = params.get("layout", "v8")
     classes = int(params.get("num_classes") or 0)
@@ -118,8 +119,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) 
     return order[np.asarray(kept, dtype=np.int64)]
 
 
-def detect(outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Mapping[str, Any]
-           ) -> list[Detections]:
+def detect(
+    outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Mapping[str, Any]
+) -> list[Detections]:
     """Every sample's detections after NMS, down to score low_conf (the lowest score anything uses)."""
     first = np.asarray(outputs[names[0]])
     floor = min(float(params.get("low_conf", 0.1)), float(params.get("conf", 0.25)))
@@ -168,11 +170,14 @@ class DetectionCounts:
 
     def f1(self, index: np.ndarray | None = None) -> float:
         pick = slice(None) if index is None else index
-        return self.rates(*(float(np.sum(a[pick])) for a in
-                            (self.reference, self.kept, self.artifact, self.confirmed)))[2]
+        return self.rates(
+            *(float(np.sum(a[pick])) for a in (self.reference, self.kept, self.artifact, self.confirmed))
+        )[2]
 
 
-def counts(reference: list[Detections], actual: list[Detections], params: Mapping[str, Any]) -> DetectionCounts:
+def counts(
+    reference: list[Detections], actual: list[Detections], params: Mapping[str, Any]
+) -> DetectionCounts:
     conf, low = float(params.get("conf", 0.25)), float(params.get("low_conf", 0.1))
     match_iou = float(params.get("match_iou", 0.5))
     rows = []
@@ -225,14 +230,20 @@ def ground_truth(boxes: np.ndarray) -> list[Detections]:
     return out
 
 
-def metrics(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], names: tuple[str, ...],
-            params: Mapping[str, Any], boxes: np.ndarray | None = None) -> tuple[dict[str, Any], DetectionCounts]:
+def metrics(
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    names: tuple[str, ...],
+    params: Mapping[str, Any],
+    boxes: np.ndarray | None = None,
+) -> tuple[dict[str, Any], DetectionCounts]:
     """recall, precision, f1, map50 (vs FP32), matched, reference_detections, artifact_detections; with
     ground truth also map50_reference / map50_artifact (real mAP@0.5 of each)."""
     ref_dets, act_dets = detect(reference, names, params), detect(actual, names, params)
     table = counts(ref_dets, act_dets, params)
-    recall, precision, f1 = DetectionCounts.rates(*(float(a.sum()) for a in
-                                                    (table.reference, table.kept, table.artifact, table.confirmed)))
+    recall, precision, f1 = DetectionCounts.rates(
+        *(float(a.sum()) for a in (table.reference, table.kept, table.artifact, table.confirmed))
+    )
     conf, low = float(params.get("conf", 0.25)), float(params.get("low_conf", 0.1))
     iou = float(params.get("match_iou", 0.5))
     map50 = average_precision([d.above(conf) for d in ref_dets], [d.above(low) for d in act_dets], iou)
@@ -240,7 +251,9 @@ def metrics(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray
         "f1": f1,
         "recall": recall,
         "precision": precision,
-        "map50": map50 if map50 is not None else (1.0 if not any(len(d.above(conf)) for d in act_dets) else 0.0),
+        "map50": map50
+        if map50 is not None
+        else (1.0 if not any(len(d.above(conf)) for d in act_dets) else 0.0),
         "matched": int(table.kept.sum()),
         "reference_detections": int(table.reference.sum()),
         "artifact_detections": int(table.artifact.sum()),
@@ -250,8 +263,10 @@ def metrics(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray
         if len(truth) != len(ref_dets):
             from edgekit.errors import BadInput
 
-            raise BadInput(f"the set has ground-truth boxes for {len(truth)} samples but {len(ref_dets)} samples; "
-                           "give `boxes` one row block per sample")
+            raise BadInput(
+                f"the set has ground-truth boxes for {len(truth)} samples but {len(ref_dets)} samples; "
+                "give `boxes` one row block per sample"
+            )
         out["map50_reference"] = average_precision(truth, [d.above(low) for d in ref_dets], iou)
         out["map50_artifact"] = average_precision(truth, [d.above(low) for d in act_dets], iou)
     return out, table

@@ -42,8 +42,14 @@ def _outputs(task: TaskSpec, reference: Mapping[str, np.ndarray]) -> tuple[str, 
     return names or tuple(reference)[:1]
 
 
-def evaluate(task: TaskSpec, reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray],
-             labels: np.ndarray | None, boxes: np.ndarray | None, intervals: bool = True) -> dict[str, Any]:
+def evaluate(
+    task: TaskSpec,
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    boxes: np.ndarray | None,
+    intervals: bool = True,
+) -> dict[str, Any]:
     """The report's `task` entry before gating: kind, source, outputs, metrics, intervals, samples."""
     samples = int(next(iter(reference.values())).shape[0]) if reference else 0
     names = _outputs(task, reference)
@@ -57,8 +63,9 @@ def evaluate(task: TaskSpec, reference: Mapping[str, np.ndarray], actual: Mappin
         metrics, (inter, union) = maps.metrics(reference[names[0]], actual[names[0]], task.params)
         stats["mask_iou"] = lambda i: maps.pooled_iou(inter, union, i)
     elif kind == "classify":
-        metrics, per = measures.classify(reference[names[0]], actual[names[0]], labels,
-                                         int(task.params.get("topk", 5)))
+        metrics, per = measures.classify(
+            reference[names[0]], actual[names[0]], labels, int(task.params.get("topk", 5))
+        )
         for key in ("top1_agreement", "accuracy_drop"):
             if key in per:
                 stats[key] = (lambda v: lambda i: float(v[i].mean()))(per[key])
@@ -89,8 +96,13 @@ def evaluate(task: TaskSpec, reference: Mapping[str, np.ndarray], actual: Mappin
     }
 
 
-def evaluate_metric(fn: Callable, reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray],
-                    labels: np.ndarray | None, intervals: bool = True) -> dict[str, Any]:
+def evaluate_metric(
+    fn: Callable,
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    intervals: bool = True,
+) -> dict[str, Any]:
     """The report's `metric` entry: name, value, reference (FP32 against itself), passed, interval."""
     value, passed = user.call(fn, reference, actual, labels)
     best, _ = user.call(fn, reference, reference, labels)
@@ -98,17 +110,28 @@ def evaluate_metric(fn: Callable, reference: Mapping[str, np.ndarray], actual: M
 
     def stat(index: np.ndarray) -> float:
         sub_labels = None if labels is None else np.asarray(labels)[index]
-        return user.call(fn, {k: v[index] for k, v in reference.items()},
-                         {k: np.asarray(v)[index] for k, v in actual.items()}, sub_labels)[0]
+        return user.call(
+            fn,
+            {k: v[index] for k, v in reference.items()},
+            {k: np.asarray(v)[index] for k, v in actual.items()},
+            sub_labels,
+        )[0]
 
     bounds = bootstrap.interval(stat, samples, rounds=METRIC_ROUNDS) if intervals else None
-    return {"name": user.metric_name(fn), "value": value, "reference": best, "passed": passed,
-            "interval": list(bounds) if bounds is not None else None, "samples": samples}
+    return {
+        "name": user.metric_name(fn),
+        "value": value,
+        "reference": best,
+        "passed": passed,
+        "interval": list(bounds) if bounds is not None else None,
+        "samples": samples,
+    }
 
 
 # ---- gates ------------------------------------------------------------------------------------------------
-def _task_gates(kind: str, gates: Gates, metrics: Mapping[str, Any], detect_layout: bool
-                ) -> list[tuple[str, float]]:
+def _task_gates(
+    kind: str, gates: Gates, metrics: Mapping[str, Any], detect_layout: bool
+) -> list[tuple[str, float]]:
     """(metric, gate value) pairs that judge this task (lower-is-better metrics: see LABELS)."""
     pairs: list[tuple[str, float]] = []
     if kind == "detect" or (kind == "segment" and detect_layout):
@@ -161,9 +184,12 @@ def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> 
             ok = m["value"] >= gates.min_metric
             decided.append(ok)
             if not ok:
-                failures.append(f"metric {m['name']} {m['value']:.4g} < {gates.min_metric:g} ({samples} samples)")
-            m["undecided"] = bootstrap.undecided(tuple(m["interval"]) if m.get("interval") else None,
-                                                 gates.min_metric)
+                failures.append(
+                    f"metric {m['name']} {m['value']:.4g} < {gates.min_metric:g} ({samples} samples)"
+                )
+            m["undecided"] = bootstrap.undecided(
+                tuple(m["interval"]) if m.get("interval") else None, gates.min_metric
+            )
         if m.get("passed") is False:
             failures.append(f"metric {m['name']} says failed (score {m['value']:.4g}, {samples} samples)")
         metric_verdict = bool(decided) or m.get("passed") is not None
@@ -181,15 +207,28 @@ def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> 
             bounds = tuple(task["intervals"][key]) if key in task.get("intervals", {}) else None
             passed = bool(value >= gate) if higher else bool(value <= gate)
             unsure = bootstrap.undecided(bounds, gate, higher)
-            task["gates"].append({"metric": key, "gate": gate, "value": value, "passed": passed,
-                                  "judges": not metric_verdict, "undecided": unsure})
+            task["gates"].append(
+                {
+                    "metric": key,
+                    "gate": gate,
+                    "value": value,
+                    "passed": passed,
+                    "judges": not metric_verdict,
+                    "undecided": unsure,
+                }
+            )
             task["undecided"] = task["undecided"] or (unsure and not metric_verdict)
-            summaries.append(bootstrap.summary(label[:1].upper() + label[1:] if key != "f1" else "F1",
-                                               value, bounds, samples, digits))
+            summaries.append(
+                bootstrap.summary(
+                    label[:1].upper() + label[1:] if key != "f1" else "F1", value, bounds, samples, digits
+                )
+            )
             if not passed and not metric_verdict:
                 failures.append(_line(key, value, gate, task))
         task["summary"] = "; ".join(summaries) if summaries else None
-    failures.extend(slice_floor(report, gates, strict=task is not None and task["kind"] == "raw" and not metric_verdict))
+    failures.extend(
+        slice_floor(report, gates, strict=task is not None and task["kind"] == "raw" and not metric_verdict)
+    )
     return failures
 
 
@@ -207,6 +246,8 @@ def slice_floor(report: FidelityReport, gates: Gates, strict: bool) -> list[str]
     if floor is not None and not (strict and gates.min_cosine is not None and gates.min_cosine >= floor):
         for out in report.outputs:
             if out.name not in sliced and not out.cosine >= floor:
-                failures.append(f"{out.name}: cosine {out.cosine:.5f} < {floor:g} (the floor every task keeps, "
-                                f"{report.samples} samples)")
+                failures.append(
+                    f"{out.name}: cosine {out.cosine:.5f} < {floor:g} (the floor every task keeps, "
+                    f"{report.samples} samples)"
+                )
     return failures

@@ -28,7 +28,9 @@ def _class_axis(reference: np.ndarray) -> int | None:
     return 1 if reference.ndim == 4 and reference.shape[1] > 1 else None
 
 
-def mask_sums(reference: np.ndarray, actual: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+def mask_sums(
+    reference: np.ndarray, actual: np.ndarray, threshold: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per sample (and class): intersection and union pixel counts, each [S, K]."""
     ref = np.asarray(reference, dtype=np.float64)
     act = np.asarray(actual, dtype=np.float64).reshape(ref.shape)
@@ -61,6 +63,8 @@ def metrics(reference: np.ndarray, actual: np.ndarray, params: dict[str, Any]) -
     inter, union = mask_sums(reference, actual, params.get("threshold"))
     out = {
         "mask_iou": pooled_iou(inter, union),
-        "threshold": threshold_for(reference, params.get("threshold")) if _class_axis(np.asarray(reference)) is None else None,
+        "threshold": threshold_for(reference, params.get("threshold"))
+        if _class_axis(np.asarray(reference)) is None
+        else None,
     }
     return out, (inter, union)

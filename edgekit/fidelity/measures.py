@@ -20,8 +20,9 @@ def _rows(array: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], -1)
 
 
-def classify(reference: np.ndarray, actual: np.ndarray, labels: np.ndarray | None, topk: int = 5
-             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def classify(
+    reference: np.ndarray, actual: np.ndarray, labels: np.ndarray | None, topk: int = 5
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     ref, act = _rows(reference), np.nan_to_num(_rows(actual), nan=-np.inf)
     ref_top1 = ref.argmax(axis=1)
     agree1 = (ref_top1 == act.argmax(axis=1)).astype(np.float64)
@@ -29,15 +30,20 @@ def classify(reference: np.ndarray, actual: np.ndarray, labels: np.ndarray | Non
     act_topk = np.argsort(-act, axis=1, kind="stable")[:, :k]
     agreek = np.any(act_topk == ref_top1[:, None], axis=1).astype(np.float64)
     per = {"top1_agreement": agree1 * 100.0, f"top{k}_agreement": agreek * 100.0}
-    out: dict[str, Any] = {"top1_agreement": float(per["top1_agreement"].mean()),
-                           f"top{k}_agreement": float(per[f"top{k}_agreement"].mean())}
+    out: dict[str, Any] = {
+        "top1_agreement": float(per["top1_agreement"].mean()),
+        f"top{k}_agreement": float(per[f"top{k}_agreement"].mean()),
+    }
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         ref_right = (ref_top1 == labels).astype(np.float64) * 100.0
         act_right = (act.argmax(axis=1) == labels).astype(np.float64) * 100.0
         per["accuracy_drop"] = ref_right - act_right
-        out.update(accuracy_reference=float(ref_right.mean()), accuracy_artifact=float(act_right.mean()),
-                   accuracy_drop=float(per["accuracy_drop"].mean()))
+        out.update(
+            accuracy_reference=float(ref_right.mean()),
+            accuracy_artifact=float(act_right.mean()),
+            accuracy_drop=float(per["accuracy_drop"].mean()),
+        )
     return out, per
 
 
@@ -60,8 +66,11 @@ def _nearest(rows: np.ndarray) -> np.ndarray:
 def embed(reference: np.ndarray, actual: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     cos = sample_cosines(reference, actual)
     per = {"worst_cosine": cos, "mean_cosine": cos}
-    out: dict[str, Any] = {"worst_cosine": float(cos.min()) if len(cos) else 1.0,
-                           "mean_cosine": float(cos.mean()) if len(cos) else 1.0, "nn_agreement": None}
+    out: dict[str, Any] = {
+        "worst_cosine": float(cos.min()) if len(cos) else 1.0,
+        "mean_cosine": float(cos.mean()) if len(cos) else 1.0,
+        "nn_agreement": None,
+    }
     if len(cos) >= 3:
         ref, act = _rows(reference), np.nan_to_num(_rows(actual))
         same = (_nearest(ref) == _nearest(act)).astype(np.float64) * 100.0
@@ -82,7 +91,10 @@ def tokens(reference: np.ndarray, actual: np.ndarray) -> tuple[dict[str, Any], d
     agree = (ref.argmax(axis=-1) == act.argmax(axis=-1)).astype(np.float64)  # [S, T]
     lp, lq = _log_softmax(ref), _log_softmax(act)
     kl = np.sum(np.exp(lp) * (lp - lq), axis=-1)  # [S, T]
-    per = {"top1_agreement": agree.mean(axis=1) * 100.0, "next_token_agreement": agree[:, -1] * 100.0,
-           "kl": kl.mean(axis=1)}
+    per = {
+        "top1_agreement": agree.mean(axis=1) * 100.0,
+        "next_token_agreement": agree[:, -1] * 100.0,
+        "kl": kl.mean(axis=1),
+    }
     out = {k: float(v.mean()) for k, v in per.items()}
     return out, per

@@ -36,8 +36,11 @@ def _cut(array: np.ndarray, axis: int, start: int, stop: int, offset: int) -> np
     return np.take(array, np.arange(start, stop), axis=axis + offset)
 
 
-def measure(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray],
-            slices: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def measure(
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    slices: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
     """One record per slice: output, axis, range [start, stop), label, where (for messages), cosine, snr_db."""
     found: list[dict[str, Any]] = []
     for output, spec in slices.items():
@@ -52,19 +55,23 @@ def measure(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray
         for start, stop, label in spec["ranges"]:
             r = _cut(ref, axis, int(start), int(stop), offset)
             a = _cut(act, axis, int(start), int(stop), offset)
-            found.append({
-                "output": output,
-                "axis": axis,
-                "range": [int(start), int(stop)],
-                "label": str(label),
-                "where": _where(output, axis, int(start), int(stop), str(label)),
-                "cosine": cosine(r, a),
-                "snr_db": snr_db(r, a),
-            })
+            found.append(
+                {
+                    "output": output,
+                    "axis": axis,
+                    "range": [int(start), int(stop)],
+                    "label": str(label),
+                    "where": _where(output, axis, int(start), int(stop), str(label)),
+                    "cosine": cosine(r, a),
+                    "snr_db": snr_db(r, a),
+                }
+            )
     return found
 
 
-def sample_slice_errors(reference: np.ndarray, actual: np.ndarray, spec: Mapping[str, Any] | None) -> np.ndarray:
+def sample_slice_errors(
+    reference: np.ndarray, actual: np.ndarray, spec: Mapping[str, Any] | None
+) -> np.ndarray:
     """Per sample: squared error of each slice relative to that slice's mean per-sample energy, summed over
     slices (one slice, the whole output, without a spec)."""
     ref = np.asarray(reference, dtype=np.float64)
@@ -75,7 +82,12 @@ def sample_slice_errors(reference: np.ndarray, actual: np.ndarray, spec: Mapping
     if spec and offset is not None:
         for start, stop, _ in spec["ranges"]:
             axis = int(spec["axis"])
-            parts.append((_cut(ref, axis, int(start), int(stop), offset), _cut(act, axis, int(start), int(stop), offset)))
+            parts.append(
+                (
+                    _cut(ref, axis, int(start), int(stop), offset),
+                    _cut(act, axis, int(start), int(stop), offset),
+                )
+            )
     if not parts:
         parts = [(ref, act)]
     total = np.zeros(samples)
