@@ -40,17 +40,43 @@ TASKS = ("detect", "segment", "classify", "embed", "map", "tokens", "raw")
 SOURCES = ("--task", "metadata", "output shapes", "default")
 #: Ultralytics task names and what edgekit judges them as (pose / obb heads are detection heads with
 #: extra rows after the class scores)
-ULTRALYTICS_TASKS = {"detect": "detect", "segment": "segment", "classify": "classify", "pose": "detect",
-                     "obb": "detect"}
+ULTRALYTICS_TASKS = {
+    "detect": "detect",
+    "segment": "segment",
+    "classify": "classify",
+    "pose": "detect",
+    "obb": "detect",
+}
 DETECT_DEFAULTS: dict[str, Any] = {"conf": 0.25, "iou": 0.45, "match_iou": 0.5, "low_conf": 0.1}
 MAP_THRESHOLD = 0.5  # probability maps; logit maps (values outside [0, 1]) use 0
 EMBED_MIN_DIM = 32
 
 _KEEP_AXES = {
-    "Sigmoid", "Relu", "Tanh", "Softmax", "LogSoftmax", "Identity", "Cast", "Clip", "Exp", "Log", "Neg",
-    "Abs", "Sqrt", "HardSigmoid", "LeakyRelu", "Mul", "Add", "Sub", "Div", "Pow", "DequantizeLinear",
-    "QuantizeLinear", "Dropout",
+    "Sigmoid",
+    "Relu",
+    "Tanh",
+    "Softmax",
+    "LogSoftmax",
+    "Identity",
+    "Cast",
+    "Clip",
+    "Exp",
+    "Log",
+    "Neg",
+    "Abs",
+    "Sqrt",
+    "HardSigmoid",
+    "LeakyRelu",
+    "Mul",
+    "Add",
+    "Sub",
+    "Div",
+    "Pow",
+    "DequantizeLinear",
+    "QuantizeLinear",
+    "Dropout",
 }
+_LINEAR = {"Gemm", "MatMul", "Conv", "Einsum"}  # a linear head after pooling makes logits, not an embedding
 _POOLING = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "LpNormalization", "ReduceL2"}
 
 
@@ -72,7 +98,9 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in TASKS:
-            raise BadInput(f"unknown task '{self.kind}'.{suggest(self.kind, TASKS)} Valid tasks: {', '.join(TASKS)}")
+            raise BadInput(
+                f"unknown task '{self.kind}'.{suggest(self.kind, TASKS)} Valid tasks: {', '.join(TASKS)}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,7 +109,10 @@ class TaskSpec:
             "outputs": list(self.outputs),
             "params": _jsonable(self.params),
             "slices": {
-                name: {"axis": int(s["axis"]), "ranges": [[int(a), int(b), str(label)] for a, b, label in s["ranges"]]}
+                name: {
+                    "axis": int(s["axis"]),
+                    "ranges": [[int(a), int(b), str(label)] for a, b, label in s["ranges"]],
+                }
                 for name, s in self.slices.items()
             },
         }
@@ -97,7 +128,10 @@ class TaskSpec:
             outputs=tuple(data.get("outputs") or ()),
             params=params,
             slices={
-                name: {"axis": int(s["axis"]), "ranges": [[int(a), int(b), str(label)] for a, b, label in s["ranges"]]}
+                name: {
+                    "axis": int(s["axis"]),
+                    "ranges": [[int(a), int(b), str(label)] for a, b, label in s["ranges"]],
+                }
                 for name, s in (data.get("slices") or {}).items()
             },
         )
@@ -130,7 +164,9 @@ def _dims(value: onnx.ValueInfoProto) -> Shape | None:
     tensor = value.type.tensor_type
     if not tensor.HasField("shape"):
         return None
-    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim)
+    return tuple(
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim
+    )
 
 
 class _Graph:
@@ -170,8 +206,11 @@ class _Graph:
     def image_input(self) -> bool:
         for value in self.inputs:
             shape = _dims(value)
-            if value.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
-                                                         onnx.TensorProto.UINT8):
+            if value.type.tensor_type.elem_type not in (
+                onnx.TensorProto.FLOAT,
+                onnx.TensorProto.FLOAT16,
+                onnx.TensorProto.UINT8,
+            ):
                 continue
             if shape is not None and len(shape) == 4 and (shape[1] in (1, 3, 4) or shape[3] in (1, 3, 4)):
                 return True
@@ -232,8 +271,9 @@ def _trace_concat(graph: _Graph, name: str) -> tuple[onnx.NodeProto, int] | None
     return None
 
 
-def trace_slices(model: onnx.ModelProto, outputs: list[str] | None = None, _graph: _Graph | None = None
-                 ) -> dict[str, dict[str, Any]]:
+def trace_slices(
+    model: onnx.ModelProto, outputs: list[str] | None = None, _graph: _Graph | None = None
+) -> dict[str, dict[str, Any]]:
     """output -> {"axis", "ranges"} for each output that a Concat on a non-batch axis produced."""
     graph = _graph or _Graph(model)
     found: dict[str, dict[str, Any]] = {}
@@ -321,8 +361,9 @@ def _layout_slices(layout: str, num_classes: int, shape: Shape | None) -> dict[s
     return {"axis": 2, "ranges": [[0, 4, "boxes"], [4, 5, "objectness"], [5, 5 + num_classes, "classes"]]}
 
 
-def _detect_spec(graph: _Graph, source: str, names: dict[int, str] | None, meta: Mapping[str, str],
-                 kind: str = "detect") -> TaskSpec | None:
+def _detect_spec(
+    graph: _Graph, source: str, names: dict[int, str] | None, meta: Mapping[str, str], kind: str = "detect"
+) -> TaskSpec | None:
     num_classes = len(names) if names else None
     params: dict[str, Any] = dict(DETECT_DEFAULTS)
     if names:
@@ -336,8 +377,13 @@ def _detect_spec(graph: _Graph, source: str, names: dict[int, str] | None, meta:
             layout, classes = found
             params.update(layout=layout, num_classes=classes)
             others = tuple(o for o in graph.outputs if o != name) if kind == "segment" else ()
-            return TaskSpec(kind, source, (name, *others), params,
-                            {name: _layout_slices(layout, classes, graph.shape(name))})
+            return TaskSpec(
+                kind,
+                source,
+                (name, *others),
+                params,
+                {name: _layout_slices(layout, classes, graph.shape(name))},
+            )
     pair = _boxes_scores(graph, num_classes)
     if pair is not None:
         boxes, scores, classes = pair
@@ -388,22 +434,27 @@ def infer_task(model: onnx.ModelProto, task: str | None = None) -> TaskSpec:
     return spec
 
 
-def _spec_for(graph: _Graph, kind: str, source: str, names: dict[int, str] | None,
-              meta: Mapping[str, str]) -> TaskSpec:
+def _spec_for(
+    graph: _Graph, kind: str, source: str, names: dict[int, str] | None, meta: Mapping[str, str]
+) -> TaskSpec:
     """A task named by the user or the metadata: find the outputs and parameters it reads."""
     if kind in ("detect", "segment"):
         spec = _detect_spec(graph, source, names, meta, kind)
         if spec is not None:
             return spec
         if kind == "detect":
-            log.warning("task detect: no output has a detection layout ([N, 4+C, A], [N, A, 5+C] or boxes "
-                        "+ scores); judging the first output as raw data")
+            log.warning(
+                "task detect: no output has a detection layout ([N, 4+C, A], [N, A, 5+C] or boxes "
+                "+ scores); judging the first output as raw data"
+            )
             return TaskSpec("detect", source, tuple(graph.outputs[:1]), dict(DETECT_DEFAULTS))
     if kind in ("map", "segment"):
         name = _first(graph, lambda s: len(s) == 4) or (graph.outputs[0] if graph.outputs else None)
         return TaskSpec(kind, source, (name,) if name else (), {"threshold": None})
     if kind == "classify":
-        name = _first(graph, lambda s: _flat_dim(s) is not None) or (graph.outputs[0] if graph.outputs else None)
+        name = _first(graph, lambda s: _flat_dim(s) is not None) or (
+            graph.outputs[0] if graph.outputs else None
+        )
         params: dict[str, Any] = {"topk": 5}
         if names:
             params["names"] = names
@@ -412,7 +463,9 @@ def _spec_for(graph: _Graph, kind: str, source: str, names: dict[int, str] | Non
         name = _first(graph, lambda s: len(s) == 3) or (graph.outputs[0] if graph.outputs else None)
         return TaskSpec(kind, source, (name,) if name else (), {})
     if kind == "embed":
-        name = _first(graph, lambda s: _flat_dim(s) is not None) or (graph.outputs[0] if graph.outputs else None)
+        name = _first(graph, lambda s: _flat_dim(s) is not None) or (
+            graph.outputs[0] if graph.outputs else None
+        )
         return TaskSpec(kind, source, (name,) if name else (), {})
     return TaskSpec("raw", source, tuple(graph.outputs), {})
 
@@ -455,6 +508,10 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         spec = _detect_spec(graph, source, names, meta)
         if spec is not None:
             return spec
+    pair = _boxes_scores(graph, len(names) if names else None)  # [N, A, 4] + [N, A, C]: specific enough
+    if pair is not None:
+        params = {**DETECT_DEFAULTS, "layout": "boxes_scores", "num_classes": pair[2]}
+        return TaskSpec("detect", source, pair[:2], params)
     height, width = graph.input_hw()
     for name in graph.outputs:
         shape = graph.shape(name)
@@ -473,7 +530,8 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         if dim is None:
             continue
         chain = _producer_chain(graph, name)
-        pooled = any(op in _POOLING for op in chain[:4]) or (
+        head = chain[: next((i for i, op in enumerate(chain) if op in _LINEAR), len(chain))]
+        pooled = any(op in _POOLING for op in head[:4]) or (
             chain[:1] == ["Div"] and any(op in ("ReduceL2", "Sqrt") for op in _norm_ops(graph, name))
         )
         if pooled and dim >= EMBED_MIN_DIM:

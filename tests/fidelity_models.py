@@ -1,0 +1,232 @@
+"""Small ONNX models for task-level fidelity, built in code, shaped like real exports: a YOLOv8-style head
+(Concat of boxes in pixels 0-320 and sigmoid class scores on axis 1, Ultralytics metadata), a YOLOv5-style
+head, a boxes + scores pair, a probability map, an embedding model, a classifier and a token model; and
+`run` to get their FP32 outputs for a set of samples (stacked on axis 0)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+NAMES = "{0: 'person', 1: 'car', 2: 'dog'}"
+
+
+def _model(
+    nodes, inputs, outputs, inits, opset: int = 17, meta: dict[str, str] | None = None
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "g", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = min(model.ir_version, 8)
+    for key, value in (meta or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _anchors(side: int, size: float = 320.0) -> np.ndarray:
+    ys, xs = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+    step = size / side
+    count = side * side
+    return np.stack(
+        [(xs.ravel() + 0.5) * step, (ys.ravel() + 0.5) * step, np.full(count, 40.0), np.full(count, 30.0)]
+    )
+
+
+def yolov8(
+    classes: int = 3,
+    side: int = 16,
+    meta: bool = True,
+    opset: int = 17,
+    batch: int | str = 1,
+    name: str = "output0",
+) -> onnx.ModelProto:
+    """images [N, 3, side, side] -> output0 [N, 4 + C, side*side]: Concat(boxes cx cy w h in pixels
+    0-320, Sigmoid(class scores)) on axis 1, as Ultralytics exports; metadata task/names/imgsz/stride."""
+    count = side * side
+    rng = np.random.default_rng(1)
+    inits = {
+        "w": rng.normal(0, 1.0, (4 + classes, 3, 1, 1)).astype(np.float32),
+        "b": np.concatenate([np.zeros(4), np.full(classes, -2.5)]).astype(np.float32),
+        "shape": np.array([0, 4 + classes, count], np.int64),
+        "anchors": _anchors(side)[None].astype(np.float32),
+        "k": np.array([8.0], np.float32),
+    }
+    if opset >= 13:
+        inits["split"] = np.array([4, classes], np.int64)
+        split = helper.make_node("Split", ["r", "split"], ["bx", "sc"], axis=1)
+    else:
+        split = helper.make_node("Split", ["r"], ["bx", "sc"], axis=1, split=[4, classes])
+    nodes = [
+        helper.make_node("Conv", ["images", "w", "b"], ["f"]),
+        helper.make_node("Reshape", ["f", "shape"], ["r"]),
+        split,
+        helper.make_node("Tanh", ["bx"], ["t"]),
+        helper.make_node("Mul", ["t", "k"], ["tk"]),
+        helper.make_node("Add", ["anchors", "tk"], ["box"]),
+        helper.make_node("Sigmoid", ["sc"], ["prob"]),
+        helper.make_node("Concat", ["box", "prob"], [name], axis=1),
+    ]
+    hw = side if batch == 1 else "height"
+    metadata = {"task": "detect", "names": NAMES, "imgsz": "[320, 320]", "stride": "32", "author": "test"}
+    return _model(
+        nodes,
+        [
+            helper.make_tensor_value_info(
+                "images", TensorProto.FLOAT, [batch, 3, hw, hw if batch == 1 else "width"]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                name, TensorProto.FLOAT, [batch, 4 + classes, count if batch == 1 else None]
+            )
+        ],
+        inits,
+        opset,
+        metadata if meta else None,
+    )
+
+
+def yolov5(classes: int = 3, side: int = 16) -> onnx.ModelProto:
+    """images -> output [N, A, 5 + C]: cx cy w h (pixels), objectness, class scores (no metadata)."""
+    count = side * side
+    rng = np.random.default_rng(2)
+    inits = {
+        "w": rng.normal(0, 1.0, (5 + classes, 3, 1, 1)).astype(np.float32),
+        "b": np.concatenate([np.zeros(4), [-1.0], np.zeros(classes)]).astype(np.float32),
+        "shape": np.array([0, 5 + classes, count], np.int64),
+        "anchors": _anchors(side).T[None].astype(np.float32),
+        "k": np.array([8.0], np.float32),
+        "split": np.array([4, 1 + classes], np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["images", "w", "b"], ["f"]),
+        helper.make_node("Reshape", ["f", "shape"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["rt"], perm=[0, 2, 1]),
+        helper.make_node("Split", ["rt", "split"], ["bx", "sc"], axis=2),
+        helper.make_node("Tanh", ["bx"], ["t"]),
+        helper.make_node("Mul", ["t", "k"], ["tk"]),
+        helper.make_node("Add", ["anchors", "tk"], ["box"]),
+        helper.make_node("Sigmoid", ["sc"], ["prob"]),
+        helper.make_node("Concat", ["box", "prob"], ["output"], axis=2),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, side, side])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, count, 5 + classes])],
+        inits,
+        13,
+    )
+
+
+def prob_map(size: int = 32) -> onnx.ModelProto:
+    """image [N, 1, size, size] -> Sigmoid(8 * conv) [N, 1, size, size]: a sharp text-probability map."""
+    rng = np.random.default_rng(3)
+    inits = {"w": (rng.normal(0, 1.0, (1, 1, 3, 3)) * 3).astype(np.float32), "b": np.zeros(1, np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c"], ["maps"]),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, size, size])],
+        [helper.make_tensor_value_info("maps", TensorProto.FLOAT, [1, 1, size, size])],
+        inits,
+        11,
+    )
+
+
+def embedder(dim: int = 64) -> onnx.ModelProto:
+    """x [N, 3, 8, 8] -> Conv -> GlobalAveragePool -> Flatten: embedding [N, dim]."""
+    rng = np.random.default_rng(4)
+    inits = {
+        "w": rng.normal(0, 1.0, (dim, 3, 3, 3)).astype(np.float32),
+        "b": rng.normal(0, 1, dim).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["embedding"], axis=1),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, dim])],
+        inits,
+        13,
+    )
+
+
+def classifier(classes: int = 10) -> onnx.ModelProto:
+    """x [N, 3, 8, 8] -> GlobalAveragePool -> Flatten -> Gemm: logits [N, classes] (pooling, then a
+    linear head: a classifier, not an embedding)."""
+    rng = np.random.default_rng(5)
+    inits = {"w": rng.normal(0, 1.0, (3, classes)).astype(np.float32), "b": np.zeros(classes, np.float32)}
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w", "b"], ["logits"]),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        inits,
+        9,
+    )
+
+
+def token_model(vocab: int = 128, dim: int = 16, steps: int = 8) -> onnx.ModelProto:
+    """input_ids [N, T] int64 -> Gather(table) -> MatMul: logits [N, T, vocab]."""
+    rng = np.random.default_rng(6)
+    inits = {
+        "table": rng.normal(0, 1, (vocab, dim)).astype(np.float32),
+        "proj": rng.normal(0, 1, (dim, vocab)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["e"]),
+        helper.make_node("MatMul", ["e", "proj"], ["logits"]),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, steps])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, steps, vocab])],
+        inits,
+        14,
+    )
+
+
+def boxes_scores(classes: int = 3, count: int = 100) -> onnx.ModelProto:
+    """x [N, count, 4 + classes] -> boxes [N, count, 4] (x1 y1 x2 y2) and scores [N, count, classes]."""
+    inits = {"split": np.array([4, classes], np.int64)}
+    nodes = [
+        helper.make_node("Split", ["x", "split"], ["boxes", "s"], axis=2),
+        helper.make_node("Sigmoid", ["s"], ["scores"]),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, count, 4 + classes])],
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, count, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, count, classes]),
+        ],
+        inits,
+        13,
+    )
+
+
+def run(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The FP32 outputs of every sample (each [1, ...]), concatenated on axis 0."""
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    results = [session.run(None, feed) for feed in feeds]
+    return {n: np.concatenate([r[i] for r in results], axis=0) for i, n in enumerate(names)}
+
+
+def images(count: int, shape: tuple[int, ...], name: str, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [{name: rng.normal(0, 1, (1, *shape)).astype(np.float32)} for _ in range(count)]
