@@ -119,6 +119,7 @@ def plan(cfg: ReleaseConfig, models: list[ModelInfo], profiles: Path) -> list[It
                         "options": target.options,
                         "toolchain": tools,
                         **_task_key(info.spec),
+                        **({"gates": cfg.gates} if cfg.gates and calibrates else {}),
                     }
                 )
                 task = Task(
@@ -136,11 +137,11 @@ def plan(cfg: ReleaseConfig, models: list[ModelInfo], profiles: Path) -> list[It
                     task=info.spec.task,
                     metric=info.spec.metric,
                     metric_root=str(cfg.path.parent) if info.spec.metric else None,
+                    gates=dict(cfg.gates),  # what verify judges by, and the INT8 search's goal
                 )
                 if info.spec.val is not None:
                     task.val = str(info.spec.val)
                     task.val_samples = info.spec.val_samples
-                    task.gates = dict(cfg.gates)
                     task.verify_key = digest(
                         {
                             "kind": "verify",
