@@ -90,6 +90,48 @@ def yolov8(
     )
 
 
+def yolov8_seg(classes: int = 2, masks: int = 4, side: int = 16) -> onnx.ModelProto:
+    """An Ultralytics segment head on a 64-pixel image: output0 [N, 4 + C + M, A] = Concat(boxes, sigmoid
+    scores, mask coefficients) and output1 prototypes [N, M, side, side] (stride 4); metadata task segment."""
+    count = side * side
+    rng = np.random.default_rng(7)
+    rows = 4 + classes + masks
+    anchors = _anchors(side, 64.0)
+    anchors[2:] = [[20.0], [16.0]]
+    inits = {
+        "w": rng.normal(0, 1.0, (rows, 3, 1, 1)).astype(np.float32),
+        "b": np.concatenate([np.zeros(4), np.full(classes, -2.0), np.zeros(masks)]).astype(np.float32),
+        "wp": rng.normal(0, 1.0, (masks, 3, 3, 3)).astype(np.float32),
+        "shape": np.array([0, rows, count], np.int64),
+        "anchors": anchors[None].astype(np.float32),
+        "k": np.array([2.0], np.float32),
+        "split": np.array([4, classes, masks], np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["images", "w", "b"], ["f"]),
+        helper.make_node("Reshape", ["f", "shape"], ["r"]),
+        helper.make_node("Split", ["r", "split"], ["bx", "sc", "coef"], axis=1),
+        helper.make_node("Tanh", ["bx"], ["t"]),
+        helper.make_node("Mul", ["t", "k"], ["tk"]),
+        helper.make_node("Add", ["anchors", "tk"], ["box"]),
+        helper.make_node("Sigmoid", ["sc"], ["prob"]),
+        helper.make_node("Concat", ["box", "prob", "coef"], ["output0"], axis=1),
+        helper.make_node("Conv", ["images", "wp"], ["output1"], pads=[1, 1, 1, 1]),
+    ]
+    meta = {"task": "segment", "names": "{0: 'cell', 1: 'nucleus'}", "imgsz": "[64, 64]", "stride": "4"}
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, side, side])],
+        [
+            helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, rows, count]),
+            helper.make_tensor_value_info("output1", TensorProto.FLOAT, [1, masks, side, side]),
+        ],
+        inits,
+        17,
+        meta,
+    )
+
+
 def yolov5(classes: int = 3, side: int = 16) -> onnx.ModelProto:
     """images -> output [N, A, 5 + C]: cx cy w h (pixels), objectness, class scores (no metadata)."""
     count = side * side

@@ -143,6 +143,24 @@ def test_a_score_that_only_crosses_the_threshold_is_not_a_lost_detection() -> No
     assert metrics["recall"] == 0.5 and metrics["matched"] == 1
 
 
+def test_an_ultralytics_segment_head_is_judged_on_detections_and_instance_masks() -> None:
+    model = fm.yolov8_seg()
+    spec = infer_task(model)
+    assert (spec.kind, spec.outputs, spec.params["layout"]) == ("segment", ("output0", "output1"), "v8")
+    assert spec.slices["output0"]["ranges"][2] == [6, 10, "mask coefficients"]
+    reference = fm.run(model, fm.images(12, (3, 16, 16), "images"))
+    same = compare(reference, reference, gates=Gates(), task=spec)
+    assert same.passed and same.task["metrics"]["mask_iou"] == 1.0 and same.task["metrics"]["f1"] == 1.0
+    noisy = dict(
+        reference, output1=reference["output1"] + np.random.default_rng(0).normal(0, 0.05, (12, 4, 16, 16))
+    )
+    assert compare(reference, noisy, gates=Gates(), task=spec).passed
+    flipped = dict(reference, output1=-reference["output1"])  # every mask inverted, boxes intact
+    failed = compare(reference, flipped, gates=Gates(), task=spec)
+    assert failed.task["metrics"]["f1"] == 1.0
+    assert "mask IoU 0.000 < 0.9 (outputs output0, output1, 12 samples)" in failed.failures
+
+
 def test_v5_and_boxes_scores_layouts_decode_and_match() -> None:
     model = fm.yolov5()
     reference = fm.run(model, fm.images(8, (3, 16, 16), "images"))

@@ -59,6 +59,18 @@ def evaluate(
     if kind == "detect" or (kind == "segment" and "layout" in task.params):
         metrics, table = detection.metrics(reference, actual, names, task.params, boxes)
         stats["f1"] = table.f1
+        if kind == "segment" and len(names) >= 2:  # Ultralytics segment: instance masks too
+            params = task.params
+            inter, union = detection.instance_mask_sums(
+                reference,
+                actual,
+                names,
+                params,
+                detection.detect(reference, names, params),
+                detection.detect(actual, names, params),
+            )
+            metrics["mask_iou"] = maps.pooled_iou(inter, union)
+            stats["mask_iou"] = lambda i: maps.pooled_iou(inter, union, i)
     elif kind in ("map", "segment"):
         metrics, (inter, union) = maps.metrics(reference[names[0]], actual[names[0]], task.params)
         stats["mask_iou"] = lambda i: maps.pooled_iou(inter, union, i)
@@ -137,6 +149,8 @@ def _task_gates(
     if kind == "detect" or (kind == "segment" and detect_layout):
         if gates.min_f1 is not None:
             pairs.append(("f1", gates.min_f1))
+        if kind == "segment" and gates.min_mask_iou is not None and "mask_iou" in metrics:
+            pairs.append(("mask_iou", gates.min_mask_iou))
     elif kind in ("map", "segment"):
         if gates.min_mask_iou is not None:
             pairs.append(("mask_iou", gates.min_mask_iou))
@@ -164,8 +178,9 @@ def _line(key: str, value: float, gate: float, task: Mapping[str, Any]) -> str:
     label, higher, digits = LABELS[key]
     unit = "%" if key == "top1_agreement" else (" points" if key == "accuracy_drop" else "")
     op = "<" if higher else ">"
-    outputs = ", ".join(task.get("outputs") or [])
-    context = "vs FP32" if key == "f1" else (f"output {outputs}" if outputs else "")
+    names = task.get("outputs") or []
+    word = "output" if len(names) == 1 else "outputs"
+    context = "vs FP32" if key == "f1" else (f"{word} {', '.join(names)}" if names else "")
     extra = f"{context}, " if context else ""
     return f"{label} {value:.{digits}f}{unit} {op} {gate:g}{unit} ({extra}{task['samples']} samples)"
 

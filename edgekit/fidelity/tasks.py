@@ -351,12 +351,15 @@ def _detect_layout(shape: Shape | None, num_classes: int | None) -> tuple[str, i
     return ("v8", rows - 4) if rows < cols else ("v5", cols - 5)
 
 
-def _layout_slices(layout: str, num_classes: int, shape: Shape | None) -> dict[str, Any]:
+_EXTRA_ROWS = {"segment": "mask coefficients", "pose": "keypoints", "obb": "angle"}
+
+
+def _layout_slices(layout: str, num_classes: int, shape: Shape | None, task: str = "") -> dict[str, Any]:
     if layout == "v8":
         ranges = [[0, 4, "boxes"], [4, 4 + num_classes, "classes"]]
         rows = shape[1] if shape is not None and len(shape) == 3 else None
         if rows is not None and rows > 4 + num_classes:
-            ranges.append([4 + num_classes, rows, "extra"])
+            ranges.append([4 + num_classes, rows, _EXTRA_ROWS.get(task, "extra")])
         return {"axis": 1, "ranges": ranges}
     return {"axis": 2, "ranges": [[0, 4, "boxes"], [4, 5, "objectness"], [5, 5 + num_classes, "classes"]]}
 
@@ -382,7 +385,7 @@ def _detect_spec(
                 source,
                 (name, *others),
                 params,
-                {name: _layout_slices(layout, classes, graph.shape(name))},
+                {name: _layout_slices(layout, classes, graph.shape(name), meta.get("task", kind))},
             )
     pair = _boxes_scores(graph, num_classes)
     if pair is not None:
