@@ -17,7 +17,6 @@ import numpy as np
 
 from edgekit.errors import BadInput, suggest
 from edgekit.fidelity.formulas import (
-    _comparable,
     accuracy,
     cosine,
     is_classifier,
@@ -44,7 +43,6 @@ __all__ = [
     "snr_db",
     "top1_agreement",
 ]
-_ = _comparable  # re-exported for callers of the old module
 
 
 def compare(
