@@ -65,6 +65,33 @@ def test_real_export_quirks_opset_9_to_17_dynamic_dims_odd_names() -> None:
     assert infer_task(fm.classifier()).outputs == ("logits",)  # opset 9, symbolic batch
 
 
+def test_shapes_alone_are_conservative() -> None:
+    """A CRNN's [N, T, C] softmax looks like [N, A, 5+C] but no Concat made it: not a detector; a
+    transformer's hidden states stay raw; a dynamic conv's feature map too."""
+    from tests import analysis_models
+
+    assert infer_task(analysis_models.crnn()[0]).kind == "raw"
+    assert infer_task(analysis_models.small_transformer()[0]).kind == "raw"
+    assert infer_task(analysis_models.dbnet()[0]).kind == "map"
+
+
+def test_class_maps_take_the_arg_max_and_sigmoid_maps_each_channel() -> None:
+    from edgekit.fidelity import maps
+
+    ref = np.zeros((2, 3, 4, 4))
+    ref[:, 0, :2], ref[:, 1, 2:], ref[:, 2, :, :1] = 1.0, 1.0, 2.0
+    act = ref.copy()
+    act[:, 2] = 0.0  # class 2's pixels go to the other classes
+    metrics, _ = maps.metrics(ref, act, {"threshold": None})
+    assert metrics["threshold"] is None and 0.0 < metrics["mask_iou"] < 1.0
+    inter, union = maps.mask_sums(ref, act, 0.5, multilabel=True)
+    assert (
+        inter.shape == (2, 3)
+        and inter[:, 2].sum() == 0
+        and maps.pooled_iou(inter, union) == pytest.approx(2 / 3)
+    )
+
+
 def test_the_callers_task_wins_and_a_wrong_one_is_bad_input() -> None:
     raw = infer_task(fm.yolov8(), "raw")
     assert (raw.kind, raw.source) == ("raw", "--task")

@@ -7,12 +7,12 @@
 model.
 
 Shape rules (only without --task and metadata, so they are conservative):
-- detect: a 3-D output of an image model ([N, C, H, W] or NHWC input) with one small axis (5..1029) and a
-  long anchor axis (>= 64 and >= 4x the small one): [N, 4+C, A] is YOLOv8/11 ("v8"), [N, A, 5+C] YOLOv5
-  ("v5"); or a pair [N, A, 4] boxes + [N, A, C] / [N, C, A] scores ("boxes_scores", boxes x1 y1 x2 y2).
+- detect: a 3-D output of an image model ([N, C, H, W] or NHWC input), produced by a Concat, with one small
+  axis (5..1029) and a long anchor axis (>= 64 and >= 4x the small one): [N, 4+C, A] is YOLOv8/11 ("v8"),
+  [N, A, 5+C] YOLOv5 ("v5"); or a pair [N, A, 4] boxes + [N, A, C] / [N, C, A] scores ("boxes_scores", boxes x1 y1 x2 y2).
 - tokens: a 3-D output [N, T, V] (V >= 100) of a model with integer inputs (token ids).
-- map: [N, 1, H, W] with H, W > 1; segment: [N, C, H, W] produced by Softmax/Sigmoid/ArgMax or at the
-  input's height and width.
+- map: [N, 1, H, W] with H, W > 1; segment: [N, C, H, W] produced by Softmax/Sigmoid/ArgMax, or by a
+  Resize to the input's height and width.
 - classify / embed: [N, D] (size-1 axes aside): embed when it comes from pooling or normalisation and
   D >= 32, classify otherwise (D > 1).
 
@@ -365,7 +365,12 @@ def _layout_slices(layout: str, num_classes: int, shape: Shape | None, task: str
 
 
 def _detect_spec(
-    graph: _Graph, source: str, names: dict[int, str] | None, meta: Mapping[str, str], kind: str = "detect"
+    graph: _Graph,
+    source: str,
+    names: dict[int, str] | None,
+    meta: Mapping[str, str],
+    kind: str = "detect",
+    require_concat: bool = False,
 ) -> TaskSpec | None:
     num_classes = len(names) if names else None
     params: dict[str, Any] = dict(DETECT_DEFAULTS)
@@ -376,6 +381,8 @@ def _detect_spec(
         params["imgsz"] = [int(v) for v in imgsz]
     for name in graph.outputs:
         found = _detect_layout(graph.shape(name), num_classes)
+        if found is not None and require_concat and _trace_concat(graph, name) is None:
+            found = None  # by shape alone, only a head's Concat (a sequence's Softmax is no detector)
         if found is not None:
             layout, classes = found
             params.update(layout=layout, num_classes=classes)
@@ -508,7 +515,7 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         if name is not None:
             return TaskSpec("tokens", source, (name,), {})
     if graph.image_input():
-        spec = _detect_spec(graph, source, names, meta)
+        spec = _detect_spec(graph, source, names, meta, require_concat=True)
         if spec is not None:
             return spec
     pair = _boxes_scores(graph, len(names) if names else None)  # [N, A, 4] + [N, A, C]: specific enough
@@ -525,8 +532,12 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         if len(shape) == 4 and shape[1] is not None and 1 < shape[1] <= 1024:
             chain = _producer_chain(graph, name)
             at_input = shape[2] is not None and (shape[2], shape[3]) == (height, width)
-            if (chain and chain[0] in ("Softmax", "Sigmoid", "ArgMax")) or (at_input and graph.image_input()):
-                return TaskSpec("segment", source, (name,), {"threshold": None})
+            if (chain[:1] and chain[0] in ("Softmax", "Sigmoid", "ArgMax")) or (
+                chain[:1] == ["Resize"] and at_input and graph.image_input()
+            ):
+                # independent sigmoid channels are thresholded each; softmax/logit maps take the arg-max
+                params = {"threshold": None, "multilabel": chain[:1] == ["Sigmoid"]}
+                return TaskSpec("segment", source, (name,), params)
     for name in graph.outputs:
         shape = graph.shape(name)
         dim = _flat_dim(shape) if shape is not None else None
