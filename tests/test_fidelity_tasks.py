@@ -152,7 +152,15 @@ def test_a_close_artifact_passes_with_an_interval(yolo) -> None:
     unsure = compare(
         reference, {"output0": reference["output0"] + noise}, gates=Gates(min_f1=(lo + hi) / 2), task=spec
     )
-    assert unsure.task["undecided"]
+    assert unsure.task["undecided"] and "undecided: the gate" in unsure.task["summary"]
+
+
+def test_a_task_of_another_model_is_bad_input(yolo) -> None:
+    spec, reference = yolo
+    with pytest.raises(
+        BadInput, match="task detect reads output 'output0', which the FP32 reference does not"
+    ):
+        compare({"y": reference["output0"]}, {"y": reference["output0"]}, task=spec)
 
 
 def test_a_score_that_only_crosses_the_threshold_is_not_a_lost_detection() -> None:

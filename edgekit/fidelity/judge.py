@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.errors import BadInput
 from edgekit.fidelity import bootstrap, detection, maps, measures, user
 from edgekit.fidelity.report import FidelityReport
 from edgekit.fidelity.tasks import TaskSpec
@@ -38,8 +39,14 @@ LABELS: dict[str, tuple[str, bool, int]] = {
 
 
 def _outputs(task: TaskSpec, reference: Mapping[str, np.ndarray]) -> tuple[str, ...]:
-    names = tuple(n for n in task.outputs if n in reference)
-    return names or tuple(reference)[:1]
+    """The outputs the task reads; all of them must be there (a task of another model is refused)."""
+    missing = [n for n in task.outputs if n not in reference]
+    if missing and task.kind != "raw":
+        raise BadInput(
+            f"task {task.kind} reads output {', '.join(repr(m) for m in missing)}, which the FP32 reference "
+            f"does not have (it has: {', '.join(reference) or 'none'}); infer the task from the same model"
+        )
+    return tuple(task.outputs) or tuple(reference)[:1]
 
 
 def evaluate(
@@ -129,7 +136,10 @@ def evaluate_metric(
             sub_labels,
         )[0]
 
-    bounds = bootstrap.interval(stat, samples, rounds=METRIC_ROUNDS) if intervals else None
+    try:
+        bounds = bootstrap.interval(stat, samples, rounds=METRIC_ROUNDS) if intervals else None
+    except BadInput:  # a metric that needs every sample (or distinct ones) has no resampled interval
+        bounds = None
     return {
         "name": user.metric_name(fn),
         "value": value,
@@ -233,11 +243,14 @@ def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> 
                 }
             )
             task["undecided"] = task["undecided"] or (unsure and not metric_verdict)
-            summaries.append(
-                bootstrap.summary(
-                    label[:1].upper() + label[1:] if key != "f1" else "F1", value, bounds, samples, digits
-                )
+            text = bootstrap.summary(
+                label[:1].upper() + label[1:] if key != "f1" else "F1", value, bounds, samples, digits
             )
+            if unsure:
+                text += f" (undecided: the gate {gate:g} lies inside the interval; more samples decide)"
+            elif bounds is None and samples < 2:
+                text += " (too few samples for an interval)"
+            summaries.append(text)
             if not passed and not metric_verdict:
                 failures.append(_line(key, value, gate, task))
         task["summary"] = "; ".join(summaries) if summaries else None
