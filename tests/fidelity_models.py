@@ -261,6 +261,26 @@ def boxes_scores(classes: int = 3, count: int = 100) -> onnx.ModelProto:
     )
 
 
+def end2end(count: int = 100) -> onnx.ModelProto:
+    """A head with NMS inside (YOLOv10 / Ultralytics end2end): detections [N, K, 6] x1 y1 x2 y2 score
+    class, from a Concat; metadata task detect with two names."""
+    inits = {"split": np.array([4, 2], np.int64)}
+    nodes = [
+        helper.make_node("Split", ["x", "split"], ["b", "sc"], axis=2),
+        helper.make_node("Identity", ["sc"], ["s"]),
+        helper.make_node("Concat", ["b", "s"], ["detections"], axis=2),
+    ]
+    meta = {"task": "detect", "names": "{0: 'a', 1: 'b'}", "imgsz": "[320, 320]", "end2end": "True"}
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, count, 6])],
+        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, count, 6])],
+        inits,
+        13,
+        meta,
+    )
+
+
 def run(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The FP32 outputs of every sample (each [1, ...]), concatenated on axis 0."""
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

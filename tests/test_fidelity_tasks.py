@@ -216,6 +216,31 @@ def test_v5_and_boxes_scores_layouts_decode_and_match() -> None:
     assert report.task["metrics"]["reference_detections"] > 0 and not report.passed
 
 
+def test_an_end2end_head_is_read_as_detections_without_a_second_nms() -> None:
+    model = fm.end2end()
+    spec = infer_task(model)
+    assert (spec.kind, spec.params["layout"]) == ("detect", "end2end")
+    rng = np.random.default_rng(0)
+    feeds = []
+    for _ in range(6):
+        xy = rng.uniform(0, 300, (1, 100, 2))
+        score = np.where(np.arange(100) < 10, 0.9, 0.01)[None, :, None]
+        feeds.append(
+            {
+                "x": np.concatenate([xy, xy + 5, score, rng.integers(0, 2, (1, 100, 1))], axis=2).astype(
+                    np.float32
+                )
+            }
+        )
+    reference = fm.run(model, feeds)
+    same = compare(reference, reference, gates=Gates(), task=spec)
+    assert same.passed and same.task["metrics"]["reference_detections"] == 60  # overlaps kept: no NMS
+    collapsed = reference["detections"].copy()
+    collapsed[:, :, 4] = 0.0
+    failed = compare(reference, {"detections": collapsed}, gates=Gates(), task=spec)
+    assert "detection F1 0.00 < 0.9 (vs FP32, 6 samples)" in failed.failures
+
+
 def test_ground_truth_boxes_give_real_map(yolo) -> None:
     spec, reference = yolo
     found = det.detect(reference, spec.outputs, spec.params)

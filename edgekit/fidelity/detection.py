@@ -1,6 +1,7 @@
 """Detection fidelity: decode the head, NMS, and match the artifact's detections against FP32's.
 
-Layouts (per sample, after its size-1 leading axes): "v8" [4+C(+extra), A] rows cx cy w h then class
+Layouts (per sample, after its size-1 leading axes): "end2end" [K, 6] x1 y1 x2 y2 score class (NMS
+inside the model, YOLOv10); "v8" [4+C(+extra), A] rows cx cy w h then class
 scores (YOLOv8/11; extra rows after the classes: mask coefficients, keypoints, angle); "v5" [A, 5+C]
 cx cy w h objectness class scores (score = objectness x class score); "boxes_scores" two outputs, boxes
 [A, 4] x1 y1 x2 y2 and scores [A, C] or [C, A].
@@ -71,6 +72,9 @@ def candidates(
             scores = scores.T
         if params.get("box_format") == "xywh":
             boxes = _xywh_to_xyxy(boxes)
+    elif layout == "end2end":  # NMS inside the model: x1 y1 x2 y2 score class
+        pred = _sample(np.asarray(outputs[names[0]][index], dtype=np.float64), 2)
+        return pred[:, :4], pred[:, 4], np.nan_to_num(pred[:, 5]).astype(np.int64)
     elif layout == "v5":
         pred = _sample(np.asarray(outputs[names[0]][index], dtype=np.float64), 2)
         classes = classes or pred.shape[1] - 5
@@ -138,7 +142,10 @@ def detect(
         ok = np.isfinite(scores) & (scores >= floor) & np.all(np.isfinite(boxes), axis=1)
         anchors = np.flatnonzero(ok)
         boxes, scores, classes = boxes[ok], scores[ok], classes[ok]
-        keep = nms(boxes, scores, classes, float(params.get("iou", 0.45)))
+        if params.get("layout") == "end2end":  # already suppressed by the model
+            keep = np.argsort(-scores, kind="stable")[:MAX_DETECTIONS]
+        else:
+            keep = nms(boxes, scores, classes, float(params.get("iou", 0.45)))
         found.append(Detections(boxes[keep], scores[keep], classes[keep], anchors[keep]))
     return found
 

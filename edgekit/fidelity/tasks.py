@@ -85,7 +85,7 @@ class TaskSpec:
     """What the model is for (`kind`, one of TASKS), how that was decided (`source`), which outputs the
     task metric reads (`outputs`, ONNX source names, in order), its parameters and the outputs' slices.
 
-    params: detect: layout "v8" | "v5" | "boxes_scores", num_classes, conf (0.25), iou (NMS, 0.45),
+    params: detect: layout "v8" | "v5" | "boxes_scores" | "end2end", num_classes, conf (0.25), iou (NMS, 0.45),
     match_iou (0.5), low_conf (0.1: a confident detection matched at this lower score on the other side
     is not lost), names, imgsz; map / segment: threshold; classify: topk (5).
     slices: output name -> {"axis": int, "ranges": [[start, stop, label], ...]} (stop exclusive)."""
@@ -330,18 +330,21 @@ def _names(meta: Mapping[str, str]) -> dict[int, str] | None:
 
 
 # ---- detection layouts -------------------------------------------------------------------------------------
-def _detect_layout(shape: Shape | None, num_classes: int | None) -> tuple[str, int] | None:
-    """("v8" | "v5", num_classes) for a 3-D detection output, or None."""
+def _detect_layout(
+    shape: Shape | None, num_classes: int | None, end2end: bool = False
+) -> tuple[str, int] | None:
+    """("v8" | "v5" | "end2end", num_classes) for a 3-D detection output, or None. "end2end" is a head
+    with NMS inside (YOLOv10, Ultralytics end2end exports): [N, K, 6] rows x1 y1 x2 y2 score class."""
     if shape is None or len(shape) != 3:
         return None
     rows, cols = shape[1], shape[2]
     if num_classes:
+        if cols == 6 and (end2end or (rows is not None and rows <= 1000 and rows != 4 + num_classes)):
+            return "end2end", num_classes
         if rows is not None and rows >= 4 + num_classes and (cols is None or cols > rows):
             return "v8", num_classes
         if cols is not None and cols == 5 + num_classes:
             return "v5", num_classes
-        if rows is not None and rows >= 4 + num_classes:
-            return "v8", num_classes
         return None
     if rows is None or cols is None:
         return None
@@ -361,6 +364,8 @@ def _layout_slices(layout: str, num_classes: int, shape: Shape | None, task: str
         if rows is not None and rows > 4 + num_classes:
             ranges.append([4 + num_classes, rows, _EXTRA_ROWS.get(task, "extra")])
         return {"axis": 1, "ranges": ranges}
+    if layout == "end2end":
+        return {"axis": 2, "ranges": [[0, 4, "boxes"], [4, 5, "scores"], [5, 6, "classes"]]}
     return {"axis": 2, "ranges": [[0, 4, "boxes"], [4, 5, "objectness"], [5, 5 + num_classes, "classes"]]}
 
 
@@ -380,7 +385,8 @@ def _detect_spec(
     if isinstance(imgsz, list | tuple) and imgsz:
         params["imgsz"] = [int(v) for v in imgsz]
     for name in graph.outputs:
-        found = _detect_layout(graph.shape(name), num_classes)
+        end2end = str(meta.get("end2end", "")).strip().lower() == "true"
+        found = _detect_layout(graph.shape(name), num_classes, end2end)
         if found is not None and require_concat and _trace_concat(graph, name) is None:
             found = None  # by shape alone, only a head's Concat (a sequence's Softmax is no detector)
         if found is not None:
