@@ -281,6 +281,57 @@ def end2end(count: int = 100) -> onnx.ModelProto:
     )
 
 
+def torch_yolov8(opset: int, dynamic: bool = True, classes: int = 3) -> onnx.ModelProto:
+    """A YOLOv8-style head (two strides, ltrb distances decoded against anchor points, Concat of pixel
+    boxes and sigmoid scores) exported by torch.onnx, the exporter Ultralytics uses: with dynamic axes
+    its output's channel dim is symbolic, as in real exports. Needs torch (callers importorskip it)."""
+    import io
+
+    import torch
+    from torch import nn
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.stem1, self.stem2 = nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 16, 3, 2, 1)
+            self.box = nn.ModuleList(nn.Conv2d(c, 4, 1) for c in (8, 16))
+            self.cls = nn.ModuleList(nn.Conv2d(c, classes, 1) for c in (8, 16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            f1 = self.stem1(x)
+            f2 = self.stem2(f1)
+            boxes, scores, anchors, strides = [], [], [], []
+            for i, (f, stride) in enumerate(((f1, 2.0), (f2, 4.0))):
+                b, _, h, w = f.shape
+                boxes.append(self.box[i](f).view(b, 4, -1))
+                scores.append(self.cls[i](f).view(b, classes, -1))
+                ys = torch.arange(h, dtype=torch.float32) + 0.5
+                xs = torch.arange(w, dtype=torch.float32) + 0.5
+                sy, sx = torch.meshgrid(ys, xs, indexing="ij")
+                anchors.append(torch.stack((sx, sy), 0).view(2, -1))
+                strides.append(torch.full((1, h * w), stride))
+            lt, rb = torch.cat(boxes, 2).chunk(2, 1)
+            anchor, stride = torch.cat(anchors, 1), torch.cat(strides, 1)
+            x1y1, x2y2 = anchor - lt.exp(), anchor + rb.exp()
+            dbox = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * stride
+            return torch.cat((dbox, torch.cat(scores, 2).sigmoid()), 1)
+
+    buffer = io.BytesIO()
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}}
+    torch.onnx.export(
+        Head().eval(),
+        torch.randn(1, 3, 32, 32),
+        buffer,
+        opset_version=opset,
+        input_names=["images"],
+        output_names=["output0"],
+        dynamic_axes=axes if dynamic else None,
+        dynamo=False,
+    )
+    return onnx.load_from_string(buffer.getvalue())
+
+
 def run(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The FP32 outputs of every sample (each [1, ...]), concatenated on axis 0."""
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -65,6 +65,34 @@ def test_real_export_quirks_opset_9_to_17_dynamic_dims_odd_names() -> None:
     assert infer_task(fm.classifier()).outputs == ("logits",)  # opset 9, symbolic batch
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_a_torch_export_with_symbolic_dims_is_read_by_metadata_or_task() -> None:
+    """torch.onnx (Ultralytics' exporter) leaves the head's channel dim symbolic with dynamic axes: the
+    metadata's names size it; a bare --task detect is sized from the outputs at compare time."""
+    pytest.importorskip("torch")
+    feeds = fm.images(6, (3, 32, 32), "images")
+    for opset in (11, 17):
+        model = fm.torch_yolov8(opset)
+        assert infer_task(model).kind == "raw"  # nothing to go on: not guessed
+        bare = infer_task(model, "detect")
+        assert bare.params["layout"] == "v8" and not bare.params["num_classes"]
+        reference = fm.run(model, feeds)
+        report = compare(reference, _collapsed(reference), gates=Gates(), task=bare)
+        assert report.task["metrics"]["reference_detections"] > 0
+        assert "detection F1 0.00 < 0.9 (vs FP32, 6 samples)" in report.failures
+        assert "output0 channels 4-6 (classes): cosine 0.00000 < 0.5 (6 samples)" in report.failures
+        for key, value in {"task": "detect", "names": fm.NAMES, "imgsz": "[32, 32]"}.items():
+            model.metadata_props.add(key=key, value=value)
+        spec = infer_task(model)
+        assert (spec.source, spec.params["num_classes"], spec.slices["output0"]["ranges"][1]) == (
+            "metadata",
+            3,
+            [4, 7, "classes"],
+        )
+    static = infer_task(fm.torch_yolov8(13, dynamic=False))  # static dims: the shapes say it
+    assert (static.kind, static.source, static.params["num_classes"]) == ("detect", "output shapes", 3)
+
+
 def test_shapes_alone_are_conservative() -> None:
     """A CRNN's [N, T, C] softmax looks like [N, A, 5+C] but no Concat made it: not a detector; a
     transformer's hidden states stay raw; a dynamic conv's feature map too."""

@@ -89,6 +89,9 @@ def compare(
             report.accuracy_artifact = accuracy(actual[classifier], labels)
     if task is not None:
         from edgekit.fidelity import judge, slices
+        from edgekit.fidelity.tasks import resolve
+
+        task = resolve(task, reference)
 
         report.slices = slices.measure(reference, actual, task.slices)
         report.task = judge.evaluate(task, reference, actual, labels, boxes, intervals)

@@ -390,22 +390,69 @@ def _detect_spec(
         if found is not None and require_concat and _trace_concat(graph, name) is None:
             found = None  # by shape alone, only a head's Concat (a sequence's Softmax is no detector)
         if found is not None:
-            layout, classes = found
-            params.update(layout=layout, num_classes=classes)
-            others = tuple(o for o in graph.outputs if o != name) if kind == "segment" else ()
-            return TaskSpec(
-                kind,
-                source,
-                (name, *others),
-                params,
-                {name: _layout_slices(layout, classes, graph.shape(name), meta.get("task", kind))},
-            )
+            return _layout_spec(kind, source, name, found, params, graph, meta)
     pair = _boxes_scores(graph, num_classes)
     if pair is not None:
         boxes, scores, classes = pair
         params.update(layout="boxes_scores", num_classes=classes)
         return TaskSpec(kind, source, (boxes, scores), params, {})
+    if source in ("metadata", "--task"):
+        # the word of the user or of Ultralytics, on an export whose output dims are symbolic (the
+        # exporter could not size them): the first 3-D (or unsized) output, read as Ultralytics' own
+        # [N, 4+C, A]; `resolve` sizes it from the arrays at compare time
+        for name in graph.outputs:
+            shape = graph.shape(name)
+            if shape is None or (len(shape) == 3 and None in shape[1:]):
+                end2end = str(meta.get("end2end", "")).strip().lower() == "true"
+                layout = "end2end" if end2end or (shape is not None and shape[2] == 6) else "v8"
+                if shape is not None and num_classes and shape[2] == 5 + num_classes:
+                    layout = "v5"
+                return _layout_spec(kind, source, name, (layout, num_classes or 0), params, graph, meta)
     return None
+
+
+def _layout_spec(
+    kind: str,
+    source: str,
+    name: str,
+    found: tuple[str, int],
+    params: dict[str, Any],
+    graph: _Graph,
+    meta: Mapping[str, str],
+) -> TaskSpec:
+    layout, classes = found
+    params.update(layout=layout, num_classes=classes)
+    others = tuple(o for o in graph.outputs if o != name) if kind == "segment" else ()
+    slices = {}
+    if classes or layout == "end2end":
+        slices[name] = _layout_slices(layout, classes, graph.shape(name), meta.get("task", kind))
+    return TaskSpec(kind, source, (name, *others), params, slices)
+
+
+def resolve(task: TaskSpec, arrays: Mapping[str, Any]) -> TaskSpec:
+    """`task` completed from the outputs themselves (samples on axis 0) where the model left it open: a
+    detection head whose class count the graph could not size gets it (and its slices) from the array."""
+    layout = task.params.get("layout")
+    if task.kind not in ("detect", "segment") or layout not in ("v8", "v5") or task.params.get("num_classes"):
+        return task
+    if not task.outputs or task.outputs[0] not in arrays:
+        return task
+    name = task.outputs[0]
+    shape = tuple(getattr(arrays[name], "shape", ()))
+    while len(shape) > 3 and shape[1] == 1:  # samples stacked before the model's batch axis
+        shape = shape[:1] + shape[2:]
+    if len(shape) != 3:
+        return task
+    extra = 0
+    if task.kind == "segment" and len(task.outputs) > 1 and task.outputs[1] in arrays:
+        protos = tuple(getattr(arrays[task.outputs[1]], "shape", ()))
+        extra = protos[-3] if len(protos) >= 3 else 0  # mask coefficients: one per prototype
+    classes = (shape[1] - 4 - extra) if layout == "v8" else (shape[2] - 5)
+    if classes <= 0:
+        return task
+    params = {**task.params, "num_classes": int(classes)}
+    slices = {**task.slices, name: _layout_slices(layout, int(classes), (None, *shape[1:]), task.kind)}
+    return TaskSpec(task.kind, task.source, task.outputs, params, slices)
 
 
 def _boxes_scores(graph: _Graph, num_classes: int | None) -> tuple[str, str, int] | None:
