@@ -90,6 +90,48 @@ def yolov8(
     )
 
 
+def yolov8_seg(classes: int = 2, masks: int = 4, side: int = 16) -> onnx.ModelProto:
+    """An Ultralytics segment head on a 64-pixel image: output0 [N, 4 + C + M, A] = Concat(boxes, sigmoid
+    scores, mask coefficients) and output1 prototypes [N, M, side, side] (stride 4); metadata task segment."""
+    count = side * side
+    rng = np.random.default_rng(7)
+    rows = 4 + classes + masks
+    anchors = _anchors(side, 64.0)
+    anchors[2:] = [[20.0], [16.0]]
+    inits = {
+        "w": rng.normal(0, 1.0, (rows, 3, 1, 1)).astype(np.float32),
+        "b": np.concatenate([np.zeros(4), np.full(classes, -2.0), np.zeros(masks)]).astype(np.float32),
+        "wp": rng.normal(0, 1.0, (masks, 3, 3, 3)).astype(np.float32),
+        "shape": np.array([0, rows, count], np.int64),
+        "anchors": anchors[None].astype(np.float32),
+        "k": np.array([2.0], np.float32),
+        "split": np.array([4, classes, masks], np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["images", "w", "b"], ["f"]),
+        helper.make_node("Reshape", ["f", "shape"], ["r"]),
+        helper.make_node("Split", ["r", "split"], ["bx", "sc", "coef"], axis=1),
+        helper.make_node("Tanh", ["bx"], ["t"]),
+        helper.make_node("Mul", ["t", "k"], ["tk"]),
+        helper.make_node("Add", ["anchors", "tk"], ["box"]),
+        helper.make_node("Sigmoid", ["sc"], ["prob"]),
+        helper.make_node("Concat", ["box", "prob", "coef"], ["output0"], axis=1),
+        helper.make_node("Conv", ["images", "wp"], ["output1"], pads=[1, 1, 1, 1]),
+    ]
+    meta = {"task": "segment", "names": "{0: 'cell', 1: 'nucleus'}", "imgsz": "[64, 64]", "stride": "4"}
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, side, side])],
+        [
+            helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, rows, count]),
+            helper.make_tensor_value_info("output1", TensorProto.FLOAT, [1, masks, side, side]),
+        ],
+        inits,
+        17,
+        meta,
+    )
+
+
 def yolov5(classes: int = 3, side: int = 16) -> onnx.ModelProto:
     """images -> output [N, A, 5 + C]: cx cy w h (pixels), objectness, class scores (no metadata)."""
     count = side * side
@@ -217,6 +259,77 @@ def boxes_scores(classes: int = 3, count: int = 100) -> onnx.ModelProto:
         inits,
         13,
     )
+
+
+def end2end(count: int = 100) -> onnx.ModelProto:
+    """A head with NMS inside (YOLOv10 / Ultralytics end2end): detections [N, K, 6] x1 y1 x2 y2 score
+    class, from a Concat; metadata task detect with two names."""
+    inits = {"split": np.array([4, 2], np.int64)}
+    nodes = [
+        helper.make_node("Split", ["x", "split"], ["b", "sc"], axis=2),
+        helper.make_node("Identity", ["sc"], ["s"]),
+        helper.make_node("Concat", ["b", "s"], ["detections"], axis=2),
+    ]
+    meta = {"task": "detect", "names": "{0: 'a', 1: 'b'}", "imgsz": "[320, 320]", "end2end": "True"}
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, count, 6])],
+        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, count, 6])],
+        inits,
+        13,
+        meta,
+    )
+
+
+def torch_yolov8(opset: int, dynamic: bool = True, classes: int = 3) -> onnx.ModelProto:
+    """A YOLOv8-style head (two strides, ltrb distances decoded against anchor points, Concat of pixel
+    boxes and sigmoid scores) exported by torch.onnx, the exporter Ultralytics uses: with dynamic axes
+    its output's channel dim is symbolic, as in real exports. Needs torch (callers importorskip it)."""
+    import io
+
+    import torch
+    from torch import nn
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.stem1, self.stem2 = nn.Conv2d(3, 8, 3, 2, 1), nn.Conv2d(8, 16, 3, 2, 1)
+            self.box = nn.ModuleList(nn.Conv2d(c, 4, 1) for c in (8, 16))
+            self.cls = nn.ModuleList(nn.Conv2d(c, classes, 1) for c in (8, 16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            f1 = self.stem1(x)
+            f2 = self.stem2(f1)
+            boxes, scores, anchors, strides = [], [], [], []
+            for i, (f, stride) in enumerate(((f1, 2.0), (f2, 4.0))):
+                b, _, h, w = f.shape
+                boxes.append(self.box[i](f).view(b, 4, -1))
+                scores.append(self.cls[i](f).view(b, classes, -1))
+                ys = torch.arange(h, dtype=torch.float32) + 0.5
+                xs = torch.arange(w, dtype=torch.float32) + 0.5
+                sy, sx = torch.meshgrid(ys, xs, indexing="ij")
+                anchors.append(torch.stack((sx, sy), 0).view(2, -1))
+                strides.append(torch.full((1, h * w), stride))
+            lt, rb = torch.cat(boxes, 2).chunk(2, 1)
+            anchor, stride = torch.cat(anchors, 1), torch.cat(strides, 1)
+            x1y1, x2y2 = anchor - lt.exp(), anchor + rb.exp()
+            dbox = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * stride
+            return torch.cat((dbox, torch.cat(scores, 2).sigmoid()), 1)
+
+    buffer = io.BytesIO()
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}}
+    torch.onnx.export(
+        Head().eval(),
+        torch.randn(1, 3, 32, 32),
+        buffer,
+        opset_version=opset,
+        input_names=["images"],
+        output_names=["output0"],
+        dynamic_axes=axes if dynamic else None,
+        dynamo=False,
+    )
+    return onnx.load_from_string(buffer.getvalue())
 
 
 def run(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

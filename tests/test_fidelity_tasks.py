@@ -65,6 +65,61 @@ def test_real_export_quirks_opset_9_to_17_dynamic_dims_odd_names() -> None:
     assert infer_task(fm.classifier()).outputs == ("logits",)  # opset 9, symbolic batch
 
 
+@pytest.mark.filterwarnings("ignore")
+def test_a_torch_export_with_symbolic_dims_is_read_by_metadata_or_task() -> None:
+    """torch.onnx (Ultralytics' exporter) leaves the head's channel dim symbolic with dynamic axes: the
+    metadata's names size it; a bare --task detect is sized from the outputs at compare time."""
+    pytest.importorskip("torch")
+    feeds = fm.images(6, (3, 32, 32), "images")
+    for opset in (11, 17):
+        model = fm.torch_yolov8(opset)
+        assert infer_task(model).kind == "raw"  # nothing to go on: not guessed
+        bare = infer_task(model, "detect")
+        assert bare.params["layout"] == "v8" and not bare.params["num_classes"]
+        reference = fm.run(model, feeds)
+        report = compare(reference, _collapsed(reference), gates=Gates(), task=bare)
+        assert report.task["metrics"]["reference_detections"] > 0
+        assert "detection F1 0.00 < 0.9 (vs FP32, 6 samples)" in report.failures
+        assert "output0 channels 4-6 (classes): cosine 0.00000 < 0.5 (6 samples)" in report.failures
+        for key, value in {"task": "detect", "names": fm.NAMES, "imgsz": "[32, 32]"}.items():
+            model.metadata_props.add(key=key, value=value)
+        spec = infer_task(model)
+        assert (spec.source, spec.params["num_classes"], spec.slices["output0"]["ranges"][1]) == (
+            "metadata",
+            3,
+            [4, 7, "classes"],
+        )
+    static = infer_task(fm.torch_yolov8(13, dynamic=False))  # static dims: the shapes say it
+    assert (static.kind, static.source, static.params["num_classes"]) == ("detect", "output shapes", 3)
+
+
+def test_shapes_alone_are_conservative() -> None:
+    """A CRNN's [N, T, C] softmax looks like [N, A, 5+C] but no Concat made it: not a detector; a
+    transformer's hidden states stay raw; a dynamic conv's feature map too."""
+    from tests import analysis_models
+
+    assert infer_task(analysis_models.crnn()[0]).kind == "raw"
+    assert infer_task(analysis_models.small_transformer()[0]).kind == "raw"
+    assert infer_task(analysis_models.dbnet()[0]).kind == "map"
+
+
+def test_class_maps_take_the_arg_max_and_sigmoid_maps_each_channel() -> None:
+    from edgekit.fidelity import maps
+
+    ref = np.zeros((2, 3, 4, 4))
+    ref[:, 0, :2], ref[:, 1, 2:], ref[:, 2, :, :1] = 1.0, 1.0, 2.0
+    act = ref.copy()
+    act[:, 2] = 0.0  # class 2's pixels go to the other classes
+    metrics, _ = maps.metrics(ref, act, {"threshold": None})
+    assert metrics["threshold"] is None and 0.0 < metrics["mask_iou"] < 1.0
+    inter, union = maps.mask_sums(ref, act, 0.5, multilabel=True)
+    assert (
+        inter.shape == (2, 3)
+        and inter[:, 2].sum() == 0
+        and maps.pooled_iou(inter, union) == pytest.approx(2 / 3)
+    )
+
+
 def test_the_callers_task_wins_and_a_wrong_one_is_bad_input() -> None:
     raw = infer_task(fm.yolov8(), "raw")
     assert (raw.kind, raw.source) == ("raw", "--task")
@@ -125,7 +180,15 @@ def test_a_close_artifact_passes_with_an_interval(yolo) -> None:
     unsure = compare(
         reference, {"output0": reference["output0"] + noise}, gates=Gates(min_f1=(lo + hi) / 2), task=spec
     )
-    assert unsure.task["undecided"]
+    assert unsure.task["undecided"] and "undecided: the gate" in unsure.task["summary"]
+
+
+def test_a_task_of_another_model_is_bad_input(yolo) -> None:
+    spec, reference = yolo
+    with pytest.raises(
+        BadInput, match="task detect reads output 'output0', which the FP32 reference does not"
+    ):
+        compare({"y": reference["output0"]}, {"y": reference["output0"]}, task=spec)
 
 
 def test_a_score_that_only_crosses_the_threshold_is_not_a_lost_detection() -> None:
@@ -141,6 +204,24 @@ def test_a_score_that_only_crosses_the_threshold_is_not_a_lost_detection() -> No
     act[0, 4, 0] = 0.05  # gone
     metrics, _ = det.metrics({"y": ref}, {"y": act}, ("y",), params)
     assert metrics["recall"] == 0.5 and metrics["matched"] == 1
+
+
+def test_an_ultralytics_segment_head_is_judged_on_detections_and_instance_masks() -> None:
+    model = fm.yolov8_seg()
+    spec = infer_task(model)
+    assert (spec.kind, spec.outputs, spec.params["layout"]) == ("segment", ("output0", "output1"), "v8")
+    assert spec.slices["output0"]["ranges"][2] == [6, 10, "mask coefficients"]
+    reference = fm.run(model, fm.images(12, (3, 16, 16), "images"))
+    same = compare(reference, reference, gates=Gates(), task=spec)
+    assert same.passed and same.task["metrics"]["mask_iou"] == 1.0 and same.task["metrics"]["f1"] == 1.0
+    noisy = dict(
+        reference, output1=reference["output1"] + np.random.default_rng(0).normal(0, 0.05, (12, 4, 16, 16))
+    )
+    assert compare(reference, noisy, gates=Gates(), task=spec).passed
+    flipped = dict(reference, output1=-reference["output1"])  # every mask inverted, boxes intact
+    failed = compare(reference, flipped, gates=Gates(), task=spec)
+    assert failed.task["metrics"]["f1"] == 1.0
+    assert "mask IoU 0.000 < 0.9 (outputs output0, output1, 12 samples)" in failed.failures
 
 
 def test_v5_and_boxes_scores_layouts_decode_and_match() -> None:
@@ -161,6 +242,31 @@ def test_v5_and_boxes_scores_layouts_decode_and_match() -> None:
     collapsed = {"boxes": reference["boxes"], "scores": np.zeros_like(reference["scores"])}
     report = compare(reference, collapsed, gates=Gates(), task=infer_task(pair))
     assert report.task["metrics"]["reference_detections"] > 0 and not report.passed
+
+
+def test_an_end2end_head_is_read_as_detections_without_a_second_nms() -> None:
+    model = fm.end2end()
+    spec = infer_task(model)
+    assert (spec.kind, spec.params["layout"]) == ("detect", "end2end")
+    rng = np.random.default_rng(0)
+    feeds = []
+    for _ in range(6):
+        xy = rng.uniform(0, 300, (1, 100, 2))
+        score = np.where(np.arange(100) < 10, 0.9, 0.01)[None, :, None]
+        feeds.append(
+            {
+                "x": np.concatenate([xy, xy + 5, score, rng.integers(0, 2, (1, 100, 1))], axis=2).astype(
+                    np.float32
+                )
+            }
+        )
+    reference = fm.run(model, feeds)
+    same = compare(reference, reference, gates=Gates(), task=spec)
+    assert same.passed and same.task["metrics"]["reference_detections"] == 60  # overlaps kept: no NMS
+    collapsed = reference["detections"].copy()
+    collapsed[:, :, 4] = 0.0
+    failed = compare(reference, {"detections": collapsed}, gates=Gates(), task=spec)
+    assert "detection F1 0.00 < 0.9 (vs FP32, 6 samples)" in failed.failures
 
 
 def test_ground_truth_boxes_give_real_map(yolo) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.errors import BadInput
 from edgekit.fidelity import bootstrap, detection, maps, measures, user
 from edgekit.fidelity.report import FidelityReport
 from edgekit.fidelity.tasks import TaskSpec
@@ -38,8 +39,14 @@ LABELS: dict[str, tuple[str, bool, int]] = {
 
 
 def _outputs(task: TaskSpec, reference: Mapping[str, np.ndarray]) -> tuple[str, ...]:
-    names = tuple(n for n in task.outputs if n in reference)
-    return names or tuple(reference)[:1]
+    """The outputs the task reads; all of them must be there (a task of another model is refused)."""
+    missing = [n for n in task.outputs if n not in reference]
+    if missing and task.kind != "raw":
+        raise BadInput(
+            f"task {task.kind} reads output {', '.join(repr(m) for m in missing)}, which the FP32 reference "
+            f"does not have (it has: {', '.join(reference) or 'none'}); infer the task from the same model"
+        )
+    return tuple(task.outputs) or tuple(reference)[:1]
 
 
 def evaluate(
@@ -59,6 +66,18 @@ def evaluate(
     if kind == "detect" or (kind == "segment" and "layout" in task.params):
         metrics, table = detection.metrics(reference, actual, names, task.params, boxes)
         stats["f1"] = table.f1
+        if kind == "segment" and len(names) >= 2:  # Ultralytics segment: instance masks too
+            params = task.params
+            inter, union = detection.instance_mask_sums(
+                reference,
+                actual,
+                names,
+                params,
+                detection.detect(reference, names, params),
+                detection.detect(actual, names, params),
+            )
+            metrics["mask_iou"] = maps.pooled_iou(inter, union)
+            stats["mask_iou"] = lambda i: maps.pooled_iou(inter, union, i)
     elif kind in ("map", "segment"):
         metrics, (inter, union) = maps.metrics(reference[names[0]], actual[names[0]], task.params)
         stats["mask_iou"] = lambda i: maps.pooled_iou(inter, union, i)
@@ -117,7 +136,10 @@ def evaluate_metric(
             sub_labels,
         )[0]
 
-    bounds = bootstrap.interval(stat, samples, rounds=METRIC_ROUNDS) if intervals else None
+    try:
+        bounds = bootstrap.interval(stat, samples, rounds=METRIC_ROUNDS) if intervals else None
+    except BadInput:  # a metric that needs every sample (or distinct ones) has no resampled interval
+        bounds = None
     return {
         "name": user.metric_name(fn),
         "value": value,
@@ -137,6 +159,8 @@ def _task_gates(
     if kind == "detect" or (kind == "segment" and detect_layout):
         if gates.min_f1 is not None:
             pairs.append(("f1", gates.min_f1))
+        if kind == "segment" and gates.min_mask_iou is not None and "mask_iou" in metrics:
+            pairs.append(("mask_iou", gates.min_mask_iou))
     elif kind in ("map", "segment"):
         if gates.min_mask_iou is not None:
             pairs.append(("mask_iou", gates.min_mask_iou))
@@ -164,8 +188,9 @@ def _line(key: str, value: float, gate: float, task: Mapping[str, Any]) -> str:
     label, higher, digits = LABELS[key]
     unit = "%" if key == "top1_agreement" else (" points" if key == "accuracy_drop" else "")
     op = "<" if higher else ">"
-    outputs = ", ".join(task.get("outputs") or [])
-    context = "vs FP32" if key == "f1" else (f"output {outputs}" if outputs else "")
+    names = task.get("outputs") or []
+    word = "output" if len(names) == 1 else "outputs"
+    context = "vs FP32" if key == "f1" else (f"{word} {', '.join(names)}" if names else "")
     extra = f"{context}, " if context else ""
     return f"{label} {value:.{digits}f}{unit} {op} {gate:g}{unit} ({extra}{task['samples']} samples)"
 
@@ -218,11 +243,14 @@ def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> 
                 }
             )
             task["undecided"] = task["undecided"] or (unsure and not metric_verdict)
-            summaries.append(
-                bootstrap.summary(
-                    label[:1].upper() + label[1:] if key != "f1" else "F1", value, bounds, samples, digits
-                )
+            text = bootstrap.summary(
+                label[:1].upper() + label[1:] if key != "f1" else "F1", value, bounds, samples, digits
             )
+            if unsure:
+                text += f" (undecided: the gate {gate:g} lies inside the interval; more samples decide)"
+            elif bounds is None and samples < 2:
+                text += " (too few samples for an interval)"
+            summaries.append(text)
             if not passed and not metric_verdict:
                 failures.append(_line(key, value, gate, task))
         task["summary"] = "; ".join(summaries) if summaries else None

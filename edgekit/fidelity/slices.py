@@ -25,11 +25,13 @@ def _offset(array: np.ndarray, spec: Mapping[str, Any]) -> int | None:
     """0 when samples were concatenated on the model's batch axis, 1 when stacked before it (the
     array has one more axis): the one whose axis holds exactly the slices; None when neither does."""
     total = max(int(stop) for _, stop, _ in spec["ranges"])
-    for offset in (0, 1, array.ndim - 1 - int(spec["axis"])):
-        ax = int(spec["axis"]) + offset
-        if 0 <= offset and ax < array.ndim and array.shape[ax] == total:
-            return offset
-    return None
+    offsets = [o for o in (0, 1) if int(spec["axis"]) + o < array.ndim]
+    exact = [o for o in offsets if array.shape[int(spec["axis"]) + o] == total]
+    if exact:
+        return exact[0]
+    # the ranges need not cover the axis (a head's rows after the classes may be unnamed)
+    wide = [o for o in offsets if array.shape[int(spec["axis"]) + o] > total]
+    return wide[0] if wide and array.ndim - wide[0] >= int(spec["axis"]) + 1 else None
 
 
 def _cut(array: np.ndarray, axis: int, start: int, stop: int, offset: int) -> np.ndarray:

@@ -7,12 +7,12 @@
 model.
 
 Shape rules (only without --task and metadata, so they are conservative):
-- detect: a 3-D output of an image model ([N, C, H, W] or NHWC input) with one small axis (5..1029) and a
-  long anchor axis (>= 64 and >= 4x the small one): [N, 4+C, A] is YOLOv8/11 ("v8"), [N, A, 5+C] YOLOv5
-  ("v5"); or a pair [N, A, 4] boxes + [N, A, C] / [N, C, A] scores ("boxes_scores", boxes x1 y1 x2 y2).
+- detect: a 3-D output of an image model ([N, C, H, W] or NHWC input), produced by a Concat, with one small
+  axis (5..1029) and a long anchor axis (>= 64 and >= 4x the small one): [N, 4+C, A] is YOLOv8/11 ("v8"),
+  [N, A, 5+C] YOLOv5 ("v5"); or a pair [N, A, 4] boxes + [N, A, C] / [N, C, A] scores ("boxes_scores", boxes x1 y1 x2 y2).
 - tokens: a 3-D output [N, T, V] (V >= 100) of a model with integer inputs (token ids).
-- map: [N, 1, H, W] with H, W > 1; segment: [N, C, H, W] produced by Softmax/Sigmoid/ArgMax or at the
-  input's height and width.
+- map: [N, 1, H, W] with H, W > 1; segment: [N, C, H, W] produced by Softmax/Sigmoid/ArgMax, or by a
+  Resize to the input's height and width.
 - classify / embed: [N, D] (size-1 axes aside): embed when it comes from pooling or normalisation and
   D >= 32, classify otherwise (D > 1).
 
@@ -85,7 +85,7 @@ class TaskSpec:
     """What the model is for (`kind`, one of TASKS), how that was decided (`source`), which outputs the
     task metric reads (`outputs`, ONNX source names, in order), its parameters and the outputs' slices.
 
-    params: detect: layout "v8" | "v5" | "boxes_scores", num_classes, conf (0.25), iou (NMS, 0.45),
+    params: detect: layout "v8" | "v5" | "boxes_scores" | "end2end", num_classes, conf (0.25), iou (NMS, 0.45),
     match_iou (0.5), low_conf (0.1: a confident detection matched at this lower score on the other side
     is not lost), names, imgsz; map / segment: threshold; classify: topk (5).
     slices: output name -> {"axis": int, "ranges": [[start, stop, label], ...]} (stop exclusive)."""
@@ -330,18 +330,21 @@ def _names(meta: Mapping[str, str]) -> dict[int, str] | None:
 
 
 # ---- detection layouts -------------------------------------------------------------------------------------
-def _detect_layout(shape: Shape | None, num_classes: int | None) -> tuple[str, int] | None:
-    """("v8" | "v5", num_classes) for a 3-D detection output, or None."""
+def _detect_layout(
+    shape: Shape | None, num_classes: int | None, end2end: bool = False
+) -> tuple[str, int] | None:
+    """("v8" | "v5" | "end2end", num_classes) for a 3-D detection output, or None. "end2end" is a head
+    with NMS inside (YOLOv10, Ultralytics end2end exports): [N, K, 6] rows x1 y1 x2 y2 score class."""
     if shape is None or len(shape) != 3:
         return None
     rows, cols = shape[1], shape[2]
     if num_classes:
+        if cols == 6 and (end2end or (rows is not None and rows <= 1000 and rows != 4 + num_classes)):
+            return "end2end", num_classes
         if rows is not None and rows >= 4 + num_classes and (cols is None or cols > rows):
             return "v8", num_classes
         if cols is not None and cols == 5 + num_classes:
             return "v5", num_classes
-        if rows is not None and rows >= 4 + num_classes:
-            return "v8", num_classes
         return None
     if rows is None or cols is None:
         return None
@@ -351,18 +354,28 @@ def _detect_layout(shape: Shape | None, num_classes: int | None) -> tuple[str, i
     return ("v8", rows - 4) if rows < cols else ("v5", cols - 5)
 
 
-def _layout_slices(layout: str, num_classes: int, shape: Shape | None) -> dict[str, Any]:
+_EXTRA_ROWS = {"segment": "mask coefficients", "pose": "keypoints", "obb": "angle"}
+
+
+def _layout_slices(layout: str, num_classes: int, shape: Shape | None, task: str = "") -> dict[str, Any]:
     if layout == "v8":
         ranges = [[0, 4, "boxes"], [4, 4 + num_classes, "classes"]]
         rows = shape[1] if shape is not None and len(shape) == 3 else None
         if rows is not None and rows > 4 + num_classes:
-            ranges.append([4 + num_classes, rows, "extra"])
+            ranges.append([4 + num_classes, rows, _EXTRA_ROWS.get(task, "extra")])
         return {"axis": 1, "ranges": ranges}
+    if layout == "end2end":
+        return {"axis": 2, "ranges": [[0, 4, "boxes"], [4, 5, "scores"], [5, 6, "classes"]]}
     return {"axis": 2, "ranges": [[0, 4, "boxes"], [4, 5, "objectness"], [5, 5 + num_classes, "classes"]]}
 
 
 def _detect_spec(
-    graph: _Graph, source: str, names: dict[int, str] | None, meta: Mapping[str, str], kind: str = "detect"
+    graph: _Graph,
+    source: str,
+    names: dict[int, str] | None,
+    meta: Mapping[str, str],
+    kind: str = "detect",
+    require_concat: bool = False,
 ) -> TaskSpec | None:
     num_classes = len(names) if names else None
     params: dict[str, Any] = dict(DETECT_DEFAULTS)
@@ -372,24 +385,74 @@ def _detect_spec(
     if isinstance(imgsz, list | tuple) and imgsz:
         params["imgsz"] = [int(v) for v in imgsz]
     for name in graph.outputs:
-        found = _detect_layout(graph.shape(name), num_classes)
+        end2end = str(meta.get("end2end", "")).strip().lower() == "true"
+        found = _detect_layout(graph.shape(name), num_classes, end2end)
+        if found is not None and require_concat and _trace_concat(graph, name) is None:
+            found = None  # by shape alone, only a head's Concat (a sequence's Softmax is no detector)
         if found is not None:
-            layout, classes = found
-            params.update(layout=layout, num_classes=classes)
-            others = tuple(o for o in graph.outputs if o != name) if kind == "segment" else ()
-            return TaskSpec(
-                kind,
-                source,
-                (name, *others),
-                params,
-                {name: _layout_slices(layout, classes, graph.shape(name))},
-            )
+            return _layout_spec(kind, source, name, found, params, graph, meta)
     pair = _boxes_scores(graph, num_classes)
     if pair is not None:
         boxes, scores, classes = pair
         params.update(layout="boxes_scores", num_classes=classes)
         return TaskSpec(kind, source, (boxes, scores), params, {})
+    if source in ("metadata", "--task"):
+        # the word of the user or of Ultralytics, on an export whose output dims are symbolic (the
+        # exporter could not size them): the first 3-D (or unsized) output, read as Ultralytics' own
+        # [N, 4+C, A]; `resolve` sizes it from the arrays at compare time
+        for name in graph.outputs:
+            shape = graph.shape(name)
+            if shape is None or (len(shape) == 3 and None in shape[1:]):
+                end2end = str(meta.get("end2end", "")).strip().lower() == "true"
+                layout = "end2end" if end2end or (shape is not None and shape[2] == 6) else "v8"
+                if shape is not None and num_classes and shape[2] == 5 + num_classes:
+                    layout = "v5"
+                return _layout_spec(kind, source, name, (layout, num_classes or 0), params, graph, meta)
     return None
+
+
+def _layout_spec(
+    kind: str,
+    source: str,
+    name: str,
+    found: tuple[str, int],
+    params: dict[str, Any],
+    graph: _Graph,
+    meta: Mapping[str, str],
+) -> TaskSpec:
+    layout, classes = found
+    params.update(layout=layout, num_classes=classes)
+    others = tuple(o for o in graph.outputs if o != name) if kind == "segment" else ()
+    slices = {}
+    if classes or layout == "end2end":
+        slices[name] = _layout_slices(layout, classes, graph.shape(name), meta.get("task", kind))
+    return TaskSpec(kind, source, (name, *others), params, slices)
+
+
+def resolve(task: TaskSpec, arrays: Mapping[str, Any]) -> TaskSpec:
+    """`task` completed from the outputs themselves (samples on axis 0) where the model left it open: a
+    detection head whose class count the graph could not size gets it (and its slices) from the array."""
+    layout = task.params.get("layout")
+    if task.kind not in ("detect", "segment") or layout not in ("v8", "v5") or task.params.get("num_classes"):
+        return task
+    if not task.outputs or task.outputs[0] not in arrays:
+        return task
+    name = task.outputs[0]
+    shape = tuple(getattr(arrays[name], "shape", ()))
+    while len(shape) > 3 and shape[1] == 1:  # samples stacked before the model's batch axis
+        shape = shape[:1] + shape[2:]
+    if len(shape) != 3:
+        return task
+    extra = 0
+    if task.kind == "segment" and len(task.outputs) > 1 and task.outputs[1] in arrays:
+        protos = tuple(getattr(arrays[task.outputs[1]], "shape", ()))
+        extra = protos[-3] if len(protos) >= 3 else 0  # mask coefficients: one per prototype
+    classes = (shape[1] - 4 - extra) if layout == "v8" else (shape[2] - 5)
+    if classes <= 0:
+        return task
+    params = {**task.params, "num_classes": int(classes)}
+    slices = {**task.slices, name: _layout_slices(layout, int(classes), (None, *shape[1:]), task.kind)}
+    return TaskSpec(task.kind, task.source, task.outputs, params, slices)
 
 
 def _boxes_scores(graph: _Graph, num_classes: int | None) -> tuple[str, str, int] | None:
@@ -505,7 +568,7 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         if name is not None:
             return TaskSpec("tokens", source, (name,), {})
     if graph.image_input():
-        spec = _detect_spec(graph, source, names, meta)
+        spec = _detect_spec(graph, source, names, meta, require_concat=True)
         if spec is not None:
             return spec
     pair = _boxes_scores(graph, len(names) if names else None)  # [N, A, 4] + [N, A, C]: specific enough
@@ -522,8 +585,12 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         if len(shape) == 4 and shape[1] is not None and 1 < shape[1] <= 1024:
             chain = _producer_chain(graph, name)
             at_input = shape[2] is not None and (shape[2], shape[3]) == (height, width)
-            if (chain and chain[0] in ("Softmax", "Sigmoid", "ArgMax")) or (at_input and graph.image_input()):
-                return TaskSpec("segment", source, (name,), {"threshold": None})
+            if (chain[:1] and chain[0] in ("Softmax", "Sigmoid", "ArgMax")) or (
+                chain[:1] == ["Resize"] and at_input and graph.image_input()
+            ):
+                # independent sigmoid channels are thresholded each; softmax/logit maps take the arg-max
+                params = {"threshold": None, "multilabel": chain[:1] == ["Sigmoid"]}
+                return TaskSpec("segment", source, (name,), params)
     for name in graph.outputs:
         shape = graph.shape(name)
         dim = _flat_dim(shape) if shape is not None else None

@@ -245,6 +245,9 @@ def sample_errors(
     total = np.zeros(len(data), dtype=np.float64)
     if task is not None:
         from edgekit.fidelity.slices import sample_slice_errors
+        from edgekit.fidelity.tasks import resolve
+
+        task = resolve(task, data.reference)
 
         for name, ref in data.reference.items():
             spec = task.slices.get(name)
