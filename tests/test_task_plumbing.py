@@ -139,6 +139,9 @@ def test_plan_selection_and_verdict_never_share_a_sample() -> None:
     twice = holdout.plan(same, same)  # the same file as --calib and --val
     assert twice.excluded_duplicates == twice.selection and not set(twice.verdict) & set(twice.selection)
     assert len(twice.verdict) == 32
+    lone = holdout.plan(_reader(8, 1), _reader(1, 2))  # one validation sample: nothing to split
+    assert lone.selection_set == "calibration" and lone.verdict == [0]
+    assert "themselves" in lone.describe_selection()
     labelled = holdout.plan(_reader(40, 1), _reader(12, 2), need_labels=True)
     assert labelled.selection_set == "validation"  # accuracy control needs labelled selection samples
 

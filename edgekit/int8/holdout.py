@@ -37,6 +37,8 @@ class SamplePlan:
     excluded_duplicates: list[int] = field(default_factory=list)  # val samples equal to a selection sample
 
     def describe_selection(self) -> str:
+        if self.selection_set == "calibration" and self.selection == self.calibrate:
+            return f"the {len(self.selection)} calibration samples themselves (too few to hold any out)"
         if self.selection_set == "calibration":
             return f"{len(self.selection)} held-out calibration samples"
         rest = len(self.verdict)
