@@ -8,11 +8,14 @@ task recorded in the artifact's manifest at export, then what infer_task reads f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import BadInput, suggest
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import onnx
@@ -158,4 +161,10 @@ def metric_of(manifest: Mapping[str, Any] | None, override: str | Metric | None)
     recorded = (manifest or {}).get("metric")
     if isinstance(recorded, str):
         return load_metric(recorded, "the metric recorded at export (pass --metric to replace it)")
+    if isinstance(recorded, Mapping):
+        log.warning(
+            "the export was judged by a Python callable (%s) that cannot be imported again: pass it (metric=) "
+            "to judge by it here",
+            recorded.get("callable"),
+        )
     return None
