@@ -101,6 +101,10 @@ def test_shapes_alone_are_conservative() -> None:
     assert infer_task(analysis_models.crnn()[0]).kind == "raw"
     assert infer_task(analysis_models.small_transformer()[0]).kind == "raw"
     assert infer_task(analysis_models.dbnet()[0]).kind == "map"
+    # an encoder's hidden states and Tanh pooler are no logits; a decoder's are, KV cache beside them
+    assert infer_task(fm.encoder()).kind == "raw"
+    decoder = infer_task(fm.encoder(past=True))
+    assert (decoder.kind, decoder.outputs) == ("tokens", ("logits",))
 
 
 def test_class_maps_take_the_arg_max_and_sigmoid_maps_each_channel() -> None:
