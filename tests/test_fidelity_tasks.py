@@ -79,7 +79,7 @@ def test_a_torch_export_with_symbolic_dims_is_read_by_metadata_or_task() -> None
         reference = fm.run(model, feeds)
         report = compare(reference, _collapsed(reference), gates=Gates(), task=bare)
         assert report.task["metrics"]["reference_detections"] > 0
-        assert "detection F1 0.00 < 0.9 (vs FP32, 6 samples)" in report.failures
+        assert "detection F1 0.00 < 0.90 (vs FP32, 6 samples)" in report.failures
         assert "output0 channels 4-6 (classes): cosine 0.00000 < 0.5 (6 samples)" in report.failures
         for key, value in {"task": "detect", "names": fm.NAMES, "imgsz": "[32, 32]"}.items():
             model.metadata_props.add(key=key, value=value)
@@ -151,7 +151,7 @@ def test_a_collapsed_score_head_fails_every_task_gate_and_the_raw_gate(yolo) -> 
 
     report = compare(reference, actual, gates=Gates(), task=spec)
     assert not report.passed
-    assert f"detection F1 0.00 < 0.9 (vs FP32, {SAMPLES} samples)" in report.failures
+    assert f"detection F1 0.00 < 0.90 (vs FP32, {SAMPLES} samples)" in report.failures
     assert f"output0 channels 4-6 (classes): cosine 0.00000 < 0.5 ({SAMPLES} samples)" in report.failures
     assert report.task["metrics"]["matched"] == 0 and report.task["metrics"]["reference_detections"] > 0
 
@@ -225,7 +225,7 @@ def test_an_ultralytics_segment_head_is_judged_on_detections_and_instance_masks(
     flipped = dict(reference, output1=-reference["output1"])  # every mask inverted, boxes intact
     failed = compare(reference, flipped, gates=Gates(), task=spec)
     assert failed.task["metrics"]["f1"] == 1.0
-    assert "mask IoU 0.000 < 0.9 (outputs output0, output1, 12 samples)" in failed.failures
+    assert "mask IoU 0.000 < 0.900 (outputs output0, output1, 12 samples)" in failed.failures
 
 
 def test_v5_and_boxes_scores_layouts_decode_and_match() -> None:
@@ -270,7 +270,7 @@ def test_an_end2end_head_is_read_as_detections_without_a_second_nms() -> None:
     collapsed = reference["detections"].copy()
     collapsed[:, :, 4] = 0.0
     failed = compare(reference, {"detections": collapsed}, gates=Gates(), task=spec)
-    assert "detection F1 0.00 < 0.9 (vs FP32, 6 samples)" in failed.failures
+    assert "detection F1 0.00 < 0.90 (vs FP32, 6 samples)" in failed.failures
 
 
 def test_ground_truth_boxes_give_real_map(yolo) -> None:

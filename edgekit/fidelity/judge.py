@@ -192,7 +192,7 @@ def _line(key: str, value: float, gate: float, task: Mapping[str, Any]) -> str:
     word = "output" if len(names) == 1 else "outputs"
     context = "vs FP32" if key == "f1" else (f"{word} {', '.join(names)}" if names else "")
     extra = f"{context}, " if context else ""
-    return f"{label} {value:.{digits}f}{unit} {op} {gate:g}{unit} ({extra}{task['samples']} samples)"
+    return f"{label} {value:.{digits}f}{unit} {op} {gate:.{digits}f}{unit} ({extra}{task['samples']} samples)"
 
 
 def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> list[str]:
