@@ -130,6 +130,10 @@ def test_the_callers_task_wins_and_a_wrong_one_is_bad_input() -> None:
     # the raw task still knows the head's Concat: its slices come from tracing the graph
     assert raw.slices["output0"] == {"axis": 1, "ranges": [[0, 4, "channels 0-3"], [4, 7, "channels 4-6"]]}
     assert infer_task(fm.prob_map(), "segment").kind == "segment"
+    with pytest.raises(
+        BadInput, match=r"--task detect: no output has a detection layout.*logits \[None, 10\]"
+    ):
+        infer_task(fm.classifier(), "detect")
     with pytest.raises(BadInput, match="unknown task 'detct'.*Did you mean 'detect'") as info:
         infer_task(fm.yolov8(), "detct")
     assert "\n" not in str(info.value)

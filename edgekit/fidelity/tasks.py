@@ -547,11 +547,15 @@ def _spec_for(
         if spec is not None:
             return spec
         if kind == "detect":
-            log.warning(
-                "task detect: no output has a detection layout ([N, 4+C, A], [N, A, 5+C] or boxes "
-                "+ scores); judging the first output as raw data"
+            shapes = ", ".join(f"{o} {list(graph.shape(o) or [])}" for o in graph.outputs)
+            what = (
+                f"no output has a detection layout ([N, 4+C, A], [N, A, 5+C], [N, K, 6] or boxes [N, A, 4] "
+                f"+ scores [N, A, C]); the outputs are {shapes}"
             )
-            return TaskSpec("detect", source, tuple(graph.outputs[:1]), dict(DETECT_DEFAULTS))
+            if source == "--task":
+                raise BadInput(f"--task detect: {what}; choose another --task ({', '.join(TASKS)})")
+            log.warning("the model's metadata says detect, but %s: judging its outputs as raw data", what)
+            return TaskSpec("raw", "default", tuple(graph.outputs))
     if kind in ("map", "segment"):
         name = _first(graph, lambda s: len(s) == 4) or (graph.outputs[0] if graph.outputs else None)
         return TaskSpec(kind, source, (name,) if name else (), {"threshold": None})
