@@ -242,6 +242,48 @@ def token_model(vocab: int = 128, dim: int = 16, steps: int = 8) -> onnx.ModelPr
     )
 
 
+def encoder(vocab: int = 256, dim: int = 128, steps: int = 8, past: bool = False) -> onnx.ModelProto:
+    """input_ids [N, T] -> hidden states [N, T, dim] (a residual Add: not logits) and a Tanh pooler
+    [N, dim]; with `past`, a decoder instead: a float KV-cache input beside the ids and logits from a
+    MatMul (+ bias) [N, T, vocab]."""
+    rng = np.random.default_rng(8)
+    inits = {
+        "table": rng.normal(0, 1, (vocab, dim)).astype(np.float32),
+        "w": rng.normal(0, 0.1, (dim, dim)).astype(np.float32),
+        "head": rng.normal(0, 0.1, (dim, vocab)).astype(np.float32),
+        "bias": np.zeros(vocab, np.float32),
+        "first": np.array(0, np.int64),
+    }
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["e"]),
+        helper.make_node("MatMul", ["e", "w"], ["m"]),
+        helper.make_node("Add", ["e", "m"], ["hidden"]),
+    ]
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, steps])]
+    if past:
+        inputs.append(helper.make_tensor_value_info("past", TensorProto.FLOAT, [1, 2, steps, dim]))
+        nodes += [
+            helper.make_node("MatMul", ["hidden", "head"], ["lm"]),
+            helper.make_node("Add", ["lm", "bias"], ["logits"]),
+            helper.make_node("Identity", ["past"], ["present"]),
+        ]
+        outputs = [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, steps, vocab]),
+            helper.make_tensor_value_info("present", TensorProto.FLOAT, [1, 2, steps, dim]),
+        ]
+    else:
+        nodes += [
+            helper.make_node("Gather", ["hidden", "first"], ["cls"], axis=1),
+            helper.make_node("Gemm", ["cls", "w"], ["g"]),
+            helper.make_node("Tanh", ["g"], ["pooler"]),
+        ]
+        outputs = [
+            helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, steps, dim]),
+            helper.make_tensor_value_info("pooler", TensorProto.FLOAT, [1, dim]),
+        ]
+    return _model(nodes, inputs, outputs, inits, 14)
+
+
 def boxes_scores(classes: int = 3, count: int = 100) -> onnx.ModelProto:
     """x [N, count, 4 + classes] -> boxes [N, count, 4] (x1 y1 x2 y2) and scores [N, count, classes]."""
     inits = {"split": np.array([4, classes], np.int64)}

@@ -117,10 +117,11 @@ def apply_gates(report: FidelityReport, gates: Gates) -> None:
         from edgekit.fidelity import judge
 
         raw = report.task is None or report.task["kind"] == "raw"
-        if raw and (report.metric is None or not _metric_decides(report.metric, gates)):
+        raw_ran = raw and (report.metric is None or not _metric_decides(report.metric, gates))
+        if raw_ran:
             _raw_gates(report, gates)
         detect_layout = bool(report.task and "layout" in (report.task.get("params") or {}))
-        report.failures.extend(judge.judge(report, gates, detect_layout))
+        report.failures.extend(judge.judge(report, gates, detect_layout, raw_ran))
         return
     _raw_gates(report, gates)
 

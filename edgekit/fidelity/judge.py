@@ -192,12 +192,15 @@ def _line(key: str, value: float, gate: float, task: Mapping[str, Any]) -> str:
     word = "output" if len(names) == 1 else "outputs"
     context = "vs FP32" if key == "f1" else (f"{word} {', '.join(names)}" if names else "")
     extra = f"{context}, " if context else ""
-    return f"{label} {value:.{digits}f}{unit} {op} {gate:g}{unit} ({extra}{task['samples']} samples)"
+    return f"{label} {value:.{digits}f}{unit} {op} {gate:.{digits}f}{unit} ({extra}{task['samples']} samples)"
 
 
-def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> list[str]:
+def judge(
+    report: FidelityReport, gates: Gates, detect_layout: bool = False, raw_ran: bool = False
+) -> list[str]:
     """The failures of the task's gates, the user metric's and the slice floor; fills in the task's
-    `gates`, `undecided` and `summary`. The raw per-output gates are the caller's (apply_gates)."""
+    `gates`, `undecided` and `summary`. The raw per-output gates are the caller's (apply_gates);
+    `raw_ran` says they ran, so whole outputs they judged are not judged twice."""
     failures: list[str] = []
     task = report.task
     samples = report.samples
@@ -254,13 +257,12 @@ def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> 
             if not passed and not metric_verdict:
                 failures.append(_line(key, value, gate, task))
         task["summary"] = "; ".join(summaries) if summaries else None
-    failures.extend(
-        slice_floor(report, gates, strict=task is not None and task["kind"] == "raw" and not metric_verdict)
-    )
+    strict = task is not None and task["kind"] == "raw" and not metric_verdict
+    failures.extend(slice_floor(report, gates, strict, raw_ran))
     return failures
 
 
-def slice_floor(report: FidelityReport, gates: Gates, strict: bool) -> list[str]:
+def slice_floor(report: FidelityReport, gates: Gates, strict: bool, raw_ran: bool = False) -> list[str]:
     """No slice (or output without slices) below min_slice_cosine; with `strict` (raw), no slice below
     min_cosine either (whole outputs are the raw gate's own lines)."""
     failures = []
@@ -271,7 +273,7 @@ def slice_floor(report: FidelityReport, gates: Gates, strict: bool) -> list[str]
         cos = s["cosine"]
         if not cos >= bar:
             failures.append(f"{s['where']}: cosine {cos:.5f} < {bar:g} ({report.samples} samples)")
-    if floor is not None and not (strict and gates.min_cosine is not None and gates.min_cosine >= floor):
+    if floor is not None and not (raw_ran and gates.min_cosine is not None and gates.min_cosine >= floor):
         for out in report.outputs:
             if out.name not in sliced and not out.cosine >= floor:
                 failures.append(

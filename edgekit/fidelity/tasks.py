@@ -10,11 +10,13 @@ Shape rules (only without --task and metadata, so they are conservative):
 - detect: a 3-D output of an image model ([N, C, H, W] or NHWC input), produced by a Concat, with one small
   axis (5..1029) and a long anchor axis (>= 64 and >= 4x the small one): [N, 4+C, A] is YOLOv8/11 ("v8"),
   [N, A, 5+C] YOLOv5 ("v5"); or a pair [N, A, 4] boxes + [N, A, C] / [N, C, A] scores ("boxes_scores", boxes x1 y1 x2 y2).
-- tokens: a 3-D output [N, T, V] (V >= 100) of a model with integer inputs (token ids).
+- tokens: a 3-D output [N, T, V] (V >= 100) that a linear layer produced (logits, not hidden states) in a
+  model with an integer [N, T] input (token ids; a float KV cache beside it is fine).
 - map: [N, 1, H, W] with H, W > 1; segment: [N, C, H, W] produced by Softmax/Sigmoid/ArgMax, or by a
   Resize to the input's height and width.
 - classify / embed: [N, D] (size-1 axes aside): embed when it comes from pooling or normalisation and
-  D >= 32, classify otherwise (D > 1).
+  D >= 32; classify when a linear head produced it (through bias, Softmax, Sigmoid: logits); else raw
+  (a BERT pooler's Tanh, a bare feature vector: nothing to say what its values mean).
 
 Slices: each output is traced back through ops that keep its axes (elementwise ops, Transpose, Reshape
 that keeps the leading dims, Identity/Cast) to the Concat that produced it; the Concat's inputs give the
@@ -75,6 +77,19 @@ _KEEP_AXES = {
     "DequantizeLinear",
     "QuantizeLinear",
     "Dropout",
+}
+_PASS_TO_LINEAR = {
+    "Softmax",
+    "LogSoftmax",
+    "Sigmoid",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Cast",
+    "Identity",
+    "DequantizeLinear",
 }
 _LINEAR = {"Gemm", "MatMul", "Conv", "Einsum"}  # a linear head after pooling makes logits, not an embedding
 _POOLING = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "LpNormalization", "ReduceL2"}
@@ -216,9 +231,35 @@ class _Graph:
                 return True
         return False
 
-    def integer_inputs(self) -> bool:
+    def token_inputs(self) -> bool:
+        """An integer input of rank 2 ([N, T] token ids); other inputs (a KV cache) may be float."""
         ints = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-        return bool(self.inputs) and all(v.type.tensor_type.elem_type in ints for v in self.inputs)
+        for value in self.inputs:
+            shape = _dims(value)
+            if value.type.tensor_type.elem_type in ints and shape is not None and len(shape) == 2:
+                return True
+        return False
+
+    def ends_in_linear(self, name: str) -> bool:
+        """Whether `name` is a linear layer's output (logits), through bias Adds (one constant operand),
+        Softmax / LogSoftmax / Sigmoid and layout ops; a residual Add, a LayerNorm or a Tanh is not."""
+        current = name
+        for _ in range(12):
+            node = self.producer.get(current)
+            if node is None:
+                return False
+            if node.op_type in ("Gemm", "MatMul", "Conv"):
+                return True
+            if node.op_type == "Add":
+                operands = [i for i in node.input if i and i not in self.constants]
+                if len(operands) != 1:
+                    return False
+                current = operands[0]
+            elif node.op_type in _PASS_TO_LINEAR:
+                current = node.input[0]
+            else:
+                return False
+        return False
 
     def input_hw(self) -> tuple[int | None, int | None]:
         for value in self.inputs:
@@ -506,11 +547,15 @@ def _spec_for(
         if spec is not None:
             return spec
         if kind == "detect":
-            log.warning(
-                "task detect: no output has a detection layout ([N, 4+C, A], [N, A, 5+C] or boxes "
-                "+ scores); judging the first output as raw data"
+            shapes = ", ".join(f"{o} {list(graph.shape(o) or [])}" for o in graph.outputs)
+            what = (
+                f"no output has a detection layout ([N, 4+C, A], [N, A, 5+C], [N, K, 6] or boxes [N, A, 4] "
+                f"+ scores [N, A, C]); the outputs are {shapes}"
             )
-            return TaskSpec("detect", source, tuple(graph.outputs[:1]), dict(DETECT_DEFAULTS))
+            if source == "--task":
+                raise BadInput(f"--task detect: {what}; choose another --task ({', '.join(TASKS)})")
+            log.warning("the model's metadata says detect, but %s: judging its outputs as raw data", what)
+            return TaskSpec("raw", "default", tuple(graph.outputs))
     if kind in ("map", "segment"):
         name = _first(graph, lambda s: len(s) == 4) or (graph.outputs[0] if graph.outputs else None)
         return TaskSpec(kind, source, (name,) if name else (), {"threshold": None})
@@ -563,10 +608,12 @@ def _producer_chain(graph: _Graph, name: str, depth: int = 6) -> list[str]:
 
 def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str, str]) -> TaskSpec:
     source = "output shapes"
-    if graph.integer_inputs():
-        name = _first(graph, lambda s: len(s) == 3 and s[2] is not None and s[2] >= 100)
-        if name is not None:
-            return TaskSpec("tokens", source, (name,), {})
+    if graph.token_inputs():
+        for name in graph.outputs:
+            shape = graph.shape(name)
+            long = shape is not None and len(shape) == 3 and shape[2] is not None and shape[2] >= 100
+            if long and graph.ends_in_linear(name):  # logits, not an encoder's hidden states
+                return TaskSpec("tokens", source, (name,), {})
     if graph.image_input():
         spec = _detect_spec(graph, source, names, meta, require_concat=True)
         if spec is not None:
@@ -603,7 +650,7 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
         )
         if pooled and dim >= EMBED_MIN_DIM:
             return TaskSpec("embed", source, (name,), {})
-        if not pooled:
+        if not pooled and graph.ends_in_linear(name):  # a linear head's logits (a Tanh pooler is not)
             params: dict[str, Any] = {"topk": 5}
             if names:
                 params["names"] = names
