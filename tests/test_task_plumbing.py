@@ -375,3 +375,15 @@ def test_bench_val_and_verify_device_judge_by_the_task_and_name_the_device(run_c
         api.VerifyRequest(artifact, paths["val"], device="here", devices_file=devices, task="raw", write=False)
     )
     assert report.task["kind"] == "raw" and report.device.startswith("here")
+
+
+def test_the_last_shard_of_a_split_takes_the_unsplit_models_task(tmp_path: Path) -> None:
+    from edgekit.split.export import _unsplit_task
+
+    paths = _project(tmp_path)
+    shards = [{"outputs": [{"name": "hidden"}]}, {"outputs": [{"name": "logits"}]}]
+    data = {"source": {"path": str(paths["model"])}, "shards": shards}
+    assert _unsplit_task(data) == task_of({}, None, paths["model"]).kind
+    shards[-1]["outputs"] = [{"name": "other"}]  # the task's outputs are not the last shard's: its own
+    assert _unsplit_task(data) is None
+    assert _unsplit_task({"source": {"path": str(tmp_path / "gone.onnx")}, "shards": shards}) is None
