@@ -9,7 +9,9 @@ model.
 Shape rules (only without --task and metadata, so they are conservative):
 - detect: a 3-D output of an image model ([N, C, H, W] or NHWC input), produced by a Concat, with one small
   axis (5..1029) and a long anchor axis (>= 64 and >= 4x the small one): [N, 4+C, A] is YOLOv8/11 ("v8"),
-  [N, A, 5+C] YOLOv5 ("v5"); or a pair [N, A, 4] boxes + [N, A, C] / [N, C, A] scores ("boxes_scores", boxes x1 y1 x2 y2).
+  [N, A, 5+C] YOLOv5 ("v5"); or a pair [N, A, 4] boxes + [N, A, C] / [N, C, A] scores ("boxes_scores",
+  boxes x1 y1 x2 y2). With metadata also [N, K, 6] NMS-inside heads ("end2end", YOLOv10), and an output
+  whose dims the exporter left symbolic is read as [N, 4+C, A] (`resolve` sizes it from the arrays).
 - tokens: a 3-D output [N, T, V] (V >= 100) that a linear layer produced (logits, not hidden states) in a
   model with an integer [N, T] input (token ids; a float KV cache beside it is fine).
 - map: [N, 1, H, W] with H, W > 1; segment: [N, C, H, W] produced by Softmax/Sigmoid/ArgMax, or by a
@@ -19,7 +21,7 @@ Shape rules (only without --task and metadata, so they are conservative):
   (a BERT pooler's Tanh, a bare feature vector: nothing to say what its values mean).
 
 Slices: each output is traced back through ops that keep its axes (elementwise ops, Transpose, Reshape
-that keeps the leading dims, Identity/Cast) to the Concat that produced it; the Concat's inputs give the
+that only adds or drops size-1 axes, Identity/Cast) to the Concat that produced it; the Concat's inputs give the
 ranges along that axis. A detect layout gives its own slices (v8: boxes 0-4, classes 4-4+C, then any
 extra rows: mask coefficients / keypoints / angle; v5: boxes, objectness, classes).
 """
