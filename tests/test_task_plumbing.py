@@ -188,7 +188,7 @@ def test_the_same_file_as_calib_and_val_keeps_selected_samples_out_of_the_verdic
 
 # ---- the task every verdict is judged by ---------------------------------------------------------------
 def test_verify_judges_by_the_manifests_task_and_task_overrides(run_cli, tmp_path: Path, monkeypatch) -> None:
-    from edgekit.api import verification
+    from edgekit.services import verification
 
     paths = _project(tmp_path)
     code, out, err = run_cli(
@@ -240,8 +240,10 @@ def test_release_tasks_carry_task_and_metric_to_export_and_verify(tmp_path: Path
 
         return FidelityReport(samples=1, outputs=[])
 
-    monkeypatch.setattr(api, "export", fake_export)
-    monkeypatch.setattr(api, "verify", fake_verify)
+    from edgekit.services import exporting, verification
+
+    monkeypatch.setattr(exporting, "export", fake_export)
+    monkeypatch.setattr(verification, "verify", fake_verify)
     task = build.Task("k", "n", "m.onnx", "x86-cpu", "int8", val="v.npz", task="classify", metric="mod:fn")
     result = build.run_task(task, tmp_path)
     assert result["status"] == "ok", result
