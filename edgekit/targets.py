@@ -22,7 +22,6 @@ from edgekit.tomlio import load_toml
 ENV_VAR = "EDGEKIT_TARGETS_PATH"
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILD_MODES = ("host", "on-device")
-ARCHES = ("x86_64", "arm64")  # a profile's CPU architecture: timing elsewhere is a host proxy
 MIN_OPSET = 7  # onnxruntime, the FP32 reference of every verify, runs nothing older
 KNOWN_KEYS = {
     "name",
@@ -50,10 +49,16 @@ KNOWN_KEYS = {
 class Gates:
     """Default fidelity gates of a target; flags override them per command."""
 
-    min_cosine: float = 0.99
-    max_accuracy_drop: float = 1.0  # percentage points
-    min_snr_db: float | None = None
-    min_top1_agreement: float | None = None  # percent
+    min_cosine: float = 0.99  # raw: every output and every feature slice
+    max_accuracy_drop: float = 1.0  # percentage points (classify / raw, with labels)
+    min_snr_db: float | None = None  # raw
+    min_top1_agreement: float | None = None  # percent; classify without labels: 97 when unset; tokens
+    min_f1: float | None = 0.90  # detect: detection F1 against FP32's detections
+    min_mask_iou: float | None = 0.90  # map / segment: IoU of the thresholded masks
+    min_embedding_cosine: float | None = 0.98  # embed: worst per-sample cosine
+    max_kl: float | None = None  # tokens: mean KL(FP32 || artifact) of the next-token distributions, nats
+    min_metric: float | None = None  # a user metric (higher is better)
+    min_slice_cosine: float | None = 0.5  # every task: no output or slice below it (zeroed fails)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> Gates:
@@ -79,7 +84,6 @@ class TargetProfile:
     int8_native: bool = True
     opset_max: int | None = None
     build: str = "host"
-    arch: str | None = None  # the device's CPU architecture (ARCHES); None: any
     memory_mb: int | None = None
     runtime: dict[str, Any] = field(default_factory=dict)
     fidelity: Gates = field(default_factory=Gates)
@@ -90,7 +94,28 @@ class TargetProfile:
     threads: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     io: dict[str, Any] = field(default_factory=dict)
+    # the device's CPU architecture ("x86_64", "arm64"); None: not stated (guessed from the name)
+    arch: str | None = None
     path: str = ""
+
+    @property
+    def architecture(self) -> str | None:
+        """`arch`, else arm64 / x86_64 when the profile's name says so, else None (unknown)."""
+        if self.arch:
+            return normalize_arch(self.arch)
+        lowered = self.name.lower()
+        if "arm64" in lowered or "aarch64" in lowered:
+            return "arm64"
+        if "x86" in lowered:
+            return "x86_64"
+        return None
+
+    def is_host_arch(self) -> bool:
+        """Whether this host's CPU runs the target's kernels (an unknown architecture counts as one)."""
+        import platform
+
+        arch = self.architecture
+        return arch is None or arch == normalize_arch(platform.machine())
 
     @classmethod
     def from_file(cls, path: Path) -> TargetProfile:
@@ -112,8 +137,6 @@ class TargetProfile:
         build = data.get("build", "host")
         if build not in BUILD_MODES:
             raise BadInput(f"{where}: build = '{build}' is not one of {', '.join(BUILD_MODES)}")
-        if data.get("arch") is not None and data["arch"] not in ARCHES:
-            raise BadInput(f"{where}: arch = '{data['arch']}' is not one of {', '.join(ARCHES)}")
         for key in ("opset_max", "memory_mb", "threads"):
             if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
                 raise BadInput(f"{where}: {key} must be an integer, got {data[key]!r}")
@@ -131,7 +154,6 @@ class TargetProfile:
             int8_native=bool(data.get("int8_native", True)),
             opset_max=data.get("opset_max"),
             build=build,
-            arch=data.get("arch"),
             memory_mb=data.get("memory_mb"),
             runtime=dict(data.get("runtime", {})),
             fidelity=Gates.from_dict(dict(data.get("fidelity", {})), where),
@@ -141,6 +163,7 @@ class TargetProfile:
             threads=data.get("threads"),
             options=dict(data.get("options", {})),
             io=dict(data.get("io", {})),
+            arch=_arch(data, where),
             path=where,
         )
 
@@ -148,6 +171,22 @@ class TargetProfile:
         out = {k: v for k, v in self.__dict__.items() if k not in ("fidelity", "path")}
         out["fidelity"] = self.fidelity.to_json()
         return out
+
+
+ARCHS = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
+
+
+def normalize_arch(name: str) -> str:
+    return ARCHS.get(name.lower(), name.lower())
+
+
+def _arch(data: dict[str, Any], where: str) -> str | None:
+    value = data.get("arch")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in ARCHS:
+        raise BadInput(f"{where}: arch = {value!r} is not one of {', '.join(sorted(set(ARCHS.values())))}")
+    return normalize_arch(value)
 
 
 def search_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
@@ -203,19 +242,18 @@ def gates_for_artifact(
 
 
 def host_arch() -> str:
-    """This machine's CPU architecture in ARCHES' spelling (else platform.machine() as it is)."""
+    """This machine's CPU architecture in normalize_arch's spelling."""
     import platform
 
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64", "armv8": "arm64"}.get(machine, machine)
+    return normalize_arch(platform.machine())
 
 
 def host_proxy(profile: TargetProfile | None) -> str | None:
     """Why timing this target's artifact on this machine is not the target's latency (its profile's
     architecture differs from this host's), or None when the host is of the target's kind."""
-    if profile is None or not profile.arch or profile.arch == host_arch():
+    if profile is None or profile.is_host_arch():
         return None
     return (
-        f"host proxy: timed on this {host_arch()} host, not on the target's {profile.arch} CPU ({profile.name}); "
-        "bench it on the device for the target's latency (edgekit bench --device NAME)"
+        f"host proxy: timed on this {host_arch()} host, not on the target's {profile.architecture} CPU "
+        f"({profile.name}); bench it on the device for the target's latency (edgekit bench --device NAME)"
     )
