@@ -21,6 +21,7 @@ from edgekit.backends.tflite.options import TFLiteOptions
 from edgekit.backends.tflite.plan import (
     InputPlan,
     Plan,
+    channels_last_inputs,
     convert_args,
     plan,
     thread_count,
@@ -60,7 +61,8 @@ class TFLiteBackend(Backend):
         self.require()
         chosen = plan(job)
         prepared = job.prepared
-        inputs = [InputPlan.of(info) for info in prepared.inputs]
+        kept_nhwc = channels_last_inputs(prepared.path, prepared.inputs)
+        inputs = [InputPlan.of(info, kept_nhwc) for info in prepared.inputs]
         job.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = job.out_dir / LOG_NAME
         warnings: list[str] = list(prepared.warnings)
