@@ -69,7 +69,9 @@ class TFLiteBackend(Backend):
         entry_path = job.out_dir / ENTRY
         model_name = prepared.source_path.name
         searching = chosen.int8 == "static" and job.calib is not None
-        if searching:
+        aeq_plan = chosen.int8 in ("aeq", "weights")
+        onnx2tf_variant = "float32" if aeq_plan else chosen.variant
+        if searching or (aeq_plan and job.calib is not None):
             from edgekit.int8.jobdata import bound
 
             job = bound(job)
@@ -91,12 +93,21 @@ class TFLiteBackend(Backend):
                 key = str(args.get("quant_type"))
                 if key not in conversions:
                     conversions[key] = self._convert(
-                        box, conv_job, args, chosen.variant, log_path, model_name
+                        box, conv_job, args, onnx2tf_variant, log_path, model_name
                     )
                 return conversions[key][0]
 
             folder = converted()
-            shutil.copyfile(folder / f"model_{chosen.variant}.tflite", entry_path)
+            shutil.copyfile(folder / f"model_{onnx2tf_variant}.tflite", entry_path)
+            selective: dict[str, Any] | None = None
+            if aeq_plan or searching:
+                from edgekit.backends.tflite.selective_export import SelectiveExport
+
+                aeq = SelectiveExport(self, box, job, chosen, inputs, folder / "model_float32.tflite", log_path)
+            if aeq_plan:
+                best_path, selective = aeq.export_plan()
+                shutil.copyfile(best_path, entry_path)
+                warnings += aeq.warnings
             if searching:
                 from edgekit.int8.tflite_search import search_tflite, tflite_scoring_set
 
@@ -121,6 +132,11 @@ class TFLiteBackend(Backend):
                     chosen = Plan(
                         variant, "dynamic-range int8 (int8 weights, float activations)", "float32", "dynamic"
                     )
+            if searching and search is not None:
+                replaced = aeq.after_onnx2tf(search, chosen, entry_path)
+                if replaced is not None:
+                    chosen, selective = replaced
+                warnings += aeq.warnings
             _, network, convert_s, cache_note = conversions[str(base_args.get("quant_type"))]
 
         analysis = analyze_flatbuffer(entry_path.read_bytes())
@@ -130,7 +146,7 @@ class TFLiteBackend(Backend):
         warnings += post_checks(chosen, analysis, in_specs, out_specs, model_name)
         details = {
             "variant": chosen.variant,
-            "onnx2tf_file": f"<stem>_{chosen.variant}.tflite",
+            "onnx2tf_file": f"<stem>_{'float32' if chosen.int8 in ('aeq', 'weights') else chosen.variant}.tflite",
             "quantization": chosen.label,
             "io_dtype": chosen.io,
             "convert_seconds": round(convert_s, 2),
@@ -148,6 +164,10 @@ class TFLiteBackend(Backend):
         }
         if search is not None:
             details["int8_search"] = search
+        if selective is not None:
+            details["selective_quantization"] = selective
+            if selective.get("float_outputs"):
+                details["float_outputs"] = selective["float_outputs"]
         return ExportResult(
             entry=ENTRY,
             inputs=in_specs,
