@@ -10,7 +10,7 @@ imported in the sandboxed child (`Sandbox.call("edgekit.backends.tflite.aeq:quan
 job file is JSON, its calibration samples npy files in the sandbox directory.
 
 Rules (`rules`, applied in order, a later matching rule wins, as in ai-edge-quantizer's recipes):
-    {"regex": "...", "op": "*" | "FULLY_CONNECTED" | ..., "kind": "static" | "weight_only" | "none",
+    {"regex": "...", "op": "*" | "FULLY_CONNECTED" | ..., "kind": "static" | "weight_only" | "dynamic" | "none",
      "weight_bits": 8 | 4, "granularity": "CHANNELWISE" | "BLOCKWISE_32" | ..., "symmetric": bool}
 """
 
@@ -65,7 +65,9 @@ def _recipe(rules: list[dict[str, Any]]) -> Any:
             manager.add_quantization_config(rule["regex"], op, algorithm_key=AlgorithmName.NO_QUANTIZE)
         elif kind == "static":
             manager.add_static_config(rule["regex"], op, 8, int(rule.get("weight_bits", 8)), granularity)
-        elif kind == "weight_only":
+        elif kind in ("weight_only", "dynamic"):
+            # weight_only: weights dequantized explicitly, float compute; dynamic: the kernel takes the
+            # integer weights and quantizes activations on the fly (LiteRT's block-wise INT4 path)
             bits = int(rule.get("weight_bits", 8))
             config = qtyping.OpQuantizationConfig(
                 weight_tensor_config=qtyping.TensorQuantizationConfig(
@@ -73,8 +75,10 @@ def _recipe(rules: list[dict[str, Any]]) -> Any:
                     symmetric=bool(rule.get("symmetric", True)),
                     granularity=granularity,
                 ),
-                compute_precision=qtyping.ComputePrecision.FLOAT,
-                explicit_dequantize=True,
+                compute_precision=qtyping.ComputePrecision.FLOAT
+                if kind == "weight_only"
+                else qtyping.ComputePrecision.INTEGER,
+                explicit_dequantize=kind == "weight_only",
             )
             manager.add_quantization_config(rule["regex"], op, config)
         else:

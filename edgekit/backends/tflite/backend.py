@@ -34,16 +34,19 @@ from edgekit.sandbox import keep_log, last_error_line
 log = logging.getLogger(__name__)
 
 ENTRY = "model.tflite"
-DISTRIBUTIONS = ("onnx2tf", "tensorflow", "tf-keras", "ai-edge-litert", "onnx-graphsurgeon")
+DISTRIBUTIONS = ("onnx2tf", "tensorflow", "tf-keras", "ai-edge-litert", "ai-edge-quantizer", "onnx-graphsurgeon")
 
 
 class TFLiteBackend(Backend):
     name = "tflite"
     extra = "tflite"
-    modules = ("onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert", "onnx_graphsurgeon", "sng4onnx")
+    modules = (
+        "onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert", "ai_edge_quantizer", "onnx_graphsurgeon", "sng4onnx"
+    )
     needs_static_shapes = True
     name_pattern = "[A-Za-z0-9_]"  # TensorFlow rejects '@', ':', '/', ... in op names
     min_opset = 13
+    precisions = ("fp32", "fp16", "int8", "int4")  # int4 and --weights-only through ai-edge-quantizer
     Options = TFLiteOptions
     model_suffixes = (".tflite",)
 

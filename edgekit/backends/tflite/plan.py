@@ -113,13 +113,17 @@ def plan(job: ExportJob) -> Plan:
         return Plan("float16", "float16 weights", "float32", None)
     options = job.options
     if precision == "int4":
-        kind = "symmetric" if getattr(options, "int4_symmetric", True) else "asymmetric"
-        return Plan(
-            AEQ_INT4,
-            f"weight-only int4 ({kind}, block {block_size(job)}; ai-edge-quantizer), float activations",
-            "float32",
-            "weights",
-        )
+        if getattr(options, "int4_symmetric", True):
+            label = (
+                f"int4 weights, block-wise {block_size(job)}, symmetric, on FULLY_CONNECTED/EMBEDDING_LOOKUP "
+                "(LiteRT's dynamic kernels quantize activations on the fly), other weights int8; ai-edge-quantizer"
+            )
+        else:
+            label = (
+                "int4 weights, per channel, asymmetric (ai-edge-quantizer 0.10 has block-wise INT4 only "
+                "symmetric), dequantized to float compute; other weights int8"
+            )
+        return Plan(AEQ_INT4, label, "float32", "weights")
     if getattr(options, "weights_only", False):
         return Plan(AEQ_WI8, "weight-only int8 (ai-edge-quantizer), float activations", "float32", "weights")
     mode = str(job.target.quantization.get("mode", "static"))

@@ -44,6 +44,10 @@ MIXED_SCALE_RATIO = 16.0
 MATCH_COSINE = 0.9999
 # ops that only move values: an output reached from a Concat through them still carries its scales
 SHAPE_OPS = {"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
+# what ai-edge-quantizer 0.10's default policy lets INT4 weights on: block-wise (dynamic_wi4_afp32_blockwise)
+# and per channel (weightonly_wi4_afp32)
+INT4_BLOCK_OPS = ("FULLY_CONNECTED", "EMBEDDING_LOOKUP")
+INT4_CHANNEL_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "EMBEDDING_LOOKUP", "CONV_2D")
 
 
 def scope_regex(tensor_names: Iterable[str]) -> str:
@@ -68,16 +72,24 @@ def static_rules(exclude: Iterable[str] = (), float_io: bool = False) -> list[di
 def weight_rules(
     bits: int, block: int = 0, symmetric: bool = True, at_int8: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
-    """Weight-only: `bits`-bit weights (block-wise when `block`, else per channel) on every op that
-    takes them, float activations; the ops writing `at_int8` tensors keep per-channel INT8 weights."""
-    granularity = f"BLOCKWISE_{block}" if block else "CHANNELWISE"
-    rules: list[dict[str, Any]] = []
-    if bits == 4:
-        # INT8 first for every op (convolutions, which block-wise INT4 does not take), INT4 over it
-        rules.append({"regex": ".*", "kind": "weight_only", "weight_bits": 8})
-    rules.append(
-        {"regex": ".*", "kind": "weight_only", "weight_bits": bits, "granularity": granularity, "symmetric": symmetric}
-    )
+    """Weight-only rules: INT8 weights (per channel) on every op that takes weights; for INT4 on top of
+    that what ai-edge-quantizer 0.10's policy allows: block-wise INT4 only symmetric and only as
+    LiteRT's dynamic kernels run it (FULLY_CONNECTED, EMBEDDING_LOOKUP: int4 weights, activations
+    quantized on the fly), else per-channel INT4 weights dequantized to float (symmetric or not). The
+    ops writing `at_int8` tensors keep INT8 weights."""
+    rules: list[dict[str, Any]] = [{"regex": ".*", "kind": "weight_only", "weight_bits": 8}]
+    if bits == 4 and block and symmetric:
+        for op in INT4_BLOCK_OPS:
+            rules.append(
+                {"regex": ".*", "op": op, "kind": "dynamic", "weight_bits": 4,
+                 "granularity": f"BLOCKWISE_{block}", "symmetric": True}
+            )
+    elif bits == 4:
+        for op in INT4_CHANNEL_OPS:
+            rules.append(
+                {"regex": ".*", "op": op, "kind": "weight_only", "weight_bits": 4,
+                 "granularity": "CHANNELWISE", "symmetric": symmetric}
+            )
     names = list(at_int8)
     if names and bits != 8:
         rules.append({"regex": scope_regex(names), "kind": "weight_only", "weight_bits": 8})
