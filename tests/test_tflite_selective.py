@@ -167,7 +167,8 @@ def test_mixed_scale_head_gets_float_outputs_and_keeps_its_scores(tmp_path: Path
         feed = {"images": samples["images"][index]}
         want = session.run(None, feed)[0]
         got = _run(job, result, feed)["output0"]
-        assert _cos(want[:, 4:], got[:, 4:]) > 0.98, "class scores lost"
+        # one int8 scale for 0..128 px and 0..1 scores is ~0.5 per step: every score 0 or 0.5+
+        assert float(np.abs(want[:, 4:] - got[:, 4:]).max()) < 0.1, "class scores lost"
         assert _cos(want[:, :4], got[:, :4]) > 0.98
 
 

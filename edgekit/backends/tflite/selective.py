@@ -122,6 +122,7 @@ def op_table(interpreter: Any) -> list[dict[str, Any]]:
             {
                 "index": int(op["index"]),
                 "type": op["op_name"],
+                "inputs": [int(i) for i in op["inputs"] if i >= 0],
                 "outputs": outputs,
                 "names": [names[i] for i in outputs],
             }
@@ -240,6 +241,18 @@ def ops_for(mapping: Mapping[str, Any], onnx_nodes: Iterable[str]) -> list[int]:
             if index not in found:
                 found.append(index)
     return found
+
+
+def downstream(mapping: Mapping[str, Any], op_indices: Iterable[int]) -> list[int]:
+    """These ops and every op fed by them, transitively: what must stay float for an output to be
+    float (onnx2tf adds ops of its own after a head's Concat, e.g. the Transpose back to NCHW)."""
+    chosen = set(op_indices)
+    made = {t for op in mapping["ops"] if op["index"] in chosen for t in op["outputs"]}
+    for op in mapping["ops"]:  # execution order: producers come first
+        if op["index"] not in chosen and made.intersection(op["inputs"]):
+            chosen.add(op["index"])
+            made.update(op["outputs"])
+    return [op["index"] for op in mapping["ops"] if op["index"] in chosen]
 
 
 def tensor_names(mapping: Mapping[str, Any], op_indices: Iterable[int]) -> list[str]:

@@ -109,7 +109,7 @@ class SelectiveExport:
             feeds = list(self.job.calib.feeds(1))[:16]
             for flagged in selective.mixed_scale_outputs(self.job.prepared.path, feeds):
                 mapping = self.mapping
-                ops = selective.ops_for(mapping, flagged["nodes"])
+                ops = selective.downstream(mapping, selective.ops_for(mapping, flagged["nodes"][:1]))
                 flagged["tflite_ops"] = [
                     {"op": op["type"], "tensor": op["names"][0]} for op in mapping["ops"] if op["index"] in ops
                 ]
