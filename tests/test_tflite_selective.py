@@ -20,7 +20,7 @@ from edgekit.calib import CalibrationSet
 from edgekit.ingest import PrepareOptions, prepare
 from edgekit.targets import Gates, TargetProfile
 from tests import models
-from tests.tflite_models import channels_last_classifier, mixed_scale_head, token_encoder
+from tests.tflite_models import channels_last_classifier, mixed_scale_head, outlier_channel_net, token_encoder
 
 ANDROID = TargetProfile(name="android-arm64", backend="tflite", io={"dtype": "int8"}, threads=2)
 
@@ -203,3 +203,35 @@ def test_weight_only_int8_and_int4(tmp_path: Path) -> None:
         feed = {k: v[1] for k, v in samples.items()}
         assert _cos(session.run(None, feed)[0], _run(job, result, feed)["pooled"]) > 0.9
     assert sizes["int4"] < sizes["int8"]
+
+
+@pytest.mark.slow
+def test_per_node_fallback_keeps_the_ranked_ops_in_float(tmp_path: Path) -> None:
+    """onnx2tf's recipes fail (one scale for a tensor with a 1000x channel); ai-edge-quantizer with the
+    ops the ranking names kept in float passes, and the record names them by their ONNX nodes."""
+    pytest.importorskip("ai_edge_quantizer")
+    job, samples = _job(
+        tmp_path, outlier_channel_net(), "outlier", "int8", gates=Gates(min_cosine=0.99), allow_float_ops=True,
+        max_revert=0.5,
+    )
+    result = get_backend("tflite").export(job)
+    record = result.details["selective_quantization"]
+    assert result.details["int8_search"]["default_score"]["passed"] is False
+    assert result.details["variant"] == "aeq_int8", record["summary"]
+    assert record["passed"] is True and record["reverted"], record["summary"]
+    named = {n for op in record["reverted"] for n in op["onnx_nodes"]}
+    assert named & {"outlier_node", "mix_node"}, record["reverted"]
+    assert record["ranking"] and record["onnx_to_tflite"]["by_values"] >= 4
+    session = ort.InferenceSession(str(tmp_path / "outlier.onnx"), providers=["CPUExecutionProvider"])
+    feed = {"images": samples["images"][0]}
+    assert _cos(session.run(None, feed)[0], _run(job, result, feed)["logits"]) > 0.99
+
+
+@pytest.mark.slow
+def test_per_node_fallback_needs_consent_on_full_integer_targets(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_quantizer")
+    job, _ = _job(tmp_path, outlier_channel_net(), "outlier", "int8", gates=Gates(min_cosine=0.99))
+    result = get_backend("tflite").export(job)
+    record = result.details["selective_quantization"]
+    assert record["passed"] is False and "--allow-float-ops" in record["would_take"]
+    assert result.details["variant"] == "full_integer_quant"  # onnx2tf's file kept, the record says why

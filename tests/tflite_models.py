@@ -77,3 +77,26 @@ def mixed_scale_head(size: int = 16, classes: int = 3, seed: int = 4) -> onnx.Mo
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + classes, size * size])],
         ir_version=8,
     )
+
+
+def outlier_channel_net(size: int = 16, seed: int = 5) -> onnx.ModelProto:
+    """One activation tensor with a channel 1000x the others (a Mul by a per-channel constant): one
+    per-tensor int8 scale zeroes the other channels, which the next conv reads (it divides the big
+    channel back down), so full INT8 fails any gate; keeping that Mul and the conv after it in float passes."""
+    import numpy as np
+
+    b = Builder(seed)
+    y = b.op("Relu", [b.conv("images", 3, 8, scale=0.3)], name="feat")
+    gain = np.ones((1, 8, 1, 1), np.float32)
+    gain[0, 0] = 1000.0
+    y = b.op("Mul", [y, b.tensor(gain)], name="outlier")
+    weight = (b.rng.standard_normal((8, 8, 1, 1)) * 0.3).astype(np.float32)
+    weight[:, 0] /= 1000.0
+    y = b.op("Conv", [y, b.tensor(weight), b.tensor(np.zeros(8, np.float32))], name="mix", kernel_shape=[1, 1])
+    y = b.op("Flatten", [b.op("GlobalAveragePool", [b.op("Relu", [y])])])
+    b.gemm(y, 8, 10, name="logits")
+    return b.model(
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        ir_version=8,
+    )

@@ -106,7 +106,7 @@ def search_tflite(
         if (not result.passed, result.budget) < (not best[3].passed, best[3].budget):
             best = (other, variant, path, result)
     if not best[3].passed and settings.search and settings.fallback and settings.max_revert > 0:
-        if full_integer and reverted_to == "float" and not settings.allow_float_ops:
+        if full_integer and not settings.allow_float_ops:
             would_take = (
                 "float activations (onnx2tf has no per-node fallback: its dynamic-range file keeps every "
                 "activation in float), which leaves float ops in this full-integer artifact: rerun with "
