@@ -104,9 +104,13 @@ def test_scope_regex_matches_only_the_named_ops() -> None:
     assert not re.search(regex, "model/tf.concat/concat_2;")
     rules = selective.static_rules(["Identity"], float_io=True)
     assert [r["kind"] for r in rules] == ["static", "none", "none", "none"]
-    int4 = selective.weight_rules(4, 32, False, ["fc2"])
-    assert int4[1]["granularity"] == "BLOCKWISE_32" and int4[1]["symmetric"] is False
+    int4 = selective.weight_rules(4, 32, True, ["fc2"])
+    block = [r for r in int4 if r.get("granularity") == "BLOCKWISE_32"]
+    assert {r["op"] for r in block} == {"FULLY_CONNECTED", "EMBEDDING_LOOKUP"}  # what AEQ 0.10 allows
+    assert all(r["kind"] == "dynamic" and r["symmetric"] for r in block)
     assert int4[-1] == {"regex": selective.scope_regex(["fc2"]), "kind": "weight_only", "weight_bits": 8}
+    asym = selective.weight_rules(4, 32, False)
+    assert all(r["granularity"] == "CHANNELWISE" and r["symmetric"] is False for r in asym[1:])
 
 
 def test_mixed_scale_output_is_found(tmp_path: Path) -> None:
