@@ -50,7 +50,12 @@ def _samples(model: onnx.ModelProto, count: int, seed: int = 0) -> dict[str, np.
 
 
 def _job(
-    tmp: Path, model: onnx.ModelProto, name: str, precision: str, count: int = 12, gates: Gates | None = None,
+    tmp: Path,
+    model: onnx.ModelProto,
+    name: str,
+    precision: str,
+    count: int = 12,
+    gates: Gates | None = None,
     **options: object,
 ) -> tuple[ExportJob, dict[str, np.ndarray]]:
     backend = get_backend("tflite")
@@ -195,7 +200,9 @@ def test_weight_only_int8_and_int4(tmp_path: Path) -> None:
     pytest.importorskip("ai_edge_quantizer")
     sizes = {}
     for precision, options in (("int8", {"weights_only": True}), ("int4", {"int4_group_size": 32})):
-        job, samples = _job(tmp_path, token_encoder(), "tokens", precision, gates=Gates(min_cosine=0.9), **options)
+        job, samples = _job(
+            tmp_path, token_encoder(), "tokens", precision, gates=Gates(min_cosine=0.9), **options
+        )
         result = get_backend("tflite").export(job)
         record = result.details["selective_quantization"]
         weights = record["weights"]
@@ -215,7 +222,12 @@ def test_per_node_fallback_keeps_the_ranked_ops_in_float(tmp_path: Path) -> None
     ops the ranking names kept in float passes, and the record names them by their ONNX nodes."""
     pytest.importorskip("ai_edge_quantizer")
     job, samples = _job(
-        tmp_path, outlier_channel_net(), "outlier", "int8", gates=Gates(min_cosine=0.99), allow_float_ops=True,
+        tmp_path,
+        outlier_channel_net(),
+        "outlier",
+        "int8",
+        gates=Gates(min_cosine=0.99),
+        allow_float_ops=True,
         max_revert=0.5,
     )
     result = get_backend("tflite").export(job)

@@ -55,7 +55,9 @@ def token_encoder(vocab: int = 64, seq: int = 16, dim: int = 64, seed: int = 3) 
     h = b.op("Tanh", [b.linear(h, dim, dim * 2, name="fc1")], name="act1")
     h = b.op("Add", [b.linear(h, dim * 2, dim, name="fc2"), "masked"], name="residual")
     b.op("ReduceMean", [h], name="pooled", axes=[1], keepdims=0)
-    ints = [helper.make_tensor_value_info(n, TensorProto.INT64, [1, seq]) for n in ("input_ids", "attention_mask")]
+    ints = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, [1, seq]) for n in ("input_ids", "attention_mask")
+    ]
     return b.model(ints, [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, dim])], ir_version=8)
 
 
@@ -70,8 +72,11 @@ def mixed_scale_head(size: int = 16, classes: int = 3, seed: int = 4) -> onnx.Mo
     boxes = b.op("Mul", [b.op("Sigmoid", [boxes]), b.tensor(np.array(size * 8.0, np.float32))], name="box_px")
     scores = b.op("Sigmoid", [b.conv(y, 8, classes, k=1, scale=0.3)], name="cls_prob")
     cat = b.op("Concat", [boxes, scores], name="head_cat", axis=1)
-    b.op("Reshape", [cat, b.tensor(np.array([1, 4 + classes, size * size], np.int64), initializer=True)],
-         name="output0")
+    b.op(
+        "Reshape",
+        [cat, b.tensor(np.array([1, 4 + classes, size * size], np.int64), initializer=True)],
+        name="output0",
+    )
     return b.model(
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 4 + classes, size * size])],
@@ -92,7 +97,9 @@ def outlier_channel_net(size: int = 16, seed: int = 5) -> onnx.ModelProto:
     y = b.op("Mul", [y, b.tensor(gain)], name="outlier")
     weight = (b.rng.standard_normal((8, 8, 1, 1)) * 0.3).astype(np.float32)
     weight[:, 0] /= 1000.0
-    y = b.op("Conv", [y, b.tensor(weight), b.tensor(np.zeros(8, np.float32))], name="mix", kernel_shape=[1, 1])
+    y = b.op(
+        "Conv", [y, b.tensor(weight), b.tensor(np.zeros(8, np.float32))], name="mix", kernel_shape=[1, 1]
+    )
     y = b.op("Flatten", [b.op("GlobalAveragePool", [b.op("Relu", [y])])])
     b.gemm(y, 8, 10, name="logits")
     return b.model(

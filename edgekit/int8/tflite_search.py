@@ -192,8 +192,11 @@ def search_selective(
 
     def describe(index: int) -> dict[str, Any]:
         op = by_index[index]
-        return {"tflite_op": op["type"], "tflite_tensor": op["names"][0] if op["names"] else "",
-                "onnx_nodes": onnx_names_of(mapping, index)}
+        return {
+            "tflite_op": op["type"],
+            "tflite_tensor": op["names"][0] if op["names"] else "",
+            "onnx_nodes": onnx_names_of(mapping, index),
+        }
 
     def evaluate(stage: str, entries: list[tuple[str, list[int]]]) -> list[tuple[Path, Score, list[int]]]:
         t0 = time.perf_counter()
@@ -202,8 +205,13 @@ def search_selective(
         for (label, ops), path in zip(entries, paths, strict=True):
             result = score(run(path, data), data, gates)
             candidates.append(
-                {"stage": stage, f"ops_{reverted_to}": [describe(i) for i in ops], "label": label,
-                 "seconds": round((time.perf_counter() - t0) / len(entries), 3), **result.to_json()}
+                {
+                    "stage": stage,
+                    f"ops_{reverted_to}": [describe(i) for i in ops],
+                    "label": label,
+                    "seconds": round((time.perf_counter() - t0) / len(entries), 3),
+                    **result.to_json(),
+                }
             )
             results.append((path, result, ops))
         return results
@@ -225,13 +233,20 @@ def search_selective(
         else:
             # revert-one ranking: the ops nearest the outputs first when there are more than we measure
             order = quantizable[::-1][:MAX_RANKED_OPS]
-            progress(f"{job.precision}: ranking {len(order)} TFLite ops by what each at {reverted_to} recovers")
+            progress(
+                f"{job.precision}: ranking {len(order)} TFLite ops by what each at {reverted_to} recovers"
+            )
             ranked = evaluate("rank", [(f"{reverted_to} {by_index[i]['type']}", [i]) for i in order])
             base_budget = best[1].budget
             rows = sorted(ranked, key=lambda r: (not r[1].passed, r[1].budget))
             for _, result, ops in rows:
-                ranking.append({**describe(ops[0]), "recovery": round(base_budget - result.budget, 4),
-                                "passes_alone": result.passed})
+                ranking.append(
+                    {
+                        **describe(ops[0]),
+                        "recovery": round(base_budget - result.budget, 4),
+                        "passes_alone": result.passed,
+                    }
+                )
             top = [r[2][0] for r in rows]
             steps, k = [], 1
             while k <= min(max_k, len(top)):
@@ -239,15 +254,21 @@ def search_selective(
                 k *= 2
             if steps and steps[-1] != min(max_k, len(top)):
                 steps.append(min(max_k, len(top)))
-            progress(f"{job.precision}: fallback with the top {', '.join(map(str, steps))} ops at {reverted_to}")
-            for path, result, ops in evaluate("fallback", [(f"top {k} at {reverted_to}", top[:k]) for k in steps]):
+            progress(
+                f"{job.precision}: fallback with the top {', '.join(map(str, steps))} ops at {reverted_to}"
+            )
+            for path, result, ops in evaluate(
+                "fallback", [(f"top {k} at {reverted_to}", top[:k]) for k in steps]
+            ):
                 if result.passed:  # steps ascend: the first that passes keeps the fewest ops back
                     best = (path, result, ops)
                     break
                 if not best[1].passed and result.budget < best[1].budget:
                     best = (path, result, ops)
             if not best[1].passed:
-                would_take = f"no selection of at most {max_k} ops at {reverted_to} (--max-revert) meets the gate"
+                would_take = (
+                    f"no selection of at most {max_k} ops at {reverted_to} (--max-revert) meets the gate"
+                )
     path, result, ops = best
     if not result.passed and would_take is None:
         would_take = "search is off (--no-search)" if not settings.search else "the gate is out of reach"
@@ -255,7 +276,8 @@ def search_selective(
         notes.append(f"{len(ops)} of {len(quantizable)} TFLite ops kept at {reverted_to} to meet the gate")
     record: dict[str, Any] = {
         "passed": result.passed,
-        "summary": ("passes" if result.passed else "FAILS") + f" the gate: {result.summary()}"
+        "summary": ("passes" if result.passed else "FAILS")
+        + f" the gate: {result.summary()}"
         + ("" if result.passed or not would_take else f"; {would_take}"),
         "quantizer": quantizer,
         "goal": gates.to_json(),

@@ -121,4 +121,6 @@ def quantize(
         if build.get("report"):
             recipe = json.loads(json.dumps(result.recipe, default=str))
             Path(build["report"]).write_text(json.dumps({"recipe": recipe, "calibration_samples": samples}))
-        print(f"edgekit: ai-edge-quantizer wrote {build['output']} ({Path(build['output']).stat().st_size} bytes)")
+        print(
+            f"edgekit: ai-edge-quantizer wrote {build['output']} ({Path(build['output']).stat().st_size} bytes)"
+        )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, manifest_specs
+from edgekit.backends.base import Backend, ExportJob, ExportOptions, ExportResult, HostRunner, manifest_specs
 from edgekit.backends.tflite import convert
 from edgekit.backends.tflite.cache import CACHE_META, LOG_NAME, ConversionCache
 from edgekit.backends.tflite.flatbuffer import analyze_flatbuffer, post_checks
@@ -34,14 +34,27 @@ from edgekit.sandbox import keep_log, last_error_line
 log = logging.getLogger(__name__)
 
 ENTRY = "model.tflite"
-DISTRIBUTIONS = ("onnx2tf", "tensorflow", "tf-keras", "ai-edge-litert", "ai-edge-quantizer", "onnx-graphsurgeon")
+DISTRIBUTIONS = (
+    "onnx2tf",
+    "tensorflow",
+    "tf-keras",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
+    "onnx-graphsurgeon",
+)
 
 
 class TFLiteBackend(Backend):
     name = "tflite"
     extra = "tflite"
     modules = (
-        "onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert", "ai_edge_quantizer", "onnx_graphsurgeon", "sng4onnx"
+        "onnx2tf",
+        "tensorflow",
+        "tf_keras",
+        "ai_edge_litert",
+        "ai_edge_quantizer",
+        "onnx_graphsurgeon",
+        "sng4onnx",
     )
     needs_static_shapes = True
     name_pattern = "[A-Za-z0-9_]"  # TensorFlow rejects '@', ':', '/', ... in op names
@@ -59,6 +72,10 @@ class TFLiteBackend(Backend):
             except importlib.metadata.PackageNotFoundError:
                 out[dist] = "not installed"
         return out
+
+    def needs_calibration(self, precision: str, options: ExportOptions) -> bool:
+        """Weight-only INT8 and INT4 quantize weights only (a given set still scores the search)."""
+        return super().needs_calibration(precision, options) and not getattr(options, "weights_only", False)
 
     def export(self, job: ExportJob) -> ExportResult:
         self.require()
@@ -106,7 +123,9 @@ class TFLiteBackend(Backend):
             if aeq_plan or searching:
                 from edgekit.backends.tflite.selective_export import SelectiveExport
 
-                aeq = SelectiveExport(self, box, job, chosen, inputs, folder / "model_float32.tflite", log_path)
+                aeq = SelectiveExport(
+                    self, box, job, chosen, inputs, folder / "model_float32.tflite", log_path
+                )
             if aeq_plan:
                 best_path, selective = aeq.export_plan()
                 shutil.copyfile(best_path, entry_path)

@@ -65,7 +65,10 @@ def static_rules(exclude: Iterable[str] = (), float_io: bool = False) -> list[di
     if names:
         rules.append({"regex": scope_regex(names), "kind": "none"})
     if float_io:
-        rules += [{"regex": ".*", "op": "INPUT", "kind": "none"}, {"regex": ".*", "op": "OUTPUT", "kind": "none"}]
+        rules += [
+            {"regex": ".*", "op": "INPUT", "kind": "none"},
+            {"regex": ".*", "op": "OUTPUT", "kind": "none"},
+        ]
     return rules
 
 
@@ -81,14 +84,26 @@ def weight_rules(
     if bits == 4 and block and symmetric:
         for op in INT4_BLOCK_OPS:
             rules.append(
-                {"regex": ".*", "op": op, "kind": "dynamic", "weight_bits": 4,
-                 "granularity": f"BLOCKWISE_{block}", "symmetric": True}
+                {
+                    "regex": ".*",
+                    "op": op,
+                    "kind": "dynamic",
+                    "weight_bits": 4,
+                    "granularity": f"BLOCKWISE_{block}",
+                    "symmetric": True,
+                }
             )
     elif bits == 4:
         for op in INT4_CHANNEL_OPS:
             rules.append(
-                {"regex": ".*", "op": op, "kind": "weight_only", "weight_bits": 4,
-                 "granularity": "CHANNELWISE", "symmetric": symmetric}
+                {
+                    "regex": ".*",
+                    "op": op,
+                    "kind": "weight_only",
+                    "weight_bits": 4,
+                    "granularity": "CHANNELWISE",
+                    "symmetric": symmetric,
+                }
             )
     names = list(at_int8)
     if names and bits != 8:
@@ -152,7 +167,9 @@ def _same_values(onnx_value: np.ndarray, tfl_value: np.ndarray) -> bool:
     return False
 
 
-def tf_feed(feed: Mapping[str, np.ndarray], inputs: Sequence[InputPlan], interpreter: Any) -> dict[int, np.ndarray]:
+def tf_feed(
+    feed: Mapping[str, np.ndarray], inputs: Sequence[InputPlan], interpreter: Any
+) -> dict[int, np.ndarray]:
     """One prepared-layout feed -> {tflite input index: array in TF layout and the file's dtype}."""
     by_name = {re.sub(r"^serving_default_|:\d+$", "", d["name"]): d for d in interpreter.get_input_details()}
     out = {}
@@ -222,7 +239,11 @@ def map_nodes(
                 break
             current, hops = following[0], hops + 1
             if current.name in nodes and nodes[current.name]["how"] == "values":
-                nodes[node.name] = {"ops": nodes[current.name]["ops"], "how": "fused", "op_type": node.op_type}
+                nodes[node.name] = {
+                    "ops": nodes[current.name]["ops"],
+                    "how": "fused",
+                    "op_type": node.op_type,
+                }
                 break
     counted = [n for n in model.graph.node if n.op_type not in ("Constant",)]
     counts = {
@@ -265,7 +286,9 @@ def onnx_names_of(mapping: Mapping[str, Any], op_index: int) -> list[str]:
 
 
 # ---- outputs that one int8 scale cannot carry ------------------------------------------------------
-def mixed_scale_outputs(prepared_path: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[dict[str, Any]]:
+def mixed_scale_outputs(
+    prepared_path: Path, feeds: Sequence[Mapping[str, np.ndarray]]
+) -> list[dict[str, Any]]:
     """Outputs produced by a Concat (through shape-only ops) of inputs whose value ranges differ by
     more than MIXED_SCALE_RATIO on these samples (a YOLO head [1, 4 + C, A]: pixels and probabilities):
     [{"output", "concat", "ranges": [absmax per input], "ratio", "nodes": the Concat and what follows}]."""
@@ -350,11 +373,17 @@ def quantize(
     from edgekit.sandbox import keep_log, last_error_line
 
     jobs = [
-        {"output": str(out), "rules": rules, "report": str(out.with_suffix(".recipe.json"))} for out, rules in builds
+        {"output": str(out), "rules": rules, "report": str(out.with_suffix(".recipe.json"))}
+        for out, rules in builds
     ]
     run = box.call(
         "edgekit.backends.tflite.aeq:quantize",
-        {"float_model": str(float_path), "builds": jobs, "calibration": dict(calibration or {}), "threads": threads},
+        {
+            "float_model": str(float_path),
+            "builds": jobs,
+            "calibration": dict(calibration or {}),
+            "threads": threads,
+        },
         log_path,
         timeout=AEQ_TIMEOUT_S,
     )

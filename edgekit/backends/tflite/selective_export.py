@@ -60,7 +60,11 @@ class SelectiveExport:
             counts = self._mapping["counts"]
             log.info(
                 "%s: ONNX -> TFLite op map: %d of %d nodes by their values, %d fused into a mapped op, %d unmapped",
-                self.model_name, counts["by_values"], counts["onnx_nodes"], counts["fused"], counts["unmapped"],
+                self.model_name,
+                counts["by_values"],
+                counts["onnx_nodes"],
+                counts["fused"],
+                counts["unmapped"],
             )
         return self._mapping
 
@@ -111,7 +115,9 @@ class SelectiveExport:
                 mapping = self.mapping
                 ops = selective.downstream(mapping, selective.ops_for(mapping, flagged["nodes"][:1]))
                 flagged["tflite_ops"] = [
-                    {"op": op["type"], "tensor": op["names"][0]} for op in mapping["ops"] if op["index"] in ops
+                    {"op": op["type"], "tensor": op["names"][0]}
+                    for op in mapping["ops"]
+                    if op["index"] in ops
                 ]
                 source = self.job.prepared.source_name(flagged["output"])
                 flagged["source_output"] = source
@@ -150,7 +156,9 @@ class SelectiveExport:
             path, record = search_selective(
                 job,
                 mapping,
-                lambda ops: selective.static_rules(selective.tensor_names(mapping, [*forced, *ops]), float_io),
+                lambda ops: selective.static_rules(
+                    selective.tensor_names(mapping, [*forced, *ops]), float_io
+                ),
                 revertible,
                 plan.io in ("int8", "uint8"),
                 self.build,
@@ -220,7 +228,12 @@ class SelectiveExport:
         from edgekit.int8.tflite_search import search_selective
 
         forced, float_outputs, ignored = self.forced_float()
-        if search.get("passed") and chosen.int8 == "static" and not float_outputs and not self.job.options.ignore:
+        if (
+            search.get("passed")
+            and chosen.int8 == "static"
+            and not float_outputs
+            and not self.job.options.ignore
+        ):
             return None
         mapping = self.mapping
         float_io = self.plan.io == "float32"
