@@ -235,7 +235,7 @@ def test_per_node_fallback_keeps_the_ranked_ops_in_float(tmp_path: Path) -> None
     assert result.details["int8_search"]["default_score"]["passed"] is False
     assert result.details["variant"] == "aeq_int8", record["summary"]
     assert record["passed"] is True and record["reverted"], record["summary"]
-    named = {n for op in record["reverted"] for n in op["onnx_nodes"]}
+    named = {n for op in record["reverted"] for n in op["source_nodes"]}
     assert named & {"outlier_node", "mix_node"}, record["reverted"]
     assert record["ranking"] and record["onnx_to_tflite"]["by_values"] >= 4
     session = ort.InferenceSession(str(tmp_path / "outlier.onnx"), providers=["CPUExecutionProvider"])
@@ -251,3 +251,29 @@ def test_per_node_fallback_needs_consent_on_full_integer_targets(tmp_path: Path)
     record = result.details["selective_quantization"]
     assert record["passed"] is False and "--allow-float-ops" in record["would_take"]
     assert result.details["variant"] == "full_integer_quant"  # onnx2tf's file kept, the record says why
+
+
+@pytest.mark.slow
+def test_int4_keeps_the_outlier_layer_at_int8_by_name(tmp_path: Path) -> None:
+    """fc1's weights hold a 10x input row: all-INT4 (block 32) fails the gate; --int4 passes with fc1 at
+    INT8 weights, named by its ONNX node, and the other MatMul stays INT4."""
+    pytest.importorskip("ai_edge_quantizer")
+    job, samples = _job(
+        tmp_path,
+        token_encoder(outlier=10.0),
+        "outlier_tokens",
+        "int4",
+        gates=Gates(min_cosine=0.98),
+        int4_group_size=32,
+        max_revert=0.5,
+    )
+    result = get_backend("tflite").export(job)
+    record = result.details["selective_quantization"]
+    assert record["default_score"]["passed"] is False, record["default_score"]
+    assert record["passed"] is True, record["summary"]
+    assert record["reverted_to"] == "int8"
+    # ingest fuses fc1's MatMul + bias Add into one Gemm (between reshapes) named after the MatMul's output
+    named = {n for op in record["reverted"] for n in op["source_nodes"]}
+    assert named & {"fc1_matmul", "fc1"}, record["reverted"]
+    assert not any("fc2" in n for n in named)
+    assert "INT4" in record["weights"]["tensors_by_dtype"]

@@ -41,18 +41,28 @@ def channels_last_classifier(size: int = 16, seed: int = 2) -> onnx.ModelProto:
     )
 
 
-def token_encoder(vocab: int = 64, seq: int = 16, dim: int = 64, seed: int = 3) -> onnx.ModelProto:
+def token_encoder(
+    vocab: int = 64, seq: int = 16, dim: int = 64, seed: int = 3, outlier: float = 0.0
+) -> onnx.ModelProto:
     """A BERT-shaped toy: int64 input_ids / attention_mask, an embedding Gather, a masked two-layer MLP
-    (MatMuls whose weights block-wise INT4 can take: 64 = 2 blocks of 32), mean-pooled embedding."""
+    (MatMuls whose weights block-wise INT4 can take: 64 = 2 blocks of 32), mean-pooled embedding.
+    `outlier`: fc1's weights for input feature 0 are that many times larger (and the embeddings' feature
+    0 as much smaller, so the function is the same): every INT4 block holding them loses its other weights."""
     import numpy as np
 
     b = Builder(seed)
-    table = b.tensor((b.rng.standard_normal((vocab, dim)) * 0.5).astype(np.float32), name="embeddings")
+    emb = (b.rng.standard_normal((vocab, dim)) * 0.5).astype(np.float32)
+    w1 = (b.rng.standard_normal((dim, dim * 2)) * dim**-0.5).astype(np.float32)
+    if outlier:
+        emb[:, 0] /= outlier
+        w1[0, :] *= outlier
+    table = b.tensor(emb, name="embeddings")
     h = b.op("Gather", [table, "input_ids"], name="embedded")
     mask = b.op("Cast", ["attention_mask"], name="mask_f", to=TensorProto.FLOAT)
     mask = b.op("Unsqueeze", [mask, b.tensor(np.array([2], np.int64), initializer=True)], name="mask3")
     h = b.op("Mul", [h, mask], name="masked")
-    h = b.op("Tanh", [b.linear(h, dim, dim * 2, name="fc1")], name="act1")
+    h = b.op("MatMul", [h, b.tensor(w1)], name="fc1", node="fc1_matmul")
+    h = b.op("Tanh", [b.op("Add", [h, b.tensor(np.zeros(dim * 2, np.float32))])], name="act1")
     h = b.op("Add", [b.linear(h, dim * 2, dim, name="fc2"), "masked"], name="residual")
     b.op("ReduceMean", [h], name="pooled", axes=[1], keepdims=0)
     ints = [

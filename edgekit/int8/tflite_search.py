@@ -188,6 +188,7 @@ def search_selective(
     candidates: list[dict[str, Any]] = []
     notes: list[str] = []
     by_index = {op["index"]: op for op in mapping["ops"]}
+    sources = mapping.get("sources", {})
     rules = rules_of
 
     def describe(index: int) -> dict[str, Any]:
@@ -196,6 +197,8 @@ def search_selective(
             "tflite_op": op["type"],
             "tflite_tensor": op["names"][0] if op["names"] else "",
             "onnx_nodes": onnx_names_of(mapping, index),
+            # the user's own node names (ingest may rename or split nodes)
+            "source_nodes": sorted({sources.get(n) or n for n in onnx_names_of(mapping, index)}),
         }
 
     def evaluate(stage: str, entries: list[tuple[str, list[int]]]) -> list[tuple[Path, Score, list[int]]]:

@@ -57,6 +57,14 @@ class SelectiveExport:
             self._mapping = selective.map_nodes(
                 self.job.prepared.path, self.float_path, self.inputs, _probe_feed(self.job)
             )
+            import onnx
+
+            from edgekit.int8.names import NodeOrigins
+
+            prepared = self.job.prepared
+            origins = NodeOrigins(onnx.load(str(prepared.path)), prepared.source_path, prepared.name_map)
+            # the user's own node names (ingest may rename and split nodes): what records and --ignore use
+            self._mapping["sources"] = {name: origins.original(name) for name in self._mapping["nodes"]}
             counts = self._mapping["counts"]
             log.info(
                 "%s: ONNX -> TFLite op map: %d of %d nodes by their values, %d fused into a mapped op, %d unmapped",
@@ -136,7 +144,12 @@ class SelectiveExport:
         ignored: list[str] = []
         for pattern in self.job.options.ignore:
             mapping = self.mapping
-            names = [n for n in mapping["nodes"] if fnmatch.fnmatchcase(n, pattern) or n == pattern]
+            sources = mapping.get("sources", {})
+            names = [
+                n
+                for n in mapping["nodes"]
+                if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(sources.get(n) or "", pattern)
+            ]
             ignored += names
             forced += [i for i in selective.ops_for(mapping, names) if i not in forced]
         return forced, outputs, ignored
