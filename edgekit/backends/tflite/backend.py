@@ -92,7 +92,7 @@ class TFLiteBackend(Backend):
         aeq_plan = chosen.int8 in ("aeq", "weights")
         onnx2tf_variant = "float32" if aeq_plan else chosen.variant
         if searching or (aeq_plan and job.calib is not None):
-            from edgekit.int8.jobdata import bound
+            from edgekit.int8.search_inputs import bound
 
             job = bound(job)
         conv_job = job
@@ -134,7 +134,7 @@ class TFLiteBackend(Backend):
                 from edgekit.int8.tflite_search import search_tflite, tflite_scoring_set
 
                 def run(path: Path, data: Any) -> Any:
-                    return self._run_candidate(path, inputs, conv_job, data)
+                    return self.run_candidate(path, inputs, conv_job, data)
 
                 best, variant, search = search_tflite(
                     job,
@@ -236,7 +236,7 @@ class TFLiteBackend(Backend):
             shutil.copyfile(path, kept_dir / path.name)
         return kept_dir, network, convert_s, {"hit": False, "entry": stored.name if stored else None}
 
-    def _run_candidate(self, path: Path, inputs: list[InputPlan], job: ExportJob, data: Any) -> Any:
+    def run_candidate(self, path: Path, inputs: list[InputPlan], job: ExportJob, data: Any) -> Any:
         """A candidate .tflite through the host runner `verify` uses, on the search's scoring set."""
         from edgekit.int8.tflite_search import run_tflite
 

@@ -77,7 +77,7 @@ def static_shape(shape: Sequence[int | str | None]) -> list[int]:
     return dims
 
 
-def _probe_feed(job: ExportJob) -> dict[str, np.ndarray]:
+def probe_feed(job: ExportJob) -> dict[str, np.ndarray]:
     """One sample in the prepared model's layout: from the calibration set, else seeded noise."""
     feed = {}
     rng = np.random.default_rng(0)
@@ -120,7 +120,7 @@ def map_io(path: Path, inputs: Sequence[InputPlan], job: ExportJob, threads: int
             entry["layout"] = "NHWC"  # the source model's own layout, kept as it is
         entries_in.append(entry)
 
-    feed = _probe_feed(job)
+    feed = probe_feed(job)
     reference = _onnx_outputs(job.prepared.path, feed)
     raw = _run_raw(interpreter, entries_in, feed)
     order, how = _output_order(interpreter, len(job.prepared.outputs))
@@ -168,11 +168,9 @@ def io_entry(prepared_name: str, detail: Mapping[str, Any], perm: list[int]) -> 
 
 
 def _onnx_outputs(path: Path, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    from edgekit.onnx_run import cpu_session, run_each
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, dict(feed)), strict=True))
+    return next(run_each(cpu_session(path), [feed]))
 
 
 def quantize(x: np.ndarray, entry: Mapping[str, Any]) -> np.ndarray:

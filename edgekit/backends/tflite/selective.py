@@ -188,7 +188,7 @@ def map_nodes(
     import onnx
     import onnxruntime as ort  # type: ignore[import-untyped]
 
-    from edgekit.int8.qdq_graph import with_outputs
+    from edgekit.int8.qdq_surgery import with_outputs
 
     model = onnx.load(str(prepared_path))
     graph_outputs = {o.name for o in model.graph.output}
@@ -295,7 +295,7 @@ def mixed_scale_outputs(
     import onnx
     import onnxruntime as ort  # type: ignore[import-untyped]
 
-    from edgekit.int8.qdq_graph import with_outputs
+    from edgekit.int8.qdq_surgery import with_outputs
 
     model = onnx.load(str(prepared_path))
     writers = {o: n for n in model.graph.node for o in n.output}

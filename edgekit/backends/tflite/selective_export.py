@@ -52,10 +52,10 @@ class SelectiveExport:
     @property
     def mapping(self) -> dict[str, Any]:
         if self._mapping is None:
-            from edgekit.backends.tflite.iomap import _probe_feed
+            from edgekit.backends.tflite.iomap import probe_feed
 
             self._mapping = selective.map_nodes(
-                self.job.prepared.path, self.float_path, self.inputs, _probe_feed(self.job)
+                self.job.prepared.path, self.float_path, self.inputs, probe_feed(self.job)
             )
             import onnx
 
@@ -103,7 +103,7 @@ class SelectiveExport:
         return outs
 
     def run(self, path: Path, data: Any) -> Any:
-        return self.backend._run_candidate(path, self.inputs, self.job, data)
+        return self.backend.run_candidate(path, self.inputs, self.job, data)
 
     def scoring_set(self) -> Any:
         from edgekit.int8.tflite_search import tflite_scoring_set
