@@ -157,7 +157,16 @@ class TFLiteBackend(Backend):
             if searching and search is not None:
                 replaced = aeq.after_onnx2tf(search, chosen, entry_path)
                 if replaced is not None:
+                    was_dynamic = chosen.int8 == "dynamic"
                     chosen, selective = replaced
+                    if was_dynamic and chosen.int8 == "aeq":
+                        # the per-op fallback replaced onnx2tf's every-activation-in-float file
+                        warnings = [w for w in warnings if not w.startswith("--allow-float-ops: INT8 met")]
+                        warnings.append(
+                            "--allow-float-ops: INT8 met the gate with "
+                            f"{len(selective.get('reverted', []))} TFLite op(s) in float (ai-edge-quantizer "
+                            "selective quantization), instead of onnx2tf's every activation in float"
+                        )
                 warnings += aeq.warnings
             _, network, convert_s, cache_note = conversions[str(base_args.get("quant_type"))]
 
