@@ -13,6 +13,7 @@ import numpy as np
 # graph optimizations: onnxruntime's default (all), basic only (no Q/DQ fusion: exact Q/DQ numerics),
 # or none (every kernel is one of the model's own nodes)
 OPTIMIZATIONS = ("all", "basic", "none")
+DISABLE_QDQ_FUSION = "session.disable_quant_qdq"  # onnxruntime's session config key ("1": no Q/DQ fusion)
 
 
 def cpu_session(model: str | Path | bytes, optimization: str = "all", threads: int | None = None) -> Any:
@@ -25,6 +26,7 @@ def cpu_session(model: str | Path | bytes, optimization: str = "all", threads: i
         options.intra_op_num_threads = int(threads)
     if optimization == "basic":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.add_session_config_entry(DISABLE_QDQ_FUSION, "1")  # said, not left to the level
     elif optimization == "none":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     elif optimization != "all":

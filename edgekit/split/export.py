@@ -84,6 +84,22 @@ def shard_sets(
     return paths
 
 
+def _unsplit_task(data: Mapping[str, Any]) -> str | None:
+    """The unsplit model's task kind (its metadata is not in the shards), or None (the last shard's own
+    outputs decide) when the unsplit model is not where the split recorded it."""
+    from edgekit import task_options
+
+    source = Path(data["source"].get("path", ""))
+    if not source.is_file():
+        return None
+    try:
+        task = task_options.infer(source)
+    except BadInput:
+        return None
+    last = {o["name"] for o in data["shards"][-1].get("outputs", [])}
+    return task.kind if set(task.outputs) <= last else None
+
+
 def export_pipeline(req: PipelineExportRequest, progress: Progress = noop) -> PipelineExportRecord:
     """Export every shard; all or nothing (a failed shard leaves no pipeline directory)."""
     from edgekit.records import ExportRequest
@@ -113,6 +129,7 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = noop) -> Pi
             )
         described = dict(data)
         described["shards"] = [dict(s) for s in data["shards"]]
+        last_task = _unsplit_task(data)
         for index, (shard, target) in enumerate(zip(described["shards"], targets, strict=True)):
             progress(f"shard {index} -> {target}")
             request = ExportRequest(
@@ -126,6 +143,8 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = noop) -> Pi
                 options=req.options,
                 gate_overrides=dict(req.gate_overrides),
                 targets_dirs=req.targets_dirs,
+                # intermediate tensors are judged as raw outputs; the last shard's are the model's own
+                task=last_task if index == len(targets) - 1 else "raw",
             )
 
             def shard_progress(message: str, i: int = index) -> None:

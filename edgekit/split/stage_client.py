@@ -36,6 +36,9 @@ class PipelineBenchSettings:
     #: end-to-end fidelity gates: the last shard's target profile, with these overrides
     gate_overrides: Mapping[str, float | None] = field(default_factory=dict)
     targets_dirs: Sequence[str] = ()
+    #: what the unsplit model is for (None: infer_task on it) and a user metric (callable or module:function)
+    task: str | None = None
+    metric: Any = None
 
 
 @dataclass
