@@ -28,7 +28,7 @@ import importlib.util
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -44,6 +44,15 @@ if TYPE_CHECKING:
     from edgekit.ingest import PreparedModel
     from edgekit.targets import Gates, TargetProfile
     from edgekit.transport import Transport
+
+
+def looks_channels_last(shape: Sequence[Any]) -> bool:
+    """[N, H, W, C] with C in 1..4 and H, W > 4: an image fed channels-last (TF/Keras, Caffe
+    exports), never a channels-first one ([N, C, H, W] has a small dim 1, not a small dim 3)."""
+    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        return False
+    _, h, w, c = shape
+    return 1 <= c <= 4 and h > 4 and w > 4
 
 
 class OnDeviceArtifact(Protocol):
@@ -117,7 +126,9 @@ class TensorSpec:
         dims: list[int | str] = [d if isinstance(d, int) else (str(d) if d else "?") for d in shape]
         np_dtype = np.dtype(dtype)
         if layout is None:
-            layout = "NCHW" if len(dims) == 4 and np.issubdtype(np_dtype, np.floating) else ""
+            layout = ""
+            if len(dims) == 4 and np.issubdtype(np_dtype, np.floating):
+                layout = "NHWC" if looks_channels_last(dims) else "NCHW"
         return cls(name, source_name or name, dims, np_dtype.name, layout, quant)
 
     @classmethod
@@ -161,6 +172,11 @@ class ExportOptions:
     max_revert: float = 0.25  # share of quantized nodes fallback may keep in float (--max-revert)
     search_budget_s: float = 600.0  # wall-clock bound of the search (--search-budget)
     allow_float_ops: bool = False  # full-integer targets: fallback may leave float ops (--allow-float-ops)
+    # weight-only quantization (issue 17; shared with branch int4): `--int8 --weights-only` and `--int4`
+    weights_only: bool = False  # int8: quantize weights only, activations stay float
+    int4_group_size: int = 128  # weights per INT4 scale (block-wise)
+    int4_symmetric: bool = True  # INT4 zero point 0 (symmetric) or per block (asymmetric)
+    int4_ratio: float = 1.0  # share of the weight layers at INT4; the rest stay INT8
 
 
 @dataclass
