@@ -17,6 +17,8 @@ from edgekit.cli_options import (
     int8_search_options,
     parse_kv,
     targets_dir_option,
+    weight_only_options,
+    weight_only_fields,
 )
 from edgekit.errors import BadInput, GateFailed
 
@@ -29,13 +31,18 @@ def _fidelity_gate(report: Any) -> None:
 @click.command()
 @click.argument("model", type=click.Path())
 @click.option("--target", "-t", required=True, help="Target profile name (see `edgekit targets`).")
-@click.option("--int8", "precision", flag_value="int8", help="INT8 (needs --calib unless --dynamic).")
+@click.option(
+    "--int8", "precision", flag_value="int8", help="INT8 (needs --calib unless --dynamic or --weights-only)."
+)
+@click.option(
+    "--int4", "precision", flag_value="int4", help="Weight-only INT4 MatMul/Gemm weights (--calib: searched, gated)."
+)
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16.")
 @click.option("--fp32", "precision", flag_value="fp32", help="FP32.")
 @click.option(
     "--precision",
     "precision_choice",
-    type=click.Choice(["fp32", "fp16", "int8", "auto"]),
+    type=click.Choice(["fp32", "fp16", "int8", "int4", "auto"]),
     help="Precision by name; auto: every precision the target offers, the fastest here that passes the gate.",
 )
 @click.option("--calib", type=click.Path(), help="Calibration set (.npz or image dir + calibration.toml).")
@@ -70,6 +77,7 @@ def _fidelity_gate(report: Any) -> None:
 @click.option("--no-simplify", is_flag=True, help="Skip constant folding with onnxslim.")
 @targets_dir_option
 @int8_search_options
+@weight_only_options
 @gate_options
 @common
 def export(app: CliContext, model: str, **kw: Any) -> None:
@@ -93,6 +101,7 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
         max_revert=kw["max_revert"],
         search_budget_s=kw["search_budget"],
         allow_float_ops=kw["allow_float_ops"],
+        **weight_only_fields(kw),
     )
     if kw["precision"] and kw["precision_choice"] and kw["precision"] != kw["precision_choice"]:
         raise BadInput(f"--{kw['precision']} and --precision {kw['precision_choice']} disagree; give one")

@@ -19,7 +19,7 @@ from edgekit.resources import data_dir
 from edgekit.tomlio import load_toml
 
 ENV_VAR = "EDGEKIT_TARGETS_PATH"
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 BUILD_MODES = ("host", "on-device")
 MIN_OPSET = 7  # onnxruntime, the FP32 reference of every verify, runs nothing older
 KNOWN_KEYS = {
