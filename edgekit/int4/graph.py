@@ -201,7 +201,7 @@ def to_block_dq(
             codes, scales, axis = codes.T, scales.T, 1
         prefix = f"{layer.weight}__{layer.node}"
         kind = TensorProto.INT4 if blocks.bits == 4 else TensorProto.INT8
-        q = helper.make_tensor(f"{prefix}_q", kind, codes.shape, codes.flatten().tolist())
+        q = helper.make_tensor(f"{prefix}_q", kind, codes.shape, _raw(codes, blocks.bits), raw=True)
         out.graph.initializer.append(q)
         attrs: dict[str, Any] = {}
         if blocks.bits == 4:
@@ -224,6 +224,17 @@ def to_block_dq(
         out.graph.node.append(node)
     _drop_unused(out)
     return out
+
+
+def _raw(codes: np.ndarray, bits: int) -> bytes:
+    """Signed codes as ONNX raw data: INT8 as is, INT4 two to a byte, low nibble first."""
+    flat = codes.astype(np.int8).reshape(-1)
+    if bits == 8:
+        return flat.tobytes()
+    if flat.size % 2:
+        flat = np.concatenate([flat, np.zeros(1, np.int8)])
+    nibbles = flat.view(np.uint8) & 0x0F
+    return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
 
 
 def stored_bytes(layer: Layer, blocks: Blocks | None) -> int:
