@@ -119,7 +119,10 @@ def compress(
                 kwargs.update(
                     dataset=nncf.Dataset(feeds), awq=True, scale_estimation=True, subset_size=len(feeds)
                 )
-        return nncf.compress_weights(convert(), **kwargs)
+        from edgekit.backends.ov.int8 import _nncf_quietly  # NNCF's tables and bars off stdout (--json)
+
+        with _nncf_quietly():
+            return nncf.compress_weights(convert(), **kwargs)
 
     trials: list[dict[str, Any]] = []
     ratios = [ratio] + [r for r in RATIO_STEPS if r < ratio] if (data is not None and opts.search) else [ratio]
