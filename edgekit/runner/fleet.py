@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 ProgressHook = Callable[[dict[str, Any]], None]
 
 
+def shape_label(shapes: dict[str, list[int]]) -> str:
+    from edgekit.runner.shapes import label
+
+    return label(shapes)
+
+
 async def run_bench(
     jobs: list[Job],
     settings: BenchSettings,
@@ -56,7 +62,8 @@ async def run_bench(
 
     by_device: dict[str, list[Job]] = {}
     for job in jobs:
-        if (job.artifact.sha256, job.device.name) in skip:
+        stated = f" [{shape_label(job.shapes)}]" if job.shapes else ""
+        if (job.artifact.sha256, job.device.name + stated) in skip:
             notify({"stage": "skipped", "device": job.device.name, "artifact": job.artifact.name})
             continue
         by_device.setdefault(job.device.name, []).append(job)

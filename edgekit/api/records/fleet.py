@@ -33,8 +33,11 @@ class BenchRequest(Request):
     concurrency: int = 4
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
     targets_dirs: Sequence[str | Path] = field(default_factory=list)
+    # "NAME:D0,D1,.." as `--input-shape`; a name given k times times k shape sets
+    input_shapes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.input_shapes = [str(s) for s in self.input_shapes]
         self.artifacts, self.devices = as_paths(self.artifacts), [str(d) for d in self.devices]
         self.devices_file, self.val, self.results = (
             as_path(self.devices_file),
