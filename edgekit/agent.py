@@ -118,7 +118,9 @@ def compact_samples(samples_ms, keep=20000):
     for value in samples_ms:
         index = int(math.floor(math.log(max(value, 1e-6)) / log_step))
         counts[index] = counts.get(index, 0) + 1
-    return {"latency_histogram": {"step": HISTOGRAM_STEP, "buckets": [[k, counts[k]] for k in sorted(counts)]}}
+    return {
+        "latency_histogram": {"step": HISTOGRAM_STEP, "buckets": [[k, counts[k]] for k in sorted(counts)]}
+    }
 
 
 def block_medians(samples_ms, blocks=5):
@@ -976,7 +978,9 @@ def repeat_runs(job, entry, runner, feed, samples, wall):
         runner = RUNNERS[job["backend"]](job, entry)
         for _ in range(int(job.get("warmup", 10))):
             runner.infer(feed)
-        more, more_wall = timed_loop(lambda: runner.infer(feed), iterations, float(job.get("min_duration_s", 0)))
+        more, more_wall = timed_loop(
+            lambda: runner.infer(feed), iterations, float(job.get("min_duration_s", 0))
+        )
         repeat_p50.append(percentile(sorted(more), 50))
         counts.append(len(more))
         samples = samples + more
@@ -1120,7 +1124,9 @@ def bench_trtexec(job, engine, job_dir):
         "environment": environment({"trtexec": version}),
     }
     if samples:
-        result.update(sample_fields(job, samples, ([stats["p50"]], [len(samples)]), before, conditions_snapshot()))
+        result.update(
+            sample_fields(job, samples, ([stats["p50"]], [len(samples)]), before, conditions_snapshot())
+        )
     return result
 
 

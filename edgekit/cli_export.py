@@ -17,8 +17,8 @@ from edgekit.cli_options import (
     int8_search_options,
     parse_kv,
     targets_dir_option,
-    weight_only_options,
     weight_only_fields,
+    weight_only_options,
 )
 from edgekit.errors import BadInput, GateFailed
 
@@ -35,7 +35,10 @@ def _fidelity_gate(report: Any) -> None:
     "--int8", "precision", flag_value="int8", help="INT8 (needs --calib unless --dynamic or --weights-only)."
 )
 @click.option(
-    "--int4", "precision", flag_value="int4", help="Weight-only INT4 MatMul/Gemm weights (--calib: searched, gated)."
+    "--int4",
+    "precision",
+    flag_value="int4",
+    help="Weight-only INT4 MatMul/Gemm weights (--calib: searched, gated).",
 )
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16.")
 @click.option("--fp32", "precision", flag_value="fp32", help="FP32.")

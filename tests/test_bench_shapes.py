@@ -17,7 +17,9 @@ from edgekit.runner.shapes import input_ranges, parse_shape_sets, resolve
 
 def _artifact(tmp_path: Path, run_cli) -> Path:
     model = tm.save(tm.encoder(layers=2), tmp_path, "encoder")
-    code, out, err = run_cli("export", model, "--target", "x86-cpu", "--fp32", "-o", tmp_path / "out", "--json")
+    code, out, err = run_cli(
+        "export", model, "--target", "x86-cpu", "--fp32", "-o", tmp_path / "out", "--json"
+    )
     assert code == 0, err
     return Path(json.loads(out)["artifact"])
 
@@ -26,8 +28,20 @@ def test_bench_times_two_sequence_lengths_with_valid_token_inputs(tmp_path: Path
     artifact = _artifact(tmp_path, run_cli)
     results = tmp_path / "results.jsonl"
     code, _, err = run_cli(
-        "bench", artifact, "--device", "local", "--iterations", "5", "--warmup", "1",
-        "--input-shape", "input_ids:1,16", "--input-shape", "input_ids:1,128", "-o", results,
+        "bench",
+        artifact,
+        "--device",
+        "local",
+        "--iterations",
+        "5",
+        "--warmup",
+        "1",
+        "--input-shape",
+        "input_ids:1,16",
+        "--input-shape",
+        "input_ids:1,128",
+        "-o",
+        results,
     )
     assert code == 0, err
     records = [json.loads(line) for line in results.read_text().splitlines()]
@@ -69,7 +83,10 @@ def test_agent_feeds_ids_in_range_masks_of_one_and_never_negatives() -> None:
 
 def test_shape_sets_and_resolution() -> None:
     sets = parse_shape_sets(["input_ids:1,16", "input_ids:1,128", "pixel:1,3,8,8"])
-    assert sets == [{"input_ids": [1, 16], "pixel": [1, 3, 8, 8]}, {"input_ids": [1, 128], "pixel": [1, 3, 8, 8]}]
+    assert sets == [
+        {"input_ids": [1, 16], "pixel": [1, 3, 8, 8]},
+        {"input_ids": [1, 128], "pixel": [1, 3, 8, 8]},
+    ]
     specs = [{"name": "a", "shape": ["batch", "seq"]}, {"name": "b", "shape": ["batch", "seq", 4]}]
     assert resolve(specs, {"a": [2, 7]}) == {"a": [2, 7], "b": [2, 7, 4]}
     with pytest.raises(BadInput, match="'seq'"):

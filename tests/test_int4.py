@@ -53,7 +53,9 @@ def test_matmulnbits_and_block_dq_compute_with_the_dequantized_weights(bits: int
     model, feed = tm.encoder(layers=1), _feed()
     layers = graph.weight_layers(model)
     q = {
-        layer.node: blocks.quantize(graph.weight_of(model, layer), bits, blocks.clip_block(128, layer.k), symmetric)
+        layer.node: blocks.quantize(
+            graph.weight_of(model, layer), bits, blocks.clip_block(128, layer.k), symmetric
+        )
         for layer in layers
     }
     preview = _run(graph.fake_quant(model, layers, q), feed)
@@ -69,9 +71,14 @@ def test_gemm_with_transposed_weight_and_odd_k() -> None:
     w = rng.standard_normal((24, 40)).astype(np.float32)  # transB: [N, K], K = 40 (not a block multiple)
     node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)
     g = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 40])],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 40])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 24])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(rng.standard_normal(24).astype(np.float32), "b")],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(rng.standard_normal(24).astype(np.float32), "b"),
+        ],
     )
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     layers = graph.weight_layers(model)
@@ -126,8 +133,18 @@ def test_ratio_keeps_the_most_sensitive_share_at_int8(tmp_path: Path, run_cli) -
 def test_methods_pass_on_the_plain_encoder(tmp_path: Path, run_cli, method: str) -> None:
     model, calib, val = _write(tmp_path, outlier=False)
     code, out, err = _export(
-        run_cli, model, "x86-cpu", "--int4", "--int4-method", method, "--calib", calib, "--val", val,
-        "-o", tmp_path / "o",
+        run_cli,
+        model,
+        "x86-cpu",
+        "--int4",
+        "--int4-method",
+        method,
+        "--calib",
+        calib,
+        "--val",
+        val,
+        "-o",
+        tmp_path / "o",
     )
     assert code == 0, err
     weights = out["manifest"]["details"]["weight_only"]
@@ -137,19 +154,29 @@ def test_methods_pass_on_the_plain_encoder(tmp_path: Path, run_cli, method: str)
 
 def test_weight_only_int8_needs_no_calibration(tmp_path: Path, run_cli) -> None:
     model, _, val = _write(tmp_path, outlier=False)
-    code, out, err = _export(run_cli, model, "x86-cpu", "--int8", "--weights-only", "--val", val, "-o", tmp_path / "o")
+    code, out, err = _export(
+        run_cli, model, "x86-cpu", "--int8", "--weights-only", "--val", val, "-o", tmp_path / "o"
+    )
     assert code == 0, err
     manifest = out["manifest"]
     weights = manifest["details"]["weight_only"]
     assert weights["level"] == "int8" and weights["counts"] == {"int4": 0, "int8": 18, "float": 0}
     assert manifest["fidelity"]["passed"] and manifest["options"]["weights_only"] is True
     nodes = onnx.load(str(Path(out["artifact"]) / "model.onnx")).graph.node
-    assert {helper.get_attribute_value(a) for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "bits"} == {8}
+    assert {
+        helper.get_attribute_value(a)
+        for n in nodes
+        if n.op_type == "MatMulNBits"
+        for a in n.attribute
+        if a.name == "bits"
+    } == {8}
 
 
 def test_tensorrt_int4_writes_symmetric_block_dq(tmp_path: Path, run_cli) -> None:
     model, calib, val = _write(tmp_path, outlier=True)
-    code, out, err = _export(run_cli, model, "x86-gpu", "--int4", "--calib", calib, "--val", val, "-o", tmp_path / "o")
+    code, out, err = _export(
+        run_cli, model, "x86-gpu", "--int4", "--calib", calib, "--val", val, "-o", tmp_path / "o"
+    )
     assert code == 0, err
     details = out["manifest"]["details"]
     assert details["weight_only"]["symmetric"] is True and out["manifest"]["entry"] == "model.wq.onnx"
@@ -163,9 +190,11 @@ def test_tensorrt_int4_writes_symmetric_block_dq(tmp_path: Path, run_cli) -> Non
 def test_tensorrt_before_10_refuses_int4_naming_the_version(tmp_path: Path, run_cli) -> None:
     w = numpy_helper.from_array(np.ones((32, 16), np.float32), "w")
     g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "g",
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])], [w],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [w],
     )
     path = tmp_path / "mm.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
@@ -177,7 +206,9 @@ def test_tensorrt_before_10_refuses_int4_naming_the_version(tmp_path: Path, run_
 @pytest.mark.slow
 def test_openvino_int4_with_nncf(tmp_path: Path, run_cli) -> None:
     model, calib, val = _write(tmp_path, outlier=False)
-    code, out, err = _export(run_cli, model, "intel-cpu", "--int4", "--calib", calib, "--val", val, "-o", tmp_path / "o")
+    code, out, err = _export(
+        run_cli, model, "intel-cpu", "--int4", "--calib", calib, "--val", val, "-o", tmp_path / "o"
+    )
     assert code == 0, err
     weights = out["manifest"]["details"]["weight_only"]
     assert weights["awq"] and weights["counts"]["int4"] >= 12

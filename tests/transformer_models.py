@@ -96,17 +96,28 @@ def encoder(
     g.outlier = outlier  # type: ignore[attr-defined]
     head_dim = hidden // heads
     # embeddings
-    words = g.op("Gather", [g.const(g.normal((vocab, hidden), 0.05), "embeddings.word"), "input_ids"],
-                 node="embeddings/word/gather", axis=0)
+    words = g.op(
+        "Gather",
+        [g.const(g.normal((vocab, hidden), 0.05), "embeddings.word"), "input_ids"],
+        node="embeddings/word/gather",
+        axis=0,
+    )
     shape = g.op("Shape", ["input_ids"])
     seq = g.op("Gather", [shape, g.const(np.array([1], np.int64), "dim1")], axis=0)
     zero = g.const(np.array([0], np.int64), "zero1")
-    positions = g.op("Slice", [g.const(g.normal((MAX_POSITIONS, hidden), 0.05), "embeddings.position"),
-                               zero, seq, zero], node="embeddings/position/slice")
+    positions = g.op(
+        "Slice",
+        [g.const(g.normal((MAX_POSITIONS, hidden), 0.05), "embeddings.position"), zero, seq, zero],
+        node="embeddings/position/slice",
+    )
     x = g.op("Add", [words, positions])
     if token_types:
-        types = g.op("Gather", [g.const(g.normal((2, hidden), 0.05), "embeddings.token_type"),
-                                "token_type_ids"], node="embeddings/token_type/gather", axis=0)
+        types = g.op(
+            "Gather",
+            [g.const(g.normal((2, hidden), 0.05), "embeddings.token_type"), "token_type_ids"],
+            node="embeddings/token_type/gather",
+            axis=0,
+        )
         x = g.op("Add", [x, types])
     x = g.layer_norm(x, hidden, "embeddings")
     # additive attention mask: (1 - mask) * -10000, shaped [B, 1, 1, T]
@@ -138,19 +149,24 @@ def encoder(
         x = g.layer_norm(g.op("Add", [down, x]), hidden, f"{p}.output")
     # masked mean pooling
     mask3 = g.op("Unsqueeze", [mask_f, g.const(np.array([-1], np.int64), "pool.axes")])
-    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3]), g.const(np.array([1], np.int64), "pool.seq")],
-                  keepdims=0)
+    summed = g.op(
+        "ReduceSum", [g.op("Mul", [x, mask3]), g.const(np.array([1], np.int64), "pool.seq")], keepdims=0
+    )
     count = g.op("ReduceSum", [mask_f, g.const(np.array([1], np.int64), "pool.seq2")], keepdims=1)
     count = g.op("Max", [count, g.const(np.float32(1e-9), "pool.eps")])
     g.nodes.append(helper.make_node("Div", [summed, count], ["embedding"], name="pooler/mean"))
 
     dims = ["batch", "sequence"]
-    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, dims),
-              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dims)]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, dims),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dims),
+    ]
     if token_types:
         inputs.append(helper.make_tensor_value_info("token_type_ids", TensorProto.INT64, dims))
     graph = helper.make_graph(
-        g.nodes, "minilm_like_encoder", inputs,
+        g.nodes,
+        "minilm_like_encoder",
+        inputs,
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", hidden])],
         g.inits,
     )

@@ -150,8 +150,15 @@ def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityR
 
 # ---- local timing ------------------------------------------------------------------------------
 def bench_local(
-    artifact_dir: str | Path, iterations: int = 100, warmup: int = 10, threads: int | None = None
+    artifact_dir: str | Path,
+    iterations: int = 100,
+    warmup: int = 10,
+    threads: int | None = None,
+    shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Time an artifact on this machine through the same path as `edgekit bench --device local` (the
-    runner, the local transport and the device agent's timing loop and statistics)."""
-    return runner.bench_local(artifact_dir, iterations=iterations, warmup=warmup, threads=threads)
+    runner, the local transport and the device agent's timing loop and statistics); `shapes` states
+    the shape of inputs with dynamic dims (by input name)."""
+    return runner.bench_local(
+        artifact_dir, iterations=iterations, warmup=warmup, threads=threads, shapes=shapes
+    )

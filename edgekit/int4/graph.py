@@ -171,9 +171,13 @@ def to_matmulnbits(
                 scaled = f"{node.name}__beta"
                 _set_init(out, scaled, np.asarray(beta, np.float32))
                 bias_out = f"{node.output[0]}__bias"
-                out.graph.node.append(helper.make_node("Mul", [bias, scaled], [bias_out], name=f"{node.name}/beta"))
+                out.graph.node.append(
+                    helper.make_node("Mul", [bias, scaled], [bias_out], name=f"{node.name}/beta")
+                )
                 bias = bias_out
-            out.graph.node.append(helper.make_node("Add", [result, bias], [node.output[0]], name=f"{node.name}/bias"))
+            out.graph.node.append(
+                helper.make_node("Add", [result, bias], [node.output[0]], name=f"{node.name}/bias")
+            )
     _ensure_domain(out, "com.microsoft", 1)
     _drop_unused(out)
     return out

@@ -71,7 +71,9 @@ class Spec:
         }
 
 
-def spec_of(job: ExportJob, primary: str, *, force_symmetric: bool = False, int8_per_channel: bool = False) -> Spec:
+def spec_of(
+    job: ExportJob, primary: str, *, force_symmetric: bool = False, int8_per_channel: bool = False
+) -> Spec:
     from edgekit.errors import BadInput
 
     opts = job.options
@@ -79,7 +81,9 @@ def spec_of(job: ExportJob, primary: str, *, force_symmetric: bool = False, int8
     ratio = float(getattr(opts, "int4_ratio", 1.0))
     method = str(getattr(opts, "int4_method", "rtn")).lower()
     if group < 16:
-        raise BadInput(f"--int4-group-size {group}: the group size is at least 16 (a power of two: 32, 64, 128)")
+        raise BadInput(
+            f"--int4-group-size {group}: the group size is at least 16 (a power of two: 32, 64, 128)"
+        )
     if not 0.0 <= ratio <= 1.0:
         raise BadInput(f"--int4-ratio {ratio:g}: the share of weights at INT4 is between 0 and 1")
     if method not in METHODS:
@@ -172,7 +176,9 @@ class WeightSearch:
 
         return run_session(session(model.SerializeToString()), data, list(data.reference))
 
-    def evaluate(self, levels: Mapping[str, str], stage: str, data: ScoringSet | None = None) -> tuple[Score, dict]:
+    def evaluate(
+        self, levels: Mapping[str, str], stage: str, data: ScoringSet | None = None
+    ) -> tuple[Score, dict]:
         from edgekit.int8.scoring import score
 
         data = data or self.data
@@ -246,7 +252,9 @@ class WeightSearch:
             levels[node] = "int8"
         return levels
 
-    def _smallest(self, start: dict[str, str], order: list[str], level: str, limit: int) -> tuple[int, dict[str, str], Score | None]:
+    def _smallest(
+        self, start: dict[str, str], order: list[str], level: str, limit: int
+    ) -> tuple[int, dict[str, str], Score | None]:
         """The fewest of `order` raised to `level` (on top of `start`) that pass; (k, levels, score)."""
         verdicts: dict[int, tuple[Score, dict[str, str]]] = {}
 
@@ -325,7 +333,9 @@ class WeightSearch:
         return levels, record
 
 
-def layer_rows(layers: list[Layer], levels: Mapping[str, str], quantized: Mapping[str, Blocks]) -> list[dict[str, Any]]:
+def layer_rows(
+    layers: list[Layer], levels: Mapping[str, str], quantized: Mapping[str, Blocks]
+) -> list[dict[str, Any]]:
     rows = []
     for layer in layers:
         blocks = quantized.get(layer.node)
@@ -348,14 +358,21 @@ def summary(rows: list[dict[str, Any]], search: WeightSearch) -> dict[str, Any]:
     primary = search.spec.primary
     fp32 = sum(r["fp32_bytes"] for r in rows)
     stored = sum(r["bytes"] for r in rows)
-    params = {lvl: sum(r["shape"][0] * r["shape"][1] for r in rows if r["precision"] == lvl) for lvl in LEVELS}
+    params = {
+        lvl: sum(r["shape"][0] * r["shape"][1] for r in rows if r["precision"] == lvl) for lvl in LEVELS
+    }
     total = sum(params.values()) or 1
     kept = []
     for r in rows:
         if r["precision"] != primary:
             cheapest = search.blocks(r["node"], primary).nbytes()
             kept.append(
-                {"node": r["node"], "precision": r["precision"], "bytes": r["bytes"], "extra_bytes": r["bytes"] - cheapest}
+                {
+                    "node": r["node"],
+                    "precision": r["precision"],
+                    "bytes": r["bytes"],
+                    "extra_bytes": r["bytes"] - cheapest,
+                }
             )
     return {
         "counts": {lvl: sum(1 for r in rows if r["precision"] == lvl) for lvl in LEVELS},

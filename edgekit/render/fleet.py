@@ -176,7 +176,17 @@ def bench(records: list[dict[str, Any]], results: str) -> None:
             ]
         )
     shape_column = (" / ".join(varying) + " shape",) if varying else ()
-    columns = ("artifact", "device", *shape_column, "status", "p50 ms", "p95 ms", "FPS", "init ms", "peak RSS MB")
+    columns = (
+        "artifact",
+        "device",
+        *shape_column,
+        "status",
+        "p50 ms",
+        "p95 ms",
+        "FPS",
+        "init ms",
+        "peak RSS MB",
+    )
     title = f"benchmark ({len(records)} run(s); results in {results})"
     stdout().print(table(title, (*columns, "fidelity / error"), cells, fold=True))
 

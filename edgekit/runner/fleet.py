@@ -116,6 +116,7 @@ def bench_local(
     min_duration_s: float = 0.0,
     targets_dirs: Sequence[str | Path] = (),
     results: str | Path | None = None,
+    shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Time one artifact on this machine exactly as `edgekit bench --device local` does (the runner,
     the local transport and the device agent's timing loop and statistics), so the two agree.
@@ -128,7 +129,10 @@ def bench_local(
     settings = BenchSettings(
         iterations=iterations, warmup=warmup, threads=threads, min_duration_s=min_duration_s
     )
-    jobs = [Job(artifact, local_device())]
+    from edgekit.runner.shapes import resolve
+
+    # `shapes` as `--input-shape` (by input name); a dynamic dim nobody stated is BadInput naming it
+    jobs = [Job(artifact, local_device(), shapes=resolve(artifact.manifest["inputs"], shapes or {}))]
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
         path = Path(results) if results is not None else Path(tmp) / "results.jsonl"
         (record,) = asyncio.run(run_bench(jobs, settings, path))

@@ -33,7 +33,10 @@ def done_pairs(path: str | Path) -> set[tuple[str, str]]:
     from edgekit.runner.shapes import label
 
     return {
-        (r["artifact"]["sha256"], r["device"]["name"] + (f" [{label(r['shapes'])}]" if r.get("shapes") else ""))
+        (
+            r["artifact"]["sha256"],
+            r["device"]["name"] + (f" [{label(r['shapes'])}]" if r.get("shapes") else ""),
+        )
         for r in read_results(path)
         if r.get("status") == "ok" and "artifact" in r and "device" in r
     }

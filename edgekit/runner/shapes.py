@@ -57,10 +57,14 @@ def resolve(inputs: Sequence[Mapping[str, Any]], given: Mapping[str, Sequence[in
             continue
         dims = list(spec["shape"])
         if len(shape) != len(dims):
-            raise BadInput(f"--input-shape {spec['name']}: {len(shape)} dims given, the input has {len(dims)}")
+            raise BadInput(
+                f"--input-shape {spec['name']}: {len(shape)} dims given, the input has {len(dims)}"
+            )
         for want, have in zip(dims, shape, strict=True):
             if isinstance(want, int) and want > 0 and want != have:
-                raise BadInput(f"--input-shape {spec['name']}: {list(shape)} does not fit its fixed shape {dims}")
+                raise BadInput(
+                    f"--input-shape {spec['name']}: {list(shape)} does not fit its fixed shape {dims}"
+                )
             if isinstance(want, str) and want not in ("", "?"):
                 bound[want] = int(have)
     out: ShapeSet = {}
@@ -91,7 +95,9 @@ def label(shapes: Mapping[str, Sequence[int]]) -> str:
     return "; ".join(f"{n}:{'x'.join(str(d) for d in dims)}" for n, dims in shapes.items())
 
 
-def sequence_length(shapes: Mapping[str, Sequence[int]], ranges: Mapping[str, Mapping[str, Any]]) -> int | None:
+def sequence_length(
+    shapes: Mapping[str, Sequence[int]], ranges: Mapping[str, Mapping[str, Any]]
+) -> int | None:
     """The sequence length a shape set times: the last dim of the token ids (None: not a token model)."""
     for name, rng in ranges.items():
         if rng.get("kind") == "ids" and name in shapes and len(shapes[name]) >= 2:

@@ -89,7 +89,9 @@ class OpenVinoBackend(Backend):
             "weights": {
                 "fp32": "float32",
                 "fp16": "float16 (compressed)",
-                "int8": "int8 weights (NNCF compress_weights)" if job.options.weights_only else "int8 FakeQuantize",
+                "int8": "int8 weights (NNCF compress_weights)"
+                if job.options.weights_only
+                else "int8 FakeQuantize",
                 "int4": "int4 blocks (NNCF compress_weights), int8 backup",
             }[precision],
         }

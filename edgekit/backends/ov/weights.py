@@ -125,7 +125,9 @@ def compress(
             return nncf.compress_weights(convert(), **kwargs)
 
     trials: list[dict[str, Any]] = []
-    ratios = [ratio] + [r for r in RATIO_STEPS if r < ratio] if (data is not None and opts.search) else [ratio]
+    ratios = (
+        [ratio] + [r for r in RATIO_STEPS if r < ratio] if (data is not None and opts.search) else [ratio]
+    )
     chosen, chosen_score, default_score = None, None, None
     for r in ratios:
         progress(f"weights: NNCF {mode.value} ratio {r:g}")
@@ -135,7 +137,9 @@ def compress(
             chosen = candidate
             break
         result = _score(candidate, data, gates)
-        trials.append({"ratio": r, "score": result.to_json(), "seconds": round(time.perf_counter() - started, 2)})
+        trials.append(
+            {"ratio": r, "score": result.to_json(), "seconds": round(time.perf_counter() - started, 2)}
+        )
         if default_score is None:
             default_score = result
         chosen, chosen_score = candidate, result
@@ -145,7 +149,9 @@ def compress(
     rows = []
     for layer in layers:
         lvl = levels.get(layer.node, "float")
-        per = {"int4": 0.5 + 4 / group * (1.0 if symmetric else 1.125), "int8": 1.0 + 8 / layer.k}.get(lvl, 4.0)
+        per = {"int4": 0.5 + 4 / group * (1.0 if symmetric else 1.125), "int8": 1.0 + 8 / layer.k}.get(
+            lvl, 4.0
+        )
         rows.append(
             {
                 "node": layer.node,
@@ -161,7 +167,9 @@ def compress(
     total = sum(layer.params for layer in layers) or 1
     notes = []
     if data is None:
-        notes.append(f"no calibration set: NNCF {mode.value} without AWQ/scale estimation, not scored (pass --calib)")
+        notes.append(
+            f"no calibration set: NNCF {mode.value} without AWQ/scale estimation, not scored (pass --calib)"
+        )
     search = {
         "scored_on": data.source if data is not None else None,
         "default": default_score.to_json() if default_score is not None else None,
@@ -183,9 +191,15 @@ def compress(
         "scale_estimation": data_aware,
         "backup_mode": "int8_asym" if level == "int4" else None,
         "counts": {lvl: sum(1 for r in rows if r["precision"] == lvl) for lvl in ("int4", "int8", "float")},
-        "weight_bytes": {"fp32": fp32, "stored": stored, "ratio": round(stored / fp32, 4) if fp32 else None,
-                         "note": "estimated from the levels read back (codes, fp32 scales, zero points)"},
-        "int4_share": round(sum(layer.params for layer in layers if levels.get(layer.node) == "int4") / total, 4),
+        "weight_bytes": {
+            "fp32": fp32,
+            "stored": stored,
+            "ratio": round(stored / fp32, 4) if fp32 else None,
+            "note": "estimated from the levels read back (codes, fp32 scales, zero points)",
+        },
+        "int4_share": round(
+            sum(layer.params for layer in layers if levels.get(layer.node) == "int4") / total, 4
+        ),
         f"kept_above_{level}": [
             {"node": r["node"], "precision": r["precision"], "bytes": r["bytes"]}
             for r in rows

@@ -242,7 +242,9 @@ class TensorRTBackend(Backend):
         result = weight_only(job, spec_of(job, level, force_symmetric=True, int8_per_channel=True), writer)
         save_onnx(result.model, out / WEIGHTS_FILE)
         if asked_asymmetric:
-            result.details["notes"].append("symmetric INT4: TensorRT's INT4 DequantizeLinear takes no zero point")
+            result.details["notes"].append(
+                "symmetric INT4: TensorRT's INT4 DequantizeLinear takes no zero point"
+            )
         return {"format": "DequantizeLinear (opset 21, block_size along K)", **result.details}
 
     def _int8(self, job: ExportJob, out: Path, trt_version: str) -> _Int8:
