@@ -25,6 +25,7 @@ OUTLIER_LAYER = "encoder.layer.1/ffn/up:matmul"  # odd characters on purpose: na
 OUTLIER_NORM = "encoder.layer.1.attention"  # the LayerNorm whose output the outlier layer reads
 OUTLIER_GAIN = 128.0
 OUTLIER_ROW = 7
+OUTLIER_FFN_GAIN = 2.0
 WEIGHT_GAIN = 0.5  # projections N(0, gain/sqrt(K)): layers that matter, as trained ones do
 
 
@@ -50,8 +51,8 @@ class _Graph:
     def normal(self, shape: tuple[int, ...], std: float = 0.02) -> np.ndarray:
         return (self.rng.standard_normal(shape) * std).astype(np.float32)
 
-    def linear(self, x: str, k: int, n: int, prefix: str, node: str | None = None) -> str:
-        w = self.normal((k, n), WEIGHT_GAIN / np.sqrt(k))
+    def linear(self, x: str, k: int, n: int, prefix: str, node: str | None = None, gain: float = 1.0) -> str:
+        w = self.normal((k, n), gain * WEIGHT_GAIN / np.sqrt(k))
         if node == OUTLIER_LAYER and getattr(self, "outlier", False):
             w[OUTLIER_ROW] *= OUTLIER_GAIN
         y = self.op("MatMul", [x, self.const(w, f"{prefix}.weight")], node=node or f"{prefix}/matmul")
@@ -145,7 +146,9 @@ def encoder(
         x = g.layer_norm(g.op("Add", [attn, x]), hidden, f"{p}.attention")
         up_node = f"encoder.layer.{i}/ffn/up:matmul"
         h = g.gelu(g.linear(x, hidden, ffn, f"{p}.intermediate", node=up_node), f"{p}.ffn")
-        down = g.linear(h, ffn, hidden, f"{p}.output")
+        # the outlier variant's block leans on its feed-forward (as some trained blocks do)
+        down_gain = OUTLIER_FFN_GAIN if outlier and up_node == OUTLIER_LAYER else 1.0
+        down = g.linear(h, ffn, hidden, f"{p}.output", gain=down_gain)
         x = g.layer_norm(g.op("Add", [down, x]), hidden, f"{p}.output")
     # masked mean pooling
     mask3 = g.op("Unsqueeze", [mask_f, g.const(np.array([-1], np.int64), "pool.axes")])
