@@ -213,3 +213,19 @@ def test_openvino_int4_with_nncf(tmp_path: Path, run_cli) -> None:
     weights = out["manifest"]["details"]["weight_only"]
     assert weights["awq"] and weights["counts"]["int4"] >= 12
     assert out["manifest"]["fidelity"]["passed"]
+
+
+@pytest.mark.slow
+def test_openvino_keeps_the_outlier_layer_at_int8_by_name(tmp_path: Path, run_cli) -> None:
+    """NNCF's activation-aware ranking misses a layer whose outlier weights read a small channel: the
+    ratio NNCF was given fails, edgekit's ranking finds the layer and it is compressed to INT8."""
+    model, calib, val = _write(tmp_path, outlier=True)
+    code, out, err = _export(
+        run_cli, model, "intel-cpu", "--int4", "--calib", calib, "--val", val, "-o", tmp_path / "o"
+    )
+    assert code == 0, err
+    weights = out["manifest"]["details"]["weight_only"]
+    assert weights["search"]["default"]["passed"] is False
+    assert tm.OUTLIER_LAYER in [k["node"] for k in weights["kept_above_int4"]]
+    assert weights["search"]["sensitivity"][0]["node"] == tm.OUTLIER_LAYER
+    assert out["manifest"]["fidelity"]["passed"]

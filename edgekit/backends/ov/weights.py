@@ -4,8 +4,9 @@ INT4 (INT4_ASYM, or INT4_SYM with --int4-symmetric) with the group size and rati
 backup for the rest (NNCF keeps embeddings and the last layer at the backup precision, as it does for
 language models); with a calibration set NNCF ranks layers by activation-aware sensitivity and runs AWQ
 and scale estimation. The gate and search: each candidate is scored against FP32 on the held-out
-samples (or --val); when the asked ratio fails, lower ratios are tried (NNCF moves the most sensitive
-layers to INT8 first) until the gate holds. Which layer ended at INT4/INT8/float is read back from the
+samples (or --val); when the asked ratio fails, layers are ranked as for onnxruntime (what raising each
+to INT8 recovers) and the fewest top-ranked ones are compressed to INT8 first, the rest to INT4 (two NNCF
+passes, each ignoring the other's layers), until the gate holds. Which layer ended at INT4/INT8/float is read back from the
 compressed model's weight constants, by the ONNX node name.
 """
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RATIO_STEPS = (0.9, 0.8, 0.6, 0.4, 0.2, 0.0)
 _PASS_THROUGH = {"Convert", "Subtract", "Multiply", "Reshape", "Transpose"}
 
 
@@ -69,7 +69,10 @@ def _score(ov_model: Any, data: Any, gates: Any) -> Any:
 
     from edgekit.int8.scoring import score, stack
 
-    compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    # compiled as the host runner compiles the artifact (edgekit.backends.ov.runtime.compile_ir: no
+    # precision hint for compressed weights), so the search sees the numbers verify will see: the CPU
+    # plugin's defaults for compressed MatMuls (e.g. dynamic activation quantization) included
+    compiled = ov.Core().compile_model(ov_model, "CPU", {})
     names = list(data.reference)
     chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for feed in data.feeds:
@@ -111,7 +114,9 @@ def compress(
     group = int(opts.int4_group_size)
     data_aware = level == "int4" and bool(feeds)
 
-    def build(r: float) -> Any:
+    def build(r: float, int8_layers: list[str] | None = None) -> Any:
+        from edgekit.backends.ov.int8 import _nncf_quietly  # NNCF's tables and bars off stdout (--json)
+
         kwargs: dict[str, Any] = {"mode": mode}
         if level == "int4":
             kwargs.update(ratio=r, group_size=group, backup_mode=nncf.BackupMode.INT8_ASYM)
@@ -119,32 +124,82 @@ def compress(
                 kwargs.update(
                     dataset=nncf.Dataset(feeds), awq=True, scale_estimation=True, subset_size=len(feeds)
                 )
-        from edgekit.backends.ov.int8 import _nncf_quietly  # NNCF's tables and bars off stdout (--json)
-
         with _nncf_quietly():
-            return nncf.compress_weights(convert(), **kwargs)
+            model_in = convert()
+            if int8_layers:
+                # the named layers at INT8 first (every other one ignored), then INT4 for the rest: NNCF
+                # leaves weights it already compressed alone, so each layer gets the level edgekit chose
+                others = [layer.node for layer in layers if layer.node not in int8_layers]
+                model_in = nncf.compress_weights(
+                    model_in,
+                    mode=nncf.CompressWeightsMode.INT8_SYM
+                    if symmetric
+                    else nncf.CompressWeightsMode.INT8_ASYM,
+                    ignored_scope=nncf.IgnoredScope(names=others, validate=False),
+                )
+                kwargs.update(ignored_scope=nncf.IgnoredScope(names=list(int8_layers), validate=False))
+            return nncf.compress_weights(model_in, **kwargs)
 
     trials: list[dict[str, Any]] = []
-    ratios = (
-        [ratio] + [r for r in RATIO_STEPS if r < ratio] if (data is not None and opts.search) else [ratio]
-    )
     chosen, chosen_score, default_score = None, None, None
-    for r in ratios:
-        progress(f"weights: NNCF {mode.value} ratio {r:g}")
+
+    def attempt(r: float, int8_layers: list[str] | None = None) -> Any:
+        nonlocal chosen, chosen_score, default_score
+        what = f"ratio {r:g}" + (f", {len(int8_layers)} layer(s) at INT8" if int8_layers else "")
+        progress(f"weights: NNCF {mode.value} {what}")
         started = time.perf_counter()
-        candidate = build(r)
-        if data is None:
-            chosen = candidate
-            break
+        candidate = build(r, int8_layers)
         result = _score(candidate, data, gates)
         trials.append(
-            {"ratio": r, "score": result.to_json(), "seconds": round(time.perf_counter() - started, 2)}
+            {
+                "ratio": r,
+                "int8_layers": list(int8_layers or []),
+                "score": result.to_json(),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
         )
         if default_score is None:
             default_score = result
-        chosen, chosen_score = candidate, result
-        if result.passed or level != "int4":
-            break
+        return candidate, result
+
+    ranking: list[dict[str, Any]] = []
+    if data is None:
+        progress(f"weights: NNCF {mode.value} ratio {ratio:g}")
+        chosen = build(ratio)
+    else:
+        chosen, chosen_score = attempt(ratio)
+        if not chosen_score.passed and level == "int4" and opts.search:
+            # NNCF's own sensitivity (activation-aware) can miss a layer whose outlier weights read a
+            # small channel; edgekit ranks layers by what raising each to INT8 recovers (RTN previews on
+            # the ONNX model, the onnxruntime search's ranking), then keeps the fewest top ones at INT8
+            from edgekit.int4.search import Spec, WeightSearch
+
+            search = WeightSearch(model, Spec("int4", group, symmetric, 1.0, "rtn"), data, gates)
+            base = search.base_levels()
+            _, outputs = search.evaluate(base, "")
+            ranking = search.rank(base, outputs)
+            order = [row["node"] for row in ranking]
+            verdicts: dict[int, tuple[Any, Any]] = {}
+
+            def check(k: int) -> bool:
+                if k not in verdicts:
+                    verdicts[k] = attempt(1.0, order[:k])
+                return bool(verdicts[k][1].passed)
+
+            low, high, k = 0, None, 1
+            while k <= len(order):
+                if check(k):
+                    high = k
+                    break
+                low, k = k, (len(order) if k < len(order) and k * 2 > len(order) else k * 2)
+            if high is not None:
+                while high - low > 1:
+                    mid = (low + high) // 2
+                    if check(mid):
+                        high = mid
+                    else:
+                        low = mid
+                chosen, chosen_score = verdicts[high]
     levels = layer_levels(chosen, by_output)
     rows = []
     for layer in layers:
@@ -175,11 +230,11 @@ def compress(
         "default": default_score.to_json() if default_score is not None else None,
         "final": chosen_score.to_json() if chosen_score is not None else None,
         "passed": chosen_score.passed if chosen_score is not None else None,
-        "ratio_chosen": trials[-1]["ratio"] if trials else ratio,
+        "sensitivity": ranking,
         "trials": trials,
     }
     if chosen_score is not None and not chosen_score.passed:
-        search["would_take"] = "NNCF at ratio 0 (every layer at INT8) still misses the gate: choose fp16"
+        search["would_take"] = "every MatMul/Gemm layer at INT8 still misses the gate: choose fp16"
     details = {
         "format": "OpenVINO IR with NNCF-compressed weights",
         "level": level,
