@@ -394,7 +394,7 @@ def weight_only(
     data = None
     calib_feeds: list[Mapping[str, np.ndarray]] = []
     if job.calib is not None:
-        from edgekit.int8.jobdata import job_data
+        from edgekit.int8.search_inputs import job_data
 
         jd = job_data(job, job.options.threads)
         data, calib_feeds = jd.data, jd.calib_feeds

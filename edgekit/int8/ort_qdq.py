@@ -11,7 +11,7 @@ and 7-bit weights together, and candidates are scored with the same kernels `ver
 
 Fallback previews revert nodes by graph surgery on the built Q/DQ model (a node reads the float
 tensors and weights it read before quantization) instead of re-running the quantizer per node:
-edgekit.int8.qdq_graph.
+edgekit.int8.qdq_surgery.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import onnx
 
 from edgekit import quant
 from edgekit.errors import BadInput
-from edgekit.int8 import stats as stats_mod
+from edgekit.int8 import activation_stats
+from edgekit.int8.adapter import Adapter, Candidate
 from edgekit.int8.names import NodeOrigins, name_unnamed_nodes
-from edgekit.int8.qdq_graph import (
+from edgekit.int8.qdq_surgery import (
     DATA_MOVEMENT,
     QDQ_OPS,
     float_outputs,
@@ -40,7 +41,7 @@ from edgekit.int8.qdq_graph import (
 )
 from edgekit.int8.recipes import Dimension, Recipe, Space, ordered
 from edgekit.int8.scoring import Feed, Outputs, ScoringSet, stack
-from edgekit.int8.seam import Adapter, Candidate
+from edgekit.onnx_run import cpu_session, run_chunks
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +71,11 @@ def _method(value: str) -> tuple[str, float]:
 
 def session(model: str | Path | bytes, semantics: str = HOST, threads: int | None = None) -> Any:
     """An onnxruntime CPU session as the host runner opens one (REFERENCE: no Q/DQ fusion)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    if semantics == REFERENCE:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return cpu_session(model, "basic" if semantics == REFERENCE else "all", threads)
 
 
 def run_session(sess: Any, data: ScoringSet, names: Sequence[str] | None = None) -> Outputs:
-    names = list(names) if names else [o.name for o in sess.get_outputs()]
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feed in data.feeds:
-        for name, value in zip(names, sess.run(names, feed), strict=True):
-            chunks[name].append(np.asarray(value))
+    chunks = run_chunks(sess, data.feeds, names)
     return {n: stack(c, data.batched) for n, c in chunks.items()}
 
 
@@ -129,7 +117,7 @@ class OrtQdqAdapter(Adapter):
         self.pre_model = model
         self.origins = NodeOrigins(model, source_path, name_map or {})
         self.always_exclude = [n for n in always_exclude if n in self.origins.nodes]
-        self.stats = stats_mod.collect(self.pre, calib_feeds, threads)
+        self.stats = activation_stats.collect(self.pre, calib_feeds, threads)
         self._ranges: dict[tuple[str, bool], dict[str, tuple[float, float]]] = {}
         self._count = 0
         self._reference_session: Any = None

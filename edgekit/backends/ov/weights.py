@@ -100,7 +100,7 @@ def compress(
     data = None
     feeds: list[dict[str, np.ndarray]] = []
     if job.calib is not None:
-        from edgekit.int8.jobdata import job_data
+        from edgekit.int8.search_inputs import job_data
 
         jd = job_data(job, opts.threads)
         data, feeds = jd.data, [dict(f) for f in jd.calib_feeds]
@@ -115,7 +115,7 @@ def compress(
     data_aware = level == "int4" and bool(feeds)
 
     def build(r: float, int8_layers: list[str] | None = None) -> Any:
-        from edgekit.backends.ov.int8 import _nncf_quietly  # NNCF's tables and bars off stdout (--json)
+        from edgekit.backends.ov.int8 import nncf_quietly  # NNCF's tables and bars off stdout (--json)
 
         kwargs: dict[str, Any] = {"mode": mode}
         if level == "int4":
@@ -124,7 +124,7 @@ def compress(
                 kwargs.update(
                     dataset=nncf.Dataset(feeds), awq=True, scale_estimation=True, subset_size=len(feeds)
                 )
-        with _nncf_quietly():
+        with nncf_quietly():
             model_in = convert()
             if int8_layers:
                 # the named layers at INT8 first (every other one ignored), then INT4 for the rest: NNCF
