@@ -172,11 +172,13 @@ class ExportOptions:
     max_revert: float = 0.25  # share of quantized nodes fallback may keep in float (--max-revert)
     search_budget_s: float = 600.0  # wall-clock bound of the search (--search-budget)
     allow_float_ops: bool = False  # full-integer targets: fallback may leave float ops (--allow-float-ops)
-    # weight-only quantization (issue 17; shared with branch int4): `--int8 --weights-only` and `--int4`
-    weights_only: bool = False  # int8: quantize weights only, activations stay float
-    int4_group_size: int = 128  # weights per INT4 scale (block-wise)
-    int4_symmetric: bool = True  # INT4 zero point 0 (symmetric) or per block (asymmetric)
-    int4_ratio: float = 1.0  # share of the weight layers at INT4; the rest stay INT8
+    # weight-only quantization (edgekit.int4): --int4, and --int8 --weights-only (INT8 weights, float
+    # activations: transformer CPUs where static INT8 does not pay). MatMul/Gemm weights only.
+    weights_only: bool = False
+    int4_group_size: int = 128  # block of K per scale; clipped to K (power of two >= 16) per layer
+    int4_symmetric: bool = False  # False: uint4 with zero points (TensorRT: always symmetric)
+    int4_ratio: float = 1.0  # share of MatMul/Gemm weights (by parameters) at INT4, the rest INT8
+    int4_method: str = "rtn"  # rtn | hqq | gptq (onnxruntime targets; gptq uses the calibration set)
 
 
 @dataclass
@@ -325,8 +327,9 @@ class Backend(ABC):
 
     def needs_calibration(self, precision: str, options: ExportOptions) -> bool:
         """Whether an export at `precision` with `options` needs a calibration set (checked before any
-        work). Static INT8 does; dynamic-range INT8 and float precisions do not."""
-        return precision == "int8" and not options.dynamic_int8
+        work). Static INT8 does; dynamic-range INT8, weight-only INT8/INT4 and float precisions do not
+        (weight-only search and GPTQ use a calibration set when one is given)."""
+        return precision == "int8" and not options.dynamic_int8 and not options.weights_only
 
     def parse_options(self, items: Iterable[str] | Mapping[str, Any] | None) -> BackendOptions:
         """`--option KEY=VALUE` strings (or a mapping) -> this backend's typed Options (BadInput on

@@ -34,6 +34,7 @@ class Row:
     precision: str
     backend: str = ""
     device: str | None = None
+    shape: str | None = None  # the input shapes timed, when a run stated them (bench --input-shape)
     state: str = "ok"
     stage: str | None = None  # export | verify | bench: where a failure happened
     reason: str | None = None
@@ -74,11 +75,17 @@ class Row:
 
     @property
     def key(self) -> tuple[str, str, str, str]:
-        return (self.model, self.target, self.precision, self.device or "-")
+        return (
+            self.model,
+            self.target,
+            self.precision,
+            (self.device or "-") + (f" [{self.shape}]" if self.shape else ""),
+        )
 
     @property
     def label(self) -> str:
-        return f"{self.target} {self.precision}" + (f" @ {self.device}" if self.device else "")
+        shape = f" [{self.shape}]" if self.shape else ""
+        return f"{self.target} {self.precision}" + (f" @ {self.device}" if self.device else "") + shape
 
     def noise(self) -> dict[str, float | None]:
         """Spreads a single session leaves out of the bootstrap: with several sessions the two-level
@@ -286,6 +293,7 @@ class RowBuilder:
             artifact=str(art.get("name", "")),
             sha256=art.get("sha256"),
             state="unverified",
+            shape=_shape_label(latest.get("shapes")),
         )
         _apply_manifest(row, manifest, self.facts(manifest))
         ok = [r for r in records if r.get("status") == "ok"]
@@ -303,6 +311,15 @@ class RowBuilder:
         if build is not None and build.note:
             _add_reason(row, build.note)
         return row
+
+
+def _shape_label(shapes: Mapping[str, Any] | None) -> str | None:
+    """A stated shape set as a short label: the first input's dims ("1x128"), which for a token model is
+    batch x sequence (the other inputs follow it)."""
+    if not shapes:
+        return None
+    name, dims = next(iter(shapes.items()))
+    return f"{name} " + "x".join(str(d) for d in dims)
 
 
 def model_facts(path: str | None, sha256: str) -> dict[str, Any] | None:
@@ -326,9 +343,17 @@ def build_rows(inputs: Inputs) -> list[Row]:
     for record in inputs.records:
         art = record["artifact"]
         ident = art.get("sha256") or f"{art.get('name')}|{art.get('target')}|{art.get('precision')}"
-        groups.setdefault((ident, str(record["device"].get("name"))), []).append(record)
+        shape = _shape_label(record.get("shapes")) or ""  # each stated shape set is its own row
+        groups.setdefault((ident, str(record["device"].get("name")), shape), []).append(record)
     rows = [builder.from_records(group) for group in groups.values()]
-    benched = {ident for ident, _ in groups}
+    # a shape is part of a row's identity only where one artifact was timed at several shapes
+    shapes: dict[tuple[str, str, str, str | None], set[str | None]] = {}
+    for row in rows:
+        shapes.setdefault((row.model, row.target, row.precision, row.device), set()).add(row.shape)
+    for row in rows:
+        if len(shapes[(row.model, row.target, row.precision, row.device)]) < 2:
+            row.shape = None
+    benched = {ident for ident, _, _ in groups}
     for build in inputs.builds:
         if build.sha256 and build.sha256 in benched:
             continue
@@ -346,7 +371,11 @@ def add_speedups(rows: list[Row]) -> None:
         peers = [
             r
             for r in rows
-            if r.model == row.model and r.device == row.device and r.p50 and r.precision == "fp32"
+            if r.model == row.model
+            and r.device == row.device
+            and r.shape == row.shape  # the same shapes timed: latency grows with sequence length
+            and r.p50
+            and r.precision == "fp32"
         ]
         ref = next((r for r in peers if r.target == row.target), None) or next(
             (r for r in peers if r.backend == row.backend), None

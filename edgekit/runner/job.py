@@ -88,6 +88,7 @@ def _base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:
             "repeats": settings.repeats,
             "input_source": "validation" if settings.validation else f"random(seed={settings.seed})",
         },
+        "shapes": job.shapes,  # what was timed, by source input name
         "runtime": None,
         "latency_ms": None,
         "throughput_fps": None,
@@ -141,11 +142,19 @@ def job_spec(job: Job, entry: str, settings: BenchSettings) -> dict[str, Any]:
     """The job file the agent reads (see edgekit/agent.py's docstring for its keys)."""
     art = job.artifact
     backend = art.backend_impl()
+    inputs = [dict(spec) for spec in art.manifest["inputs"]]
+    for spec in inputs:  # the shapes this run times (stated, or left for the agent to refuse by name)
+        shape = (job.shapes or {}).get(str(spec.get("source_name", spec["name"])))
+        if shape is not None:
+            spec["shape"] = list(shape)
+    from edgekit.runner.shapes import artifact_ranges
+
     return {
         "entry": entry,
         "backend": backend.agent_backend(),
         "precision": art.precision,
-        "inputs": art.manifest["inputs"],
+        "inputs": inputs,
+        "input_ranges": artifact_ranges(art.manifest, art.dir),
         "outputs": art.manifest.get("outputs", []),
         "iterations": settings.iterations,
         "warmup": settings.warmup,
@@ -224,6 +233,8 @@ async def run_job(
                     record[key] = result[key]
             record["settings"]["iterations"] = result.get("iterations")
             record["settings"]["input_source"] = result.get("input_source")
+            if result.get("shapes"):  # what the agent fed (the stated shapes, a dynamic batch as 1)
+                record["shapes"] = result["shapes"]
             if result.get("validation"):
                 local_out = outputs_dir / f"{art.sha256[:12]}-{safe_name(job.device.name)}.npz"
                 await transport.download(result["validation"]["outputs_file"], local_out)

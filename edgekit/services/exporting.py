@@ -210,6 +210,19 @@ def _search_options(options: ExportOptions) -> dict[str, Any]:
     }
 
 
+def _weight_only_options(options: ExportOptions, precision: str) -> dict[str, Any]:
+    """What weight-only quantization (edgekit.int4) was asked for."""
+    out: dict[str, Any] = {"weights_only": True}
+    if precision == "int4":
+        out.update(
+            int4_group_size=options.int4_group_size,
+            int4_symmetric=options.int4_symmetric,
+            int4_ratio=options.int4_ratio,
+            int4_method=options.int4_method,
+        )
+    return {**out, "search": options.search, "max_revert": options.max_revert}
+
+
 def source_io(prepared: ingest.PreparedModel) -> tuple[list[InputInfo], list[InputInfo]]:
     """The prepared model's I/O under the user's original names (shapes as fixed by ingest)."""
     return (
@@ -241,7 +254,8 @@ def _manifest(
     source["path"] = str(prepared.source_path)
     source["inputs"] = _io_json(src_inputs)
     source["outputs"] = _io_json(src_outputs)
-    uses_calib = backend.needs_calibration(precision, options)
+    weight_only = precision == "int4" or (precision == "int8" and options.weights_only)
+    uses_calib = backend.needs_calibration(precision, options) or (weight_only and calib is not None)
     return {
         "schema": 1,
         "edgekit_version": __version__,
@@ -271,6 +285,7 @@ def _manifest(
             "input_shapes": req.input_shapes,
             "simplify": req.simplify,
             **(_search_options(options) if uses_calib and precision == "int8" else {}),
+            **(_weight_only_options(options, precision) if weight_only else {}),
         },
         "threads": options.threads,
         "name_map": prepared.name_map,
