@@ -27,6 +27,8 @@ Job file keys (written by edgekit.runner):
   timeout_s     soft limit for trtexec subprocesses
   repeats       independent sessions to time (default 1): each loads the artifact afresh and runs
                 `iterations`; their medians give the run-to-run spread (`repeat_p50_ms`, `run_spread_pct`)
+  decode        optional {prompt, contexts, batch, vocab}: a decoder with a KV cache is timed as a
+                generation loop (see the decode-loop section); the result gains "decode"
   keep_samples  most per-iteration latencies kept in the result (default 20000); above it a log-bucket
                 histogram (0.1% wide buckets) replaces them, exact enough for the report's percentiles
 
@@ -1154,6 +1156,151 @@ def bench_trtexec(job, engine, job_dir):
     return result
 
 
+# ----------------------------------------------------------------------------- decode loop (decoders with a KV cache)
+# A job with a "decode" key ({"prompt": P, "contexts": [C, ...], "batch": B, "vocab": V}) times generation
+# instead of one forward pass: inputs are recognised by name (input_ids, attention_mask, position_ids,
+# past_key_values.N.key/value or past.N.key/value; outputs logits and present.N.key/value), the cache is
+# fed back from the outputs, and the record's "decode" holds prefill latency for the prompt, time to first
+# token, per-token decode latency at each context length, tokens/s of greedy generation and peak memory.
+
+DECODE_ROLES = ("input_ids", "attention_mask", "position_ids")
+
+
+def cache_key(name):
+    """('key'|'value', layer) of a past/present tensor name, else None."""
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[-1] in ("key", "value") and parts[-2].isdigit():
+        if parts[0] in ("past_key_values", "past", "present", "present_key_values"):
+            return (parts[-1], int(parts[-2]))
+    return None
+
+
+def decode_feed(np, specs, ids, total, past):
+    """Arrays in job input order: ids [B,S], mask [B,total], positions total-S..total-1, the cache."""
+    batch, seq = ids.shape
+    out = []
+    for spec in specs:
+        name = spec.get("source_name") or spec["name"]
+        if name == "input_ids":
+            out.append(ids.astype(np_dtype(np, spec.get("dtype", "int64"))))
+        elif name == "attention_mask":
+            out.append(np.ones((batch, total), np_dtype(np, spec.get("dtype", "int64"))))
+        elif name == "position_ids":
+            pos = np.arange(total - seq, total, dtype=np_dtype(np, spec.get("dtype", "int64")))
+            out.append(np.tile(pos, (batch, 1)))
+        elif cache_key(name) is not None:
+            out.append(past[cache_key(name)])
+        else:
+            raise AgentError(
+                "decode loop: input %r is not a decoder input (ids, mask, positions, cache)" % name
+            )
+    return out
+
+
+def decode_step(np, runner, specs, ids, total, past):
+    """One forward pass: (logits, the new cache keyed like `past`)."""
+    outs = runner.infer(decode_feed(np, specs, ids, total, past))
+    logits, present = None, {}
+    for name, value in zip(runner.output_names, outs):
+        key = cache_key(name)
+        if key is not None:
+            present[key] = np.array(value)  # copy: some runtimes reuse output buffers
+        elif logits is None or name == "logits":
+            logits = np.array(value)
+    return logits, present
+
+
+def bench_decode(job, job_dir):
+    entry = resolve(job_dir, job["entry"])
+    if not os.path.exists(entry):
+        raise AgentError("artifact file not found on the device: %s" % entry)
+    backend = job["backend"]
+    if backend not in ("onnxruntime", "openvino"):
+        raise AgentError("the decode loop runs onnxruntime and openvino artifacts, not %r" % backend)
+    for module in RUNTIME_MODULES.get(backend, ()):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    rss_before = current_rss_mb()
+    t0 = time.perf_counter()
+    runner = RUNNERS[backend](job, entry)
+    init_ms = (time.perf_counter() - t0) * 1000.0
+    np = import_numpy()
+    dec = job["decode"]
+    specs = job["inputs"]
+    batch, prompt = int(dec.get("batch", 1)), int(dec.get("prompt", 32))
+    contexts = sorted(set(int(c) for c in dec.get("contexts") or [prompt * 2]))
+    if contexts[0] <= prompt:
+        raise AgentError("decode contexts %s must be longer than the prompt (%d tokens)" % (contexts, prompt))
+    iterations = max(1, int(job.get("iterations", 100)))
+    warmup = int(job.get("warmup", 10))
+    rng = np.random.RandomState(int(job.get("seed", 0)))
+    ids = rng.randint(0, max(1, int(dec.get("vocab") or 100)), size=(batch, prompt)).astype(np.int64)
+    empty = {}
+    for spec in specs:
+        key = cache_key(spec.get("source_name") or spec["name"])
+        if key is not None:
+            shape = [batch, spec["shape"][1], 0, spec["shape"][3]]
+            empty[key] = np.zeros(shape, np_dtype(np, spec.get("dtype", "float32")))
+    if not empty:
+        raise AgentError("decode loop: the model has no past_key_values.N.key/value inputs")
+
+    t0 = time.perf_counter()  # time to first token: the first prefill of a fresh session, argmax included
+    logits, past = decode_step(np, runner, specs, ids, prompt, empty)
+    token = logits[:, -1].argmax(-1)
+    ttft_ms = (time.perf_counter() - t0) * 1000.0
+    for _ in range(warmup):
+        decode_step(np, runner, specs, ids, prompt, empty)
+    prefill, _ = timed_loop(lambda: decode_step(np, runner, specs, ids, prompt, empty), iterations, 0.0)
+
+    rows, generated, gen_s, total = [], 0, 0.0, prompt
+    for context in contexts:
+        t0 = time.perf_counter()  # greedy generation up to this context: every step grows the cache
+        while total < context - 1:
+            logits, past = decode_step(np, runner, specs, token.reshape(batch, 1), total + 1, past)
+            token = logits[:, -1].argmax(-1)
+            total += 1
+            generated += 1
+        gen_s += time.perf_counter() - t0
+        step_ids = token.reshape(batch, 1)  # the step that takes the cache to `context`, timed alone
+        for _ in range(min(warmup, 3)):
+            decode_step(np, runner, specs, step_ids, context, past)
+        samples, _ = timed_loop(
+            lambda: decode_step(np, runner, specs, step_ids, context, past), iterations, 0.0
+        )
+        rows.append({"context": context, "latency_ms": latency_stats(samples)})
+    decode_stats = rows[-1]["latency_ms"]
+    tokens_per_s = (generated * batch / gen_s) if gen_s > 0 else None
+    result = {
+        "status": "ok",
+        "runtime": {"name": runner.runtime, "version": str(runner.version)},
+        "init_ms": init_ms,
+        "first_inference_ms": ttft_ms,
+        "warmup": warmup,
+        "iterations": iterations,
+        "threads": job.get("threads"),
+        "input_source": "decode loop (prompt %d, random ids, greedy)" % prompt,
+        "latency_ms": decode_stats,  # per token at the longest context
+        "throughput_fps": tokens_per_s,
+        "rss_before_load_mb": rss_before,
+        "decode": {
+            "batch": batch,
+            "prompt_tokens": prompt,
+            "prefill_ms": latency_stats(prefill),
+            "ttft_ms": ttft_ms,
+            "decode": rows,
+            "generated_tokens": generated,
+            "tokens_per_s": tokens_per_s,
+        },
+    }
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["decode"]["peak_rss_mb"] = result["peak_rss_mb"]
+    result["environment"] = environment({runner.runtime: str(runner.version), "numpy": np.__version__})
+    runner.close()
+    return result
+
+
 # ----------------------------------------------------------------------------- probe (devices check)
 
 
@@ -1258,7 +1405,10 @@ def main(argv):
             job_path = os.path.abspath(argv[1])
             with open(job_path) as fh:
                 job = json.load(fh)
-            result = bench(job, os.path.dirname(job_path))
+            if job.get("decode"):  # a decoder with a KV cache: the decode loop (its own section)
+                result = bench_decode(job, os.path.dirname(job_path))
+            else:
+                result = bench(job, os.path.dirname(job_path))
         else:
             raise AgentError(
                 "usage: agent.py [--stdin-watchdog] JOB.json | agent.py --probe [WORKDIR]", "usage"

@@ -277,7 +277,9 @@ def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         if arr.ndim < 1:
             raise BadInput(f"{path}: array '{name}' is a scalar; axis 0 must count samples")
     if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or labels.shape[1] == 1:  # [N, T]: a token set's next token per position
+            labels = labels.reshape(-1)
     return arrays, labels
 
 

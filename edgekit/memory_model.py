@@ -111,3 +111,21 @@ def _formula() -> str:
 
 
 ESTIMATE_FORMULA = _formula()
+
+
+# ---- decoders with a KV cache (inspect --context) -----------------------------------------------------
+#: peak growth over load per byte of the formula's prefill tensors in a decoder's generation loop
+#: (benchmarks/bench_decoder_memory.py, onnxruntime 1.32 CPU: 1.0x at 1024 tokens, 1.3x at 2048, where
+#: the arena's doubling chunks overshoot; 1.15 centres both); OpenVINO's is not measured for decoders
+DECODER_ACTIVATION = {"onnxruntime": 1.15, "openvino": 1.0}
+
+DECODER_FORMULA = (
+    "decoder at context N, batch B: memory = the runtime's load terms above (overhead + nodes + weights at "
+    "the precision) + a x max(prefill, decode); KV cache = B x N x layers x 2 (key, value) x kv_heads x "
+    "head_dim x dtype bytes (the cache's dtype; 2 at fp16); prefill = the tensors alive at a prompt of N "
+    "tokens: 2 x B x heads x N x N attention scores (0 with a fused attention op) + B x N x N mask + "
+    "3 x B x N x ffn + 4 x B x N x hidden + B x N x vocab logits + the KV cache, all at the activation dtype; "
+    "decode = 2 x KV cache (past fed, present returned) + B x vocab; a = "
+    + ", ".join(f"{k} {v:g}" for k, v in DECODER_ACTIVATION.items())
+    + " (onnxruntime measured by benchmarks/bench_decoder_memory.py; openvino not measured)"
+)

@@ -10,6 +10,7 @@ activation memory from a liveness walk, and a runtime-memory estimate per precis
 from __future__ import annotations
 
 from edgekit.analysis.costs import MAC_OPS, node_macs, weight_bytes
+from edgekit.analysis.decoder import DecoderLayout, context_memory, recognize
 from edgekit.analysis.fit import (
     device_memory_mb,
     fit_table,
@@ -34,6 +35,9 @@ from edgekit.memory_model import (
 
 __all__ = [
     "ACTIVATION_BYTES",
+    "DecoderLayout",
+    "context_memory",
+    "recognize",
     "DEFAULT_RUNTIME",
     "ESTIMATE_FORMULA",
     "INT4_GROUP",

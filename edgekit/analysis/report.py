@@ -22,7 +22,9 @@ from edgekit.analysis.costs import (
     total_weight_bytes,
     weight_classes,
 )
+from edgekit.analysis.decoder import context_memory, ffn_width, recognize
 from edgekit.analysis.shapes import assume_unit_dims, infer, shape_table, without_weights
+from edgekit.errors import BadInput
 from edgekit.memory_model import (
     ACTIVATION_BYTES,
     DEFAULT_RUNTIME,
@@ -77,6 +79,8 @@ class ModelReport:
     unknown_shapes: int
     notes: list[str] = field(default_factory=list)
     formula: str = ESTIMATE_FORMULA
+    decoder: dict[str, Any] | None = None  # the KV-cache layout (analysis/decoder.py) when it is one
+    context: dict[str, Any] | None = None  # memory at --context N: the estimates above are these
     seconds: float = 0.0
 
     def memory_estimate_mb(self, precision: str) -> float:
@@ -94,13 +98,27 @@ class ModelReport:
 
 
 # ---- entry point -----------------------------------------------------------------------------------
-def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | None = None) -> ModelReport:
-    """Analyze the ONNX file at `model_path` (see module docstring). Bad files raise BadInput."""
+def analyze(
+    model_path: str | Path,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    context: int | None = None,
+    batch: int = 1,
+) -> ModelReport:
+    """Analyze the ONNX file at `model_path` (see module docstring). Bad files raise BadInput. With
+    `context`, a decoder's memory is estimated for generating at that context length and `batch`
+    (analysis/decoder.py) and replaces the single-pass estimates."""
     start = time.perf_counter()
     path = Path(model_path).expanduser()
     original = ingest.load_model(path)
     notes: list[str] = []
     src_inputs, src_outputs = ingest.io_info(original)
+    layout = recognize(original)
+    if context is not None and layout is None:
+        raise BadInput(
+            "--context needs a decoder with a KV cache (inputs input_ids and past_key_values.N.key/value "
+            "or past.N.key/value); this model has none"
+        )
+    ffn = ffn_width(original, layout.hidden) if layout is not None else 0
 
     # everything read from the user's model is taken first; the analysis then edits it in place
     # (it was loaded for this call only), avoiding a second copy of the weights
@@ -198,6 +216,15 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
         unknown_shapes=unknown,
         notes=notes,
     )
+    if layout is not None:
+        report.decoder = layout.to_json()
+        notes.extend(f"decoder: {note}" for note in layout.notes)
+    if layout is not None and context is not None:
+        if context < 1 or batch < 1:
+            raise BadInput(f"--context and --batch must be positive (got {context}, {batch})")
+        report.context = context_memory(layout, class_bytes, nodes, context, batch, ffn)
+        report.runtime_memory_bytes = report.context["runtime_memory_bytes"]
+        report.memory_estimate_bytes = report.runtime_memory_bytes[DEFAULT_RUNTIME]
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 

@@ -57,7 +57,7 @@ def inspect(req: InspectRequest) -> InspectRecord:
     missing = [p for p in req.results if not Path(p).expanduser().is_file()]
     if missing:
         raise BadInput(f"results file not found: {missing[0]}")
-    report = analysis.analyze(req.model, req.input_shapes)
+    report = analysis.analyze(req.model, req.input_shapes, req.context, req.batch)
     fit = None
     if req.devices_file is not None:
         devices = [

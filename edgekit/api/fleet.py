@@ -138,6 +138,14 @@ def bench(req: BenchRequest, progress: BenchProgress | None = None) -> BenchReco
     return BenchRecord(records, warnings)
 
 
+def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
+    """Verify an exported artifact against its FP32 source on a validation set: here, or on
+    `req.device` (the agent runs the set there; the outputs are compared here)."""
+    if req.device is not None:
+        return verify_on_device(req, progress)
+    return verification.verify(req, progress)
+
+
 def _with_shapes(jobs: list[runner.Job], specs: list[str]) -> list[runner.Job]:
     """One job per stated shape set (`--input-shape` given more than once), each with every input's
     shape resolved: a dynamic dimension nobody stated is BadInput naming it (never a silent 1)."""
@@ -148,18 +156,13 @@ def _with_shapes(jobs: list[runner.Job], specs: list[str]) -> list[runner.Job]:
     sets = parse_shape_sets(specs)
     out = []
     for job in jobs:
+        if not specs and runner.is_decoder(job.artifact.manifest):
+            out.append(job)  # the decode loop states its shapes: --prompt and --context lengths
+            continue
         for given in sets:
             shapes = resolve(job.artifact.manifest["inputs"], given)
             out.append(dataclasses.replace(job, shapes=shapes, warnings=list(job.warnings)))
     return out
-
-
-def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
-    """Verify an exported artifact against its FP32 source on a validation set: here, or on
-    `req.device` (the agent runs the set there; the outputs are compared here)."""
-    if req.device is not None:
-        return verify_on_device(req, progress)
-    return verification.verify(req, progress)
 
 
 def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:

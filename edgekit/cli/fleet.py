@@ -19,7 +19,7 @@ from edgekit.cli.options import (
     task_options,
 )
 from edgekit.errors import GateFailed, Unreachable, error_for_exit_code
-from edgekit.memory_model import ESTIMATE_FORMULA
+from edgekit.memory_model import DECODER_FORMULA, ESTIMATE_FORMULA
 
 
 @click.command()
@@ -35,9 +35,17 @@ def targets(app: CliContext, targets_dir: tuple[str, ...]) -> None:
         render.targets(record.to_json())
 
 
-@click.command(epilog="Memory estimate: " + ESTIMATE_FORMULA)
+@click.command(epilog="Memory estimate: " + ESTIMATE_FORMULA + " With --context: " + DECODER_FORMULA)
 @click.argument("model", type=click.Path())
 @input_shape_option
+@click.option(
+    "--context",
+    type=int,
+    help="A decoder with a KV cache: memory when generating at N tokens of context (formula below).",
+)
+@click.option(
+    "--batch", type=int, default=1, show_default=True, help="Sequences generated at once (--context)."
+)
 @click.option(
     "--devices", "devices_file", type=click.Path(), help="devices.toml: add a fit table per device."
 )
@@ -49,13 +57,18 @@ def inspect(
     input_shapes: tuple[str, ...],
     devices_file: str | None,
     results: tuple[str, ...],
+    context: int | None,
+    batch: int,
 ) -> None:
-    """Parameters, sizes per precision, MACs, peak activations and which devices can hold MODEL."""
+    """Parameters, sizes per precision, MACs, peak activations and which devices can hold MODEL;
+    for a decoder with a KV cache, which input is which and (--context) its memory at a context length."""
     from edgekit import api
     from edgekit.cli import render
     from edgekit.ingest import parse_input_shapes
 
-    request = api.InspectRequest(model, parse_input_shapes(input_shapes), devices_file, list(results))
+    request = api.InspectRequest(
+        model, parse_input_shapes(input_shapes), devices_file, list(results), context=context, batch=batch
+    )
     record = api.inspect(request)
     if not app.emit(record):
         render.inspect(record.report, record.fit)
@@ -147,6 +160,20 @@ def devices_trust(app: CliContext, name: str, devices_file: str | None, yes: boo
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1), help="Devices at once.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds per job.")
 @click.option(
+    "--prompt",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1),
+    help="A decoder with a KV cache: prompt tokens prefilled before decoding.",
+)
+@click.option(
+    "--context",
+    "contexts",
+    multiple=True,
+    type=click.IntRange(2),
+    help="A decoder: time per-token decode with the cache grown to this length (repeatable; default 2x and 4x --prompt).",
+)
+@click.option(
     "--input-shape",
     "bench_shapes",
     multiple=True,
@@ -182,6 +209,8 @@ def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
         targets_dirs=list(kw["targets_dir"]),
         gate_overrides=gates(kw),
         **task_and_metric(kw),
+        prompt=kw["prompt"],
+        contexts=list(kw["contexts"]),
         input_shapes=list(kw["bench_shapes"]),
     )
     if any(api.is_pipeline_dir(a) for a in artifacts):

@@ -75,6 +75,9 @@ def compare(
     outputs = [output_metrics(name, reference[name], actual[name]) for name in reference]
     samples = int(next(iter(reference.values())).shape[0]) if reference else 0
     report = FidelityReport(samples=samples, outputs=outputs, where=where)
+    next_tokens = None  # a token set's labels: the next token at every position [S, T] (perplexity)
+    if labels is not None and task is not None and task.kind == "tokens" and np.ndim(labels) == 2:
+        next_tokens, labels = np.asarray(labels), None
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if len(labels) != samples:
@@ -94,7 +97,7 @@ def compare(
         task = resolve(task, reference)
 
         report.slices = slices.measure(reference, actual, task.slices)
-        report.task = judge.evaluate(task, reference, actual, labels, boxes, intervals)
+        report.task = judge.evaluate(task, reference, actual, labels, boxes, intervals, next_tokens)
         report.task["params"] = task.to_json()["params"]
     elif boxes is not None:
         raise BadInput("ground-truth boxes need a detection task (--task detect or a detector's metadata)")

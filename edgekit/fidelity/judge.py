@@ -56,6 +56,7 @@ def evaluate(
     labels: np.ndarray | None,
     boxes: np.ndarray | None,
     intervals: bool = True,
+    next_tokens: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The report's `task` entry before gating: kind, source, outputs, metrics, intervals, samples."""
     samples = int(next(iter(reference.values())).shape[0]) if reference else 0
@@ -94,7 +95,7 @@ def evaluate(
         stats["worst_cosine"] = lambda i: float(cos[i].min())
         stats["mean_cosine"] = lambda i: float(cos[i].mean())
     elif kind == "tokens":
-        metrics, per = measures.tokens(reference[names[0]], actual[names[0]])
+        metrics, per = measures.tokens(reference[names[0]], actual[names[0]], next_tokens)
         for key in ("top1_agreement", "kl"):
             stats[key] = (lambda v: lambda i: float(v[i].mean()))(per[key])
     bounds_by_metric = {}

@@ -85,13 +85,18 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
-def tokens(reference: np.ndarray, actual: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def tokens(
+    reference: np.ndarray, actual: np.ndarray, next_tokens: np.ndarray | None = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One sample at a time: a language model's logits ([S, T, V] with V in the tens of thousands) in
-    float64 with their softmax temporaries would not fit in memory all at once."""
+    float64 with their softmax temporaries would not fit in memory all at once. With `next_tokens`
+    [S, T] (the set's labels: the token that follows each position) also both models' perplexity."""
     ref_all = np.asarray(reference)
     act_all = np.asarray(actual).reshape(ref_all.shape)
     samples, vocab = ref_all.shape[0], ref_all.shape[-1]
     top1, last, kl = np.zeros(samples), np.zeros(samples), np.zeros(samples)
+    labelled = next_tokens is not None and np.size(next_tokens) == ref_all.size // vocab
+    nll_ref, nll_act, count = 0.0, 0.0, 0
     for i in range(samples):
         ref = ref_all[i].astype(np.float64).reshape(-1, vocab)  # [T, V]
         act = np.nan_to_num(act_all[i].astype(np.float64).reshape(-1, vocab), nan=-1e9)
@@ -99,6 +104,14 @@ def tokens(reference: np.ndarray, actual: np.ndarray) -> tuple[dict[str, Any], d
         lp, lq = _log_softmax(ref), _log_softmax(act)
         top1[i], last[i] = agree.mean() * 100.0, float(agree[-1]) * 100.0
         kl[i] = float(np.sum(np.exp(lp) * (lp - lq), axis=-1).mean())
+        if labelled:
+            index = np.asarray(next_tokens[i], dtype=np.int64).reshape(-1, 1)
+            nll_ref -= float(np.take_along_axis(lp, index, -1).sum())
+            nll_act -= float(np.take_along_axis(lq, index, -1).sum())
+            count += len(index)
     per = {"top1_agreement": top1, "next_token_agreement": last, "kl": kl}
     out = {k: float(v.mean()) for k, v in per.items()}
+    if labelled and count:
+        out["perplexity_reference"] = float(np.exp(nll_ref / count))
+        out["perplexity"] = float(np.exp(nll_act / count))
     return out, per

@@ -33,6 +33,8 @@ class BenchRequest(Request):
     concurrency: int = 4
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
     targets_dirs: Sequence[str | Path] = field(default_factory=list)
+    prompt: int = 32  # decoders with a KV cache: prompt tokens, and the contexts decode is timed at
+    contexts: list[int] = field(default_factory=list)
     task: str | None = None  # with `val`: None judges each artifact by the task its manifest recorded
     metric: str | Callable[..., Any] | None = None  # None: the "module:function" recorded at export
     # "NAME:D0,D1,.." as `--input-shape`; a name given k times times k shape sets
@@ -63,6 +65,8 @@ class BenchRequest(Request):
             threads=self.threads,
             timeout_s=self.timeout_s,
             validation=Path(self.val).expanduser() if self.val else None,
+            prompt=self.prompt,
+            contexts=tuple(self.contexts),
         )
 
 
@@ -146,6 +150,8 @@ class InspectRequest(Request):
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     devices_file: str | Path | None = None
     results: list[str] = field(default_factory=list)
+    context: int | None = None  # a decoder's memory when generating at this many tokens of context
+    batch: int = 1
 
     def __post_init__(self) -> None:
         self.model, self.devices_file = str(self.model), as_path(self.devices_file)

@@ -24,6 +24,7 @@ class Report:
     thresholds: Thresholds = field(default_factory=Thresholds)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     title: str = "edgekit report"
+    generation: list[dict[str, Any]] = field(default_factory=list)  # decoders: decode latency vs context
 
     @property
     def rows(self) -> list[Row]:
@@ -45,6 +46,7 @@ class Report:
             "sources": self.sources,
             "models": [{"model": t.model, "rows": [r.to_json() for r in t.rows]} for t in self.tables],
             "devices": self.devices,
+            "generation": self.generation,
             "baseline": None
             if self.comparisons is None
             else {
@@ -98,9 +100,62 @@ def build_report(
         thresholds=thresholds or Thresholds(),
         devices=devices_seen(inputs.records),
         title=title,
+        generation=generation_rows(inputs.records),
     )
     if baseline is not None:
         old = baseline if isinstance(baseline, load.Inputs) else load.load(baseline)
         report.baseline_sources = old.sources
         report.comparisons = compare(build_rows(old), rows, report.thresholds)
     return report
+
+
+GENERATION_COLUMNS = (
+    ("artifact", "artifact"),
+    ("device", "device"),
+    ("prompt", "prompt"),
+    ("prefill_ms", "prefill ms"),
+    ("ttft_ms", "TTFT ms"),
+    ("context", "context"),
+    ("decode_ms", "decode ms/token"),
+    ("tokens_per_s", "generation tok/s"),
+    ("peak_rss_mb", "peak RSS MB"),
+)
+
+
+def generation_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per ok decode-loop record and context length (the agent's "decode"), in context order:
+    the report's decode latency against context length."""
+    rows = []
+    for record in records:
+        dec = record.get("decode")
+        if record.get("status") != "ok" or not dec:
+            continue
+        for step in dec.get("decode") or []:
+            rows.append(
+                {
+                    "artifact": (record.get("artifact") or {}).get("name"),
+                    "device": (record.get("device") or {}).get("name"),
+                    "prompt": dec.get("prompt_tokens"),
+                    "prefill_ms": (dec.get("prefill_ms") or {}).get("p50"),
+                    "ttft_ms": dec.get("ttft_ms"),
+                    "context": step.get("context"),
+                    "decode_ms": (step.get("latency_ms") or {}).get("p50"),
+                    "tokens_per_s": dec.get("tokens_per_s"),
+                    "peak_rss_mb": dec.get("peak_rss_mb"),
+                }
+            )
+    return rows
+
+
+def generation_cells(row: dict[str, Any]) -> list[str]:
+    def cell(key: str) -> str:
+        value = row.get(key)
+        if value is None:
+            return "-"
+        return (
+            f"{value:.3f}"
+            if key == "decode_ms"
+            else (f"{value:.1f}" if isinstance(value, float) else str(value))
+        )
+
+    return [cell(key) for key, _ in GENERATION_COLUMNS]

@@ -233,6 +233,7 @@ def render_html(report: Report) -> str:
         f"<p><small>{_e(summary_line(report))}. Sources: {_e(', '.join(report.sources))}</small></p>",
         f"<nav>{nav}</nav></header>",
         *sections,
+        _generation(report) if report.generation else "",
         _comparisons(report) if report.comparisons is not None else "",
         _devices(report),
         f"<footer>edgekit {_e(__version__)} · vs fp32: p50 of the same model's FP32 artifact on the same "
@@ -241,3 +242,18 @@ def render_html(report: Report) -> str:
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _generation(report: Report) -> str:
+    """Decoders with a KV cache: decode latency against context length."""
+    from edgekit.report.document import GENERATION_COLUMNS, generation_cells
+
+    head = "".join(f"<th>{_e(h)}</th>" for _, h in GENERATION_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in generation_cells(row)) + "</tr>"
+        for row in report.generation
+    )
+    return (
+        '<section id="generation"><h2>Generation: decode latency against context length</h2>'
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
+    )

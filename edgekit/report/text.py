@@ -171,6 +171,8 @@ def render_text(report: Report, width: int = 80) -> str:
         if why:
             lines += ["", *why]
         lines.append("")
+    if report.generation:
+        lines += generation_text(report)
     if report.comparisons is not None:
         lines += comparison_text(report, width)
     lines += textwrap.wrap(summary_line(report), width, subsequent_indent="  ")
@@ -232,6 +234,17 @@ def markdown(report: Report) -> str:
                 stage = f" ({row.stage})" if row.stage else ""
                 lines.append(f"- **{_md_escape(row.label)}**{stage}: {_md_escape(row.reason or '')}")
         lines.append("")
+    if report.generation:
+        from edgekit.report.document import GENERATION_COLUMNS, generation_cells
+
+        lines += ["## Generation: decode latency against context length", ""]
+        lines.append("| " + " | ".join(h for _, h in GENERATION_COLUMNS) + " |")
+        lines.append("|---|---|" + "|".join("--:" for _ in GENERATION_COLUMNS[2:]) + "|")
+        lines += [
+            "| " + " | ".join(_md_escape(c) for c in generation_cells(row)) + " |"
+            for row in report.generation
+        ]
+        lines.append("")
     if report.comparisons is not None:
         lines += ["## Against the baseline", "", f"Baseline: {', '.join(report.baseline_sources)}", ""]
         lines.append("| verdict | artifact | p50 change | CI | floor | details |")
@@ -256,3 +269,17 @@ def markdown(report: Report) -> str:
         lines.append("")
     lines += [summary_line(report), "", "Plots: see report.html."]
     return "\n".join(lines) + "\n"
+
+
+def generation_text(report: Report) -> list[str]:
+    """Decoders with a KV cache: decode latency against context length, one line per context."""
+    from edgekit.report.document import GENERATION_COLUMNS, generation_cells
+
+    cells = [[h for _, h in GENERATION_COLUMNS]] + [generation_cells(row) for row in report.generation]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(GENERATION_COLUMNS))]
+    lines = ["== generation: decode latency against context length =="]
+    lines += [
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in cells
+    ]
+    return [*lines, ""]

@@ -19,7 +19,7 @@ Modules: `plan` (artifacts, settings, jobs), `job` (one job on one device), `fle
 from __future__ import annotations
 
 from edgekit.runner.fleet import ProgressHook, bench_local, run_bench
-from edgekit.runner.job import FATAL_KINDS, SCHEMA, DeviceSession, base_record, job_spec, run_job
+from edgekit.runner.job import FATAL_KINDS, SCHEMA, DeviceSession, base_record, is_decoder, job_spec, run_job
 from edgekit.runner.results import ResultWriter, any_failed, done_pairs, read_results, table_rows
 from edgekit.runner.workload import Artifact, BenchSettings, Job, load_artifacts, plan, target_profiles
 
@@ -36,6 +36,7 @@ __all__ = [
     "base_record",
     "bench_local",
     "done_pairs",
+    "is_decoder",
     "job_spec",
     "load_artifacts",
     "plan",

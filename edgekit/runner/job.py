@@ -164,7 +164,29 @@ def job_spec(job: Job, entry: str, settings: BenchSettings) -> dict[str, Any]:
         "device": backend.run_device(art.profile, art.manifest),
         "timeout_s": settings.timeout_s,
         "repeats": settings.repeats,
+        **decode_spec(art.manifest, settings),
     }
+
+
+def is_decoder(manifest: dict[str, Any]) -> bool:
+    """A decoder with a KV cache: input_ids and past_key_values.N.key/value (or past.N...) inputs."""
+    from edgekit.analysis.decoder import PAST
+
+    names = [str(i.get("source_name") or i["name"]) for i in manifest.get("inputs", [])]
+    return "input_ids" in names and any(PAST.match(n) for n in names)
+
+
+def decode_spec(manifest: dict[str, Any], settings: BenchSettings) -> dict[str, Any]:
+    """{"decode": ...} for a decoder with a KV cache (cache inputs by name), so the agent times the
+    generation loop at the prompt and context lengths; {} for any other model."""
+    if not is_decoder(manifest):
+        return {}
+    logits = next(
+        (o for o in manifest.get("outputs", []) if (o.get("source_name") or o["name"]) == "logits"), None
+    )
+    vocab = logits["shape"][-1] if logits and isinstance(logits["shape"][-1], int) else None
+    contexts = list(settings.contexts) or [settings.prompt * 2, settings.prompt * 4]
+    return {"decode": {"prompt": settings.prompt, "contexts": contexts, "batch": 1, "vocab": vocab}}
 
 
 async def run_job(
@@ -231,6 +253,8 @@ async def run_job(
             for key in STATISTICS_KEYS:  # what `edgekit report` needs for its statistics
                 if key in result:
                     record[key] = result[key]
+            if result.get("decode"):  # the decode loop's figures (prefill, TTFT, per-token, tokens/s)
+                record["decode"] = result["decode"]
             record["settings"]["iterations"] = result.get("iterations")
             record["settings"]["input_source"] = result.get("input_source")
             if result.get("shapes"):  # what the agent fed (the stated shapes, a dynamic batch as 1)

@@ -100,6 +100,8 @@ class BenchSettings:
     timeout_s: float = 600.0
     validation: Path | None = None  # .npz: on-device fidelity (outputs come home)
     repeats: int = 1  # independent sessions per run: their medians give the run-to-run spread
+    prompt: int = 32  # a decoder with a KV cache: prefill this many tokens, then decode (agent's loop)
+    contexts: tuple[int, ...] = ()  # context lengths decode latency is timed at (default 2x, 4x prompt)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +113,8 @@ class BenchSettings:
             "timeout_s": self.timeout_s,
             "validation": str(self.validation) if self.validation else None,
             "repeats": self.repeats,
+            "prompt": self.prompt,
+            "contexts": list(self.contexts),
         }
 
 

@@ -68,6 +68,8 @@ def inspect(report: Mapping[str, Any], fit: list[dict[str, Any]] | None) -> None
     console.print(
         table("per precision (runtime memory: only for runtimes whose memory was measured)", columns, sizes)
     )
+    if report.get("decoder"):
+        _decoder(console, report)
     if fit is not None:
         console.print(_fit_table(fit))
     for note in report["notes"]:
@@ -194,6 +196,47 @@ def bench(records: list[dict[str, Any]], results: str) -> None:
     )
     title = f"benchmark ({len(records)} run(s); results in {results})"
     stdout().print(table(title, (*columns, "fidelity / error"), cells, fold=True))
+    decoders = [r for r in records if r.get("decode")]
+    if decoders:
+        stdout().print(table("generation (decoders with a KV cache)", *decode_rows(decoders), fold=True))
+
+
+def decode_rows(records: list[dict[str, Any]]) -> tuple[tuple[str, ...], list[list[str]]]:
+    """One row per record and context: prefill ms for the prompt, time to first token, decode ms per
+    token with the cache at that context, greedy-generation tokens/s and peak RSS."""
+    rows = []
+    for record in records:
+        dec = record["decode"]
+        name = (record.get("artifact") or {}).get("name") or "?"
+        device = (record.get("device") or {}).get("name") or "?"
+        for step in dec["decode"]:
+            rows.append(
+                [
+                    name,
+                    device,
+                    str(dec["prompt_tokens"]),
+                    num(dec["prefill_ms"]["p50"], ".2f"),
+                    num(dec["ttft_ms"], ".2f"),
+                    str(step["context"]),
+                    num(step["latency_ms"]["p50"], ".3f"),
+                    num(1000.0 / step["latency_ms"]["p50"] if step["latency_ms"]["p50"] else None, ".0f"),
+                    num(dec.get("tokens_per_s"), ".0f"),
+                    num(dec.get("peak_rss_mb"), ".1f"),
+                ]
+            )
+    columns = (
+        "artifact",
+        "device",
+        "prompt",
+        "prefill ms",
+        "TTFT ms",
+        "context",
+        "decode ms/token",
+        "1/decode tok/s",
+        "generation tok/s",
+        "peak RSS MB",
+    )
+    return columns, rows
 
 
 def _varying_shapes(records: list[dict[str, Any]]) -> list[str]:
@@ -211,3 +254,42 @@ def demo(rows: list[dict[str, Any]]) -> None:
     from edgekit.demo import render
 
     render(rows, stdout())
+
+
+def _decoder(console: Any, report: Mapping[str, Any]) -> None:
+    """The KV-cache layout, which input is which, and (--context) the memory terms per precision."""
+    dec = report["decoder"]
+    console.print(
+        f"decoder with a KV cache: {dec['layers']} layers, {dec['heads']} heads, {dec['kv_heads']} kv-heads, "
+        f"head_dim {dec['head_dim']}, vocab {dec['vocab'] or '?'}, hidden {dec['hidden'] or '?'}, cache "
+        f"{dec['cache_dtype']} ({dec['kv_bytes_per_token']:,} B per token)"
+        + (", fused attention" if dec["fused_attention"] else "")
+    )
+    from rich.markup import escape  # the roles' shapes in [brackets] are not style tags
+
+    rows = [[k, escape(v)] for k, v in dec["roles"].items()]
+    console.print(table("decoder inputs / outputs", ("name", "role"), rows))
+    ctx = report.get("context")
+    if not ctx:
+        return
+    runtimes = list(ctx["runtime_memory_bytes"])
+    rows = [
+        [
+            precision,
+            mb(part["weights"]),
+            mb(part["kv_cache"]),
+            mb(part["prefill_activations"]),
+            mb(part["decode_activations"]),
+            *[mb(ctx["runtime_memory_bytes"][r][precision]) for r in runtimes],
+        ]
+        for precision, part in ctx["parts"].items()
+    ]
+    columns = (
+        "precision",
+        "weights",
+        "KV cache",
+        "prefill act.",
+        "decode act.",
+        *[f"{r} total" for r in runtimes],
+    )
+    console.print(table(f"memory at context {ctx['context']}, batch {ctx['batch']}", columns, rows))
