@@ -47,10 +47,16 @@ KNOWN_KEYS = {
 class Gates:
     """Default fidelity gates of a target; flags override them per command."""
 
-    min_cosine: float = 0.99
-    max_accuracy_drop: float = 1.0  # percentage points
-    min_snr_db: float | None = None
-    min_top1_agreement: float | None = None  # percent
+    min_cosine: float = 0.99  # raw: every output and every feature slice
+    max_accuracy_drop: float = 1.0  # percentage points (classify / raw, with labels)
+    min_snr_db: float | None = None  # raw
+    min_top1_agreement: float | None = None  # percent; classify without labels: 97 when unset; tokens
+    min_f1: float | None = 0.90  # detect: detection F1 against FP32's detections
+    min_mask_iou: float | None = 0.90  # map / segment: IoU of the thresholded masks
+    min_embedding_cosine: float | None = 0.98  # embed: worst per-sample cosine
+    max_kl: float | None = None  # tokens: mean KL(FP32 || artifact) of the next-token distributions, nats
+    min_metric: float | None = None  # a user metric (higher is better)
+    min_slice_cosine: float | None = 0.5  # every task: no output or feature slice below it (zeroed never passes)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> Gates:

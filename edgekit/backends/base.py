@@ -40,6 +40,7 @@ from edgekit.errors import BadInput, MissingDependency
 
 if TYPE_CHECKING:
     from edgekit.calib import CalibrationSet
+    from edgekit.fidelity.tasks import TaskSpec
     from edgekit.ingest import PreparedModel
     from edgekit.runner import BenchSettings, Job
     from edgekit.targets import Gates, TargetProfile
@@ -146,6 +147,8 @@ class ExportJob:
     options: ExportOptions
     val: CalibrationSet | None = None  # only for accuracy-controlled quantization
     gates: Gates | None = None  # the goal of INT8 search (target's gates + overrides); None: target's
+    task: TaskSpec | None = None  # what the gates judge (edgekit.fidelity.infer_task); None: raw outputs
+    metric: Callable | None = None  # a user metric (fn(reference, actual, labels)): the search optimises it
 
 
 @dataclass

@@ -92,4 +92,4 @@ def scoring_set(
         )
     probe = ScoringSet(score_feeds, None, {}, is_batched, source)
     reference = run_session(session(job.prepared.path, HOST, threads), probe)
-    return ScoringSet(score_feeds, labels, reference, is_batched, source)
+    return ScoringSet(score_feeds, labels, reference, is_batched, source, task=job.task, metric=job.metric)

@@ -1,0 +1,494 @@
+"""What a model is for: the task its fidelity is judged by, and the feature slices of its outputs.
+
+`infer_task(model, task)` decides, in this order: `--task` (the caller's word wins); Ultralytics metadata
+(`metadata_props` keys task, names, imgsz, stride; `names` is a Python dict literal such as
+"{0: 'person', 1: 'car'}"); the outputs' shapes and producers; else "raw". It must work on real exports
+(opset 9-17, symbolic or unknown dims, odd names): every shape entry may be None, and nothing here runs the
+model.
+
+Shape rules (only without --task and metadata, so they are conservative):
+- detect: a 3-D output of an image model ([N, C, H, W] or NHWC input) with one small axis (5..1029) and a
+  long anchor axis (>= 64 and >= 4x the small one): [N, 4+C, A] is YOLOv8/11 ("v8"), [N, A, 5+C] YOLOv5
+  ("v5"); or a pair [N, A, 4] boxes + [N, A, C] / [N, C, A] scores ("boxes_scores", boxes x1 y1 x2 y2).
+- tokens: a 3-D output [N, T, V] (V >= 100) of a model with integer inputs (token ids).
+- map: [N, 1, H, W] with H, W > 1; segment: [N, C, H, W] produced by Softmax/Sigmoid/ArgMax or at the
+  input's height and width.
+- classify / embed: [N, D] (size-1 axes aside): embed when it comes from pooling or normalisation and
+  D >= 32, classify otherwise (D > 1).
+
+Slices: each output is traced back through ops that keep its axes (elementwise ops, Transpose, Reshape
+that keeps the leading dims, Identity/Cast) to the Concat that produced it; the Concat's inputs give the
+ranges along that axis. A detect layout gives its own slices (v8: boxes 0-4, classes 4-4+C, then any
+extra rows: mask coefficients / keypoints / angle; v5: boxes, objectness, classes).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from edgekit.errors import BadInput, suggest
+
+log = logging.getLogger(__name__)
+
+TASKS = ("detect", "segment", "classify", "embed", "map", "tokens", "raw")
+SOURCES = ("--task", "metadata", "output shapes", "default")
+#: Ultralytics task names and what edgekit judges them as (pose / obb heads are detection heads with
+#: extra rows after the class scores)
+ULTRALYTICS_TASKS = {"detect": "detect", "segment": "segment", "classify": "classify", "pose": "detect",
+                     "obb": "detect"}
+DETECT_DEFAULTS: dict[str, Any] = {"conf": 0.25, "iou": 0.45, "match_iou": 0.5, "low_conf": 0.1}
+MAP_THRESHOLD = 0.5  # probability maps; logit maps (values outside [0, 1]) use 0
+EMBED_MIN_DIM = 32
+
+_KEEP_AXES = {
+    "Sigmoid", "Relu", "Tanh", "Softmax", "LogSoftmax", "Identity", "Cast", "Clip", "Exp", "Log", "Neg",
+    "Abs", "Sqrt", "HardSigmoid", "LeakyRelu", "Mul", "Add", "Sub", "Div", "Pow", "DequantizeLinear",
+    "QuantizeLinear", "Dropout",
+}
+_POOLING = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "LpNormalization", "ReduceL2"}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the model is for (`kind`, one of TASKS), how that was decided (`source`), which outputs the
+    task metric reads (`outputs`, ONNX source names, in order), its parameters and the outputs' slices.
+
+    params: detect: layout "v8" | "v5" | "boxes_scores", num_classes, conf (0.25), iou (NMS, 0.45),
+    match_iou (0.5), low_conf (0.1: a confident detection matched at this lower score on the other side
+    is not lost), names, imgsz; map / segment: threshold; classify: topk (5).
+    slices: output name -> {"axis": int, "ranges": [[start, stop, label], ...]} (stop exclusive)."""
+
+    kind: str
+    source: str
+    outputs: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    slices: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASKS:
+            raise BadInput(f"unknown task '{self.kind}'.{suggest(self.kind, TASKS)} Valid tasks: {', '.join(TASKS)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "outputs": list(self.outputs),
+            "params": _jsonable(self.params),
+            "slices": {
+                name: {"axis": int(s["axis"]), "ranges": [[int(a), int(b), str(label)] for a, b, label in s["ranges"]]}
+                for name, s in self.slices.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TaskSpec:
+        params = dict(data.get("params") or {})
+        if isinstance(params.get("names"), dict):  # JSON keys are strings; class ids are ints
+            params["names"] = {int(k): v for k, v in params["names"].items()}
+        return cls(
+            kind=str(data["kind"]),
+            source=str(data.get("source", "default")),
+            outputs=tuple(data.get("outputs") or ()),
+            params=params,
+            slices={
+                name: {"axis": int(s["axis"]), "ranges": [[int(a), int(b), str(label)] for a, b, label in s["ranges"]]}
+                for name, s in (data.get("slices") or {}).items()
+            },
+        )
+
+    def describe(self) -> str:
+        """'detect (metadata; output0, v8, 18 classes)'."""
+        bits = [self.source]
+        if self.outputs:
+            bits.append(", ".join(self.outputs))
+        if "layout" in self.params:
+            bits.append(str(self.params["layout"]))
+        if self.params.get("num_classes"):
+            bits.append(f"{self.params['num_classes']} classes")
+        return f"{self.kind} ({'; '.join(bits)})"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ---- the model, read without running it ------------------------------------------------------------------
+Shape = tuple[int | None, ...]
+
+
+def _dims(value: onnx.ValueInfoProto) -> Shape | None:
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor.shape.dim)
+
+
+class _Graph:
+    """Producers, initializers and known shapes of the main graph (shape inference where it works)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model)
+        except Exception as exc:  # noqa: BLE001 - odd exports: shapes are a hint, never required
+            log.debug("shape inference failed (%s); using the declared shapes only", exc)
+            inferred = model
+        graph = inferred.graph
+        self.initializers = {t.name for t in graph.initializer}
+        self.producer = {out: node for node in graph.node for out in node.output if out}
+        self.shapes: dict[str, Shape | None] = {}
+        for value in list(graph.value_info) + list(graph.input) + list(graph.output):
+            self.shapes[value.name] = _dims(value)
+        for tensor in graph.initializer:
+            self.shapes[tensor.name] = tuple(int(d) for d in tensor.dims)
+        self.constants = set(self.initializers) | {
+            out for node in graph.node if node.op_type == "Constant" for out in node.output
+        }
+        self.inputs = [i for i in model.graph.input if i.name not in self.initializers]
+        self.outputs = [o.name for o in model.graph.output]
+        self.output_types = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
+
+    def shape(self, name: str) -> Shape | None:
+        return self.shapes.get(name)
+
+    def data_input(self, node: onnx.NodeProto) -> str | None:
+        """The input of an elementwise node that carries the data (not a constant operand)."""
+        for name in node.input:
+            if name and name not in self.constants:
+                return name
+        return None
+
+    def image_input(self) -> bool:
+        for value in self.inputs:
+            shape = _dims(value)
+            if value.type.tensor_type.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
+                                                         onnx.TensorProto.UINT8):
+                continue
+            if shape is not None and len(shape) == 4 and (shape[1] in (1, 3, 4) or shape[3] in (1, 3, 4)):
+                return True
+        return False
+
+    def integer_inputs(self) -> bool:
+        ints = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+        return bool(self.inputs) and all(v.type.tensor_type.elem_type in ints for v in self.inputs)
+
+    def input_hw(self) -> tuple[int | None, int | None]:
+        for value in self.inputs:
+            shape = _dims(value)
+            if shape is not None and len(shape) == 4:
+                return (shape[2], shape[3]) if shape[1] in (1, 3, 4) else (shape[1], shape[2])
+        return None, None
+
+
+def _trace_concat(graph: _Graph, name: str) -> tuple[onnx.NodeProto, int] | None:
+    """The Concat that produced `name` through axis-keeping ops, and the axis in `name`'s numbering."""
+    rank = len(graph.shape(name) or ()) or None
+    perm_chain: list[list[int]] = []  # Transposes met, outermost first
+    current = name
+    for _ in range(32):
+        node = graph.producer.get(current)
+        if node is None:
+            return None
+        if node.op_type == "Concat":
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            in_rank = len(graph.shape(node.output[0]) or ()) or rank
+            if axis < 0 and in_rank:
+                axis += in_rank
+            for perm in perm_chain:  # innermost first: the output's axis that holds the concat axis
+                axis = perm.index(axis)
+            return node, axis
+        if node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            if perm is None:
+                return None
+            perm_chain.insert(0, perm)  # applied after the earlier (inner) ones
+            current = node.input[0]
+        elif node.op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+            before, after = graph.shape(node.input[0]), graph.shape(node.output[0])
+            if before is None or after is None or None in before or None in after:
+                return None
+            if [d for d in before if d != 1] != [d for d in after if d != 1]:
+                return None  # only reshapes that add or drop size-1 axes keep the feature axis
+            # map through size-1 axes: remember as a pseudo-permutation when ranks match
+            if len(before) != len(after):
+                return None
+            current = node.input[0]
+        elif node.op_type in _KEEP_AXES:
+            data = graph.data_input(node)
+            if data is None:
+                return None
+            current = data
+        else:
+            return None
+    return None
+
+
+def trace_slices(model: onnx.ModelProto, outputs: list[str] | None = None, _graph: _Graph | None = None
+                 ) -> dict[str, dict[str, Any]]:
+    """output -> {"axis", "ranges"} for each output that a Concat on a non-batch axis produced."""
+    graph = _graph or _Graph(model)
+    found: dict[str, dict[str, Any]] = {}
+    for name in outputs or graph.outputs:
+        traced = _trace_concat(graph, name)
+        if traced is None:
+            continue
+        node, axis = traced
+        concat_axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        sizes = []
+        for part in node.input:
+            shape = graph.shape(part)
+            if shape is None or not shape:
+                break
+            ax = concat_axis if concat_axis >= 0 else concat_axis + len(shape)
+            if ax >= len(shape) or shape[ax] is None:
+                break
+            sizes.append(int(shape[ax]))
+        else:
+            if axis == 0 or len(sizes) < 2:
+                continue
+            word = "channels" if axis == 1 else f"axis {axis}"
+            ranges, start = [], 0
+            for size in sizes:
+                ranges.append([start, start + size, f"{word} {start}-{start + size - 1}"])
+                start += size
+            found[name] = {"axis": axis, "ranges": ranges}
+    return found
+
+
+def _metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _literal(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _names(meta: Mapping[str, str]) -> dict[int, str] | None:
+    names = _literal(meta.get("names"))
+    if isinstance(names, dict):
+        try:
+            return {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            return None
+    if isinstance(names, list | tuple):
+        return {i: str(v) for i, v in enumerate(names)}
+    return None
+
+
+# ---- detection layouts -------------------------------------------------------------------------------------
+def _detect_layout(shape: Shape | None, num_classes: int | None) -> tuple[str, int] | None:
+    """("v8" | "v5", num_classes) for a 3-D detection output, or None."""
+    if shape is None or len(shape) != 3:
+        return None
+    rows, cols = shape[1], shape[2]
+    if num_classes:
+        if rows is not None and rows >= 4 + num_classes and (cols is None or cols > rows):
+            return "v8", num_classes
+        if cols is not None and cols == 5 + num_classes:
+            return "v5", num_classes
+        if rows is not None and rows >= 4 + num_classes:
+            return "v8", num_classes
+        return None
+    if rows is None or cols is None:
+        return None
+    small, long = min(rows, cols), max(rows, cols)
+    if not (5 <= small <= 1029 and long >= 64 and long >= 4 * small):
+        return None
+    return ("v8", rows - 4) if rows < cols else ("v5", cols - 5)
+
+
+def _layout_slices(layout: str, num_classes: int, shape: Shape | None) -> dict[str, Any]:
+    if layout == "v8":
+        ranges = [[0, 4, "boxes"], [4, 4 + num_classes, "classes"]]
+        rows = shape[1] if shape is not None and len(shape) == 3 else None
+        if rows is not None and rows > 4 + num_classes:
+            ranges.append([4 + num_classes, rows, "extra"])
+        return {"axis": 1, "ranges": ranges}
+    return {"axis": 2, "ranges": [[0, 4, "boxes"], [4, 5, "objectness"], [5, 5 + num_classes, "classes"]]}
+
+
+def _detect_spec(graph: _Graph, source: str, names: dict[int, str] | None, meta: Mapping[str, str],
+                 kind: str = "detect") -> TaskSpec | None:
+    num_classes = len(names) if names else None
+    params: dict[str, Any] = dict(DETECT_DEFAULTS)
+    if names:
+        params["names"] = names
+    imgsz = _literal(meta.get("imgsz"))
+    if isinstance(imgsz, list | tuple) and imgsz:
+        params["imgsz"] = [int(v) for v in imgsz]
+    for name in graph.outputs:
+        found = _detect_layout(graph.shape(name), num_classes)
+        if found is not None:
+            layout, classes = found
+            params.update(layout=layout, num_classes=classes)
+            others = tuple(o for o in graph.outputs if o != name) if kind == "segment" else ()
+            return TaskSpec(kind, source, (name, *others), params,
+                            {name: _layout_slices(layout, classes, graph.shape(name))})
+    pair = _boxes_scores(graph, num_classes)
+    if pair is not None:
+        boxes, scores, classes = pair
+        params.update(layout="boxes_scores", num_classes=classes)
+        return TaskSpec(kind, source, (boxes, scores), params, {})
+    return None
+
+
+def _boxes_scores(graph: _Graph, num_classes: int | None) -> tuple[str, str, int] | None:
+    shapes = {n: graph.shape(n) for n in graph.outputs}
+    for boxes, bshape in shapes.items():
+        if bshape is None or len(bshape) < 3 or bshape[-1] != 4:
+            continue
+        anchors = bshape[-2] if len(bshape) == 3 else bshape[1]
+        for scores, sshape in shapes.items():
+            if scores == boxes or sshape is None or len(sshape) != 3:
+                continue
+            if sshape[1] == anchors and anchors is not None:
+                classes = sshape[2]
+            elif sshape[2] == anchors and anchors is not None:
+                classes = sshape[1]
+            else:
+                continue
+            if classes is not None and (num_classes is None or classes == num_classes):
+                return boxes, scores, int(classes)
+    return None
+
+
+# ---- the decision ------------------------------------------------------------------------------------------
+def infer_task(model: onnx.ModelProto, task: str | None = None) -> TaskSpec:
+    """The task this model is judged by (see the module docstring for the order and the rules)."""
+    if task is not None and task not in TASKS:
+        raise BadInput(f"unknown task '{task}'.{suggest(task, TASKS)} Valid tasks: {', '.join(TASKS)}")
+    graph = _Graph(model)
+    meta = _metadata(model)
+    names = _names(meta)
+    meta_task = ULTRALYTICS_TASKS.get(meta.get("task", "").strip().lower())
+    if task is not None:
+        spec = _spec_for(graph, task, "--task", names, meta)
+    elif meta_task is not None:
+        spec = _spec_for(graph, meta_task, "metadata", names, meta)
+    else:
+        spec = _from_shapes(graph, names, meta)
+    # every output without a layout's slices gets its Concat's
+    traced = trace_slices(model, [o for o in graph.outputs if o not in spec.slices], graph)
+    if traced:
+        spec = TaskSpec(spec.kind, spec.source, spec.outputs, spec.params, {**traced, **spec.slices})
+    return spec
+
+
+def _spec_for(graph: _Graph, kind: str, source: str, names: dict[int, str] | None,
+              meta: Mapping[str, str]) -> TaskSpec:
+    """A task named by the user or the metadata: find the outputs and parameters it reads."""
+    if kind in ("detect", "segment"):
+        spec = _detect_spec(graph, source, names, meta, kind)
+        if spec is not None:
+            return spec
+        if kind == "detect":
+            log.warning("task detect: no output has a detection layout ([N, 4+C, A], [N, A, 5+C] or boxes "
+                        "+ scores); judging the first output as raw data")
+            return TaskSpec("detect", source, tuple(graph.outputs[:1]), dict(DETECT_DEFAULTS))
+    if kind in ("map", "segment"):
+        name = _first(graph, lambda s: len(s) == 4) or (graph.outputs[0] if graph.outputs else None)
+        return TaskSpec(kind, source, (name,) if name else (), {"threshold": None})
+    if kind == "classify":
+        name = _first(graph, lambda s: _flat_dim(s) is not None) or (graph.outputs[0] if graph.outputs else None)
+        params: dict[str, Any] = {"topk": 5}
+        if names:
+            params["names"] = names
+        return TaskSpec(kind, source, (name,) if name else (), params)
+    if kind == "tokens":
+        name = _first(graph, lambda s: len(s) == 3) or (graph.outputs[0] if graph.outputs else None)
+        return TaskSpec(kind, source, (name,) if name else (), {})
+    if kind == "embed":
+        name = _first(graph, lambda s: _flat_dim(s) is not None) or (graph.outputs[0] if graph.outputs else None)
+        return TaskSpec(kind, source, (name,) if name else (), {})
+    return TaskSpec("raw", source, tuple(graph.outputs), {})
+
+
+def _first(graph: _Graph, test: Any) -> str | None:
+    for name in graph.outputs:
+        shape = graph.shape(name)
+        if shape is not None and test(shape):
+            return name
+    return None
+
+
+def _flat_dim(shape: Shape) -> int | None:
+    """D of [N, D] (size-1 axes aside), None for other shapes (or an unknown D)."""
+    rest = [d for d in shape[1:] if d != 1]
+    return rest[0] if len(rest) == 1 and rest[0] is not None and rest[0] > 1 else None
+
+
+def _producer_chain(graph: _Graph, name: str, depth: int = 6) -> list[str]:
+    ops, current = [], name
+    for _ in range(depth):
+        node = graph.producer.get(current)
+        if node is None:
+            break
+        ops.append(node.op_type)
+        data = graph.data_input(node)
+        if data is None:
+            break
+        current = data
+    return ops
+
+
+def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str, str]) -> TaskSpec:
+    source = "output shapes"
+    if graph.integer_inputs():
+        name = _first(graph, lambda s: len(s) == 3 and s[2] is not None and s[2] >= 100)
+        if name is not None:
+            return TaskSpec("tokens", source, (name,), {})
+    if graph.image_input():
+        spec = _detect_spec(graph, source, names, meta)
+        if spec is not None:
+            return spec
+    height, width = graph.input_hw()
+    for name in graph.outputs:
+        shape = graph.shape(name)
+        if shape is None:
+            continue
+        if len(shape) == 4 and shape[1] == 1 and shape[2] != 1 and shape[3] != 1 and graph.image_input():
+            return TaskSpec("map", source, (name,), {"threshold": None})
+        if len(shape) == 4 and shape[1] is not None and 1 < shape[1] <= 1024:
+            chain = _producer_chain(graph, name)
+            at_input = shape[2] is not None and (shape[2], shape[3]) == (height, width)
+            if (chain and chain[0] in ("Softmax", "Sigmoid", "ArgMax")) or (at_input and graph.image_input()):
+                return TaskSpec("segment", source, (name,), {"threshold": None})
+    for name in graph.outputs:
+        shape = graph.shape(name)
+        dim = _flat_dim(shape) if shape is not None else None
+        if dim is None:
+            continue
+        chain = _producer_chain(graph, name)
+        pooled = any(op in _POOLING for op in chain[:4]) or (
+            chain[:1] == ["Div"] and any(op in ("ReduceL2", "Sqrt") for op in _norm_ops(graph, name))
+        )
+        if pooled and dim >= EMBED_MIN_DIM:
+            return TaskSpec("embed", source, (name,), {})
+        if not pooled:
+            params: dict[str, Any] = {"topk": 5}
+            if names:
+                params["names"] = names
+            return TaskSpec("classify", source, (name,), params)
+    return TaskSpec("raw", "default", tuple(graph.outputs), {})
+
+
+def _norm_ops(graph: _Graph, name: str) -> list[str]:
+    """The ops feeding a Div's divisor (x / ||x||: ReduceL2, or Sqrt(ReduceSum(x*x)))."""
+    node = graph.producer.get(name)
+    if node is None or len(node.input) < 2:
+        return []
+    return _producer_chain(graph, node.input[1], depth=4)
