@@ -17,6 +17,8 @@ from edgekit.cli_options import (
     int8_search_options,
     parse_kv,
     targets_dir_option,
+    task_and_metric,
+    task_options,
 )
 from edgekit.errors import BadInput, GateFailed
 
@@ -70,6 +72,7 @@ def _fidelity_gate(report: Any) -> None:
 @click.option("--no-simplify", is_flag=True, help="Skip constant folding with onnxslim.")
 @targets_dir_option
 @int8_search_options
+@task_options
 @gate_options
 @common
 def export(app: CliContext, model: str, **kw: Any) -> None:
@@ -112,7 +115,8 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
         simplify=not kw["no_simplify"],
         options=options,
         targets_dirs=list(kw["targets_dir"]),
-        gate_overrides=gates(kw["min_cosine"], kw["max_accuracy_drop"], kw["min_snr_db"]),
+        gate_overrides=gates(kw),
+        **task_and_metric(kw),
     )
     with render.Steps(f"export {Path(model).name} -> {kw['target']}") as steps:
         record = api.export(request, steps)
@@ -139,7 +143,7 @@ def _export_pipeline(app: CliContext, split_dir: str, options: Any, kw: dict[str
         val_samples=kw["val_samples"],
         out_dir=kw["out_dir"],
         options=options,
-        gate_overrides=gates(kw["min_cosine"], kw["max_accuracy_drop"], kw["min_snr_db"]),
+        gate_overrides=gates(kw),
         targets_dirs=list(kw["targets_dir"]),
         simplify=not kw["no_simplify"],
     )
@@ -174,6 +178,7 @@ def shard_gates(record: Any) -> None:
 )
 @devices_option
 @targets_dir_option
+@task_options
 @gate_options
 @common
 def verify(app: CliContext, artifact_dir: str, **kw: Any) -> None:
@@ -188,7 +193,8 @@ def verify(app: CliContext, artifact_dir: str, **kw: Any) -> None:
         device=kw["device"],
         devices_file=kw["devices_file"],
         targets_dirs=list(kw["targets_dir"]),
-        gate_overrides=gates(kw["min_cosine"], kw["max_accuracy_drop"], kw["min_snr_db"]),
+        gate_overrides=gates(kw),
+        **task_and_metric(kw),
     )
     if kw["per_layer"] and kw["device"]:
         raise BadInput("--per-layer compares layers on this host; drop --device (or run it without)")

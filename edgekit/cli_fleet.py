@@ -15,6 +15,8 @@ from edgekit.cli_options import (
     input_shape_option,
     results_option,
     targets_dir_option,
+    task_and_metric,
+    task_options,
 )
 from edgekit.errors import GateFailed, Unreachable, error_for_exit_code
 from edgekit.memory_model import ESTIMATE_FORMULA
@@ -140,6 +142,7 @@ def devices_trust(app: CliContext, name: str, devices_file: str | None, yes: boo
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1), help="Devices at once.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds per job.")
 @targets_dir_option
+@task_options
 @gate_options
 @common
 def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
@@ -164,7 +167,8 @@ def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
         resume=kw["resume"],
         concurrency=kw["concurrency"],
         targets_dirs=list(kw["targets_dir"]),
-        gate_overrides=gates(kw["min_cosine"], kw["max_accuracy_drop"], kw["min_snr_db"]),
+        gate_overrides=gates(kw),
+        **task_and_metric(kw),
     )
     if any(api.is_pipeline_dir(a) for a in artifacts):
         _bench_pipelines(app, request)

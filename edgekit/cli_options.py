@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from edgekit.errors import BadInput
+from edgekit.task_options import GATE_KEYS, TASKS, check_metric_spec
 
 
 @dataclass
@@ -86,6 +87,32 @@ gate_options = _options(
     click.option("--min-cosine", type=float, help="Gate: minimum cosine similarity per output."),
     click.option("--max-accuracy-drop", type=float, help="Gate: maximum accuracy drop (points)."),
     click.option("--min-snr-db", type=float, help="Gate: minimum SNR per output (dB)."),
+    click.option("--min-f1", type=float, help="Gate (detect): minimum detection F1 against FP32."),
+    click.option("--min-mask-iou", type=float, help="Gate (map/segment): minimum thresholded-mask IoU."),
+    click.option(
+        "--min-embedding-cosine", type=float, help="Gate (embed): minimum worst per-sample cosine."
+    ),
+    click.option("--min-metric", type=float, help="Gate: minimum value of --metric (higher is better)."),
+    click.option(
+        "--min-slice-cosine",
+        type=float,
+        help="Gate (every task): minimum cosine of every output's feature slice.",
+    ),
+    click.option("--max-kl", type=float, help="Gate (tokens): maximum KL divergence of next-token logits."),
+)
+
+# what the model is for (edgekit.fidelity judges it by its task) and a user's own metric
+task_options = _options(
+    click.option(
+        "--task",
+        type=click.Choice(list(TASKS)),
+        help="What the model is for (default: from its metadata and output shapes; the manifest's).",
+    ),
+    click.option(
+        "--metric",
+        metavar="MODULE:FUNCTION",
+        help="Your metric fn(reference, actual, labels) -> number (higher is better); gate --min-metric.",
+    ),
 )
 
 # INT8 search (edgekit.int8): by default --int8 searches recipes and keeps sensitive nodes in float until
@@ -116,10 +143,15 @@ int8_search_options = _options(
 )
 
 
-def gates(
-    min_cosine: float | None, max_accuracy_drop: float | None, min_snr_db: float | None
-) -> dict[str, float | None]:
-    return {"min_cosine": min_cosine, "max_accuracy_drop": max_accuracy_drop, "min_snr_db": min_snr_db}
+def gates(kw: dict[str, Any]) -> dict[str, float | None]:
+    """The gate flags of a command's keyword arguments (None: the target's default)."""
+    return {key: kw.get(key) for key in GATE_KEYS if key != "min_top1_agreement"}
+
+
+def task_and_metric(kw: dict[str, Any]) -> dict[str, Any]:
+    """--task and --metric as request fields (the metric's spelling checked here: exit 2)."""
+    check_metric_spec(kw.get("metric"))
+    return {"task": kw.get("task"), "metric": kw.get("metric")}
 
 
 def parse_kv(items: tuple[str, ...]) -> dict[str, str]:

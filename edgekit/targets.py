@@ -24,6 +24,7 @@ BUILD_MODES = ("host", "on-device")
 MIN_OPSET = 7  # onnxruntime, the FP32 reference of every verify, runs nothing older
 KNOWN_KEYS = {
     "name",
+    "arch",
     "backend",
     "description",
     "precisions",
@@ -92,7 +93,28 @@ class TargetProfile:
     threads: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     io: dict[str, Any] = field(default_factory=dict)
+    # the device's CPU architecture ("x86_64", "arm64"); None: not stated (guessed from the name)
+    arch: str | None = None
     path: str = ""
+
+    @property
+    def architecture(self) -> str | None:
+        """`arch`, else arm64 / x86_64 when the profile's name says so, else None (unknown)."""
+        if self.arch:
+            return normalize_arch(self.arch)
+        lowered = self.name.lower()
+        if "arm64" in lowered or "aarch64" in lowered:
+            return "arm64"
+        if "x86" in lowered:
+            return "x86_64"
+        return None
+
+    def is_host_arch(self) -> bool:
+        """Whether this host's CPU runs the target's kernels (an unknown architecture counts as this host's)."""
+        import platform
+
+        arch = self.architecture
+        return arch is None or arch == normalize_arch(platform.machine())
 
     @classmethod
     def from_file(cls, path: Path) -> TargetProfile:
@@ -140,6 +162,7 @@ class TargetProfile:
             threads=data.get("threads"),
             options=dict(data.get("options", {})),
             io=dict(data.get("io", {})),
+            arch=_arch(data, where),
             path=where,
         )
 
@@ -147,6 +170,22 @@ class TargetProfile:
         out = {k: v for k, v in self.__dict__.items() if k not in ("fidelity", "path")}
         out["fidelity"] = self.fidelity.to_json()
         return out
+
+
+ARCHS = {"x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
+
+
+def normalize_arch(name: str) -> str:
+    return ARCHS.get(name.lower(), name.lower())
+
+
+def _arch(data: dict[str, Any], where: str) -> str | None:
+    value = data.get("arch")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in ARCHS:
+        raise BadInput(f"{where}: arch = {value!r} is not one of {', '.join(sorted(set(ARCHS.values())))}")
+    return normalize_arch(value)
 
 
 def search_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:

@@ -14,12 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekit import __version__, ingest
+from edgekit import __version__, ingest, task_options
 from edgekit import targets as target_profiles
 from edgekit.api.records import ExportRecord, ExportRequest, Progress, noop
 from edgekit.backends import get_backend
 from edgekit.backends.base import ExportJob, ExportOptions
-from edgekit.calib import CalibrationSet, InputInfo
+from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
+from edgekit.int8 import holdout
 from edgekit.errors import BadInput
 from edgekit.fsio import staged_dir, write_json_atomic
 from edgekit.manifest import MANIFEST, timestamp
@@ -95,8 +96,22 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
     calib_reader = calib.validate(source_inputs, "calibration set") if calib is not None else None
     val_reader = val.validate(source_inputs, "validation set") if val is not None else None
     to_prepared = {prepared.source_name(i.name): i.name for i in prepared.inputs}
-    job_calib = calib_reader.renamed(to_prepared) if calib_reader is not None else None
-    job_val = val_reader.renamed(to_prepared) if val_reader is not None else None
+    # what the model is for, decided once here and recorded; the search scores on it under the prepared
+    # model's names, verify judges by it under the source's (task_options.task_of)
+    task = task_of_prepared(prepared, req.task)
+    metric = task_options.load_metric(req.metric)
+    searches = val_reader is not None and calib_reader is not None and precision == "int8"
+    searches = searches and backend.needs_calibration(precision, options)
+    plan = None
+    if searches:
+        assert calib_reader is not None and val_reader is not None
+        plan = holdout.plan(calib_reader, val_reader, need_labels=options.max_accuracy_drop is not None)
+        job_calib_reader, job_val_reader = _planned_sets(plan, calib_reader, val_reader)
+        verdict_reader = holdout.subset(val_reader, plan.verdict)
+    else:
+        job_calib_reader, job_val_reader, verdict_reader = calib_reader, val_reader, val_reader
+    job_calib = job_calib_reader.renamed(to_prepared) if job_calib_reader is not None else None
+    job_val = job_val_reader.renamed(to_prepared) if job_val_reader is not None else None
 
     final = Path(req.out_dir).expanduser() / artifact_name(model_path, target.name, precision)
     with staged_dir(final) as tmp:
@@ -104,22 +119,96 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
         started = time.perf_counter()
         # the gates are the INT8 search's goal (edgekit.int8): target's gates with the request's overrides
         gates = gates_for(target, req.gate_overrides)
-        result = backend.export(
-            ExportJob(prepared, target, precision, tmp, job_calib, options, job_val, gates=gates)
+        job = ExportJob(
+            prepared,
+            target,
+            precision,
+            tmp,
+            job_calib,
+            options,
+            job_val,
+            gates=gates,
+            task=task_options.renamed_task(task, {v: k for k, v in prepared.name_map.items()}),
+            metric=task_options.renamed_metric(metric, prepared.name_map),
+            scored_on=plan.describe_selection() if plan is not None else None,
         )
+        result = backend.export(job)
         export_s = time.perf_counter() - started
         manifest = _manifest(req, options, target, precision, prepared, result, tmp, calib, export_s)
+        manifest["task"] = task.to_json()
+        manifest["metric"] = task_options.metric_record(req.metric)
+        manifest["numerics"] = _numerics(result.details)
         write_json_atomic(tmp / MANIFEST, manifest)
         report = None
-        if val_reader is not None:
+        if verdict_reader is not None:
             from edgekit.api.verification import verify_dir
 
-            progress(f"verifying on {len(val_reader)} samples")
-            report = verify_dir(tmp, manifest, val_reader, model_path, gates)
+            progress(f"verifying on {len(verdict_reader)} samples")
+            report = verify_dir(tmp, manifest, verdict_reader, model_path, gates, task=task, metric=metric)
             manifest["fidelity"] = report.to_json()
-            manifest["validation"] = val_reader.record()
+            manifest["validation"] = verdict_reader.record()
+            if plan is not None:
+                assert calib_reader is not None and val_reader is not None
+                manifest["samples"] = plan.record(
+                    calib_reader, val_reader, _selection_score(manifest), _verdict_score(report)
+                )
             write_json_atomic(tmp / MANIFEST, manifest)
     return ExportRecord(final, manifest, report)
+
+
+def task_of_prepared(prepared: ingest.PreparedModel, task: str | None) -> Any:
+    """infer_task on the prepared model (static shapes), with the source's metadata (Ultralytics'
+    task, names, imgsz) where preparation dropped it, under the user's original output names."""
+    import onnx
+
+    model = prepared.load()
+    if not model.metadata_props:
+        try:
+            source = onnx.load(str(prepared.source_path), load_external_data=False)
+            model.metadata_props.extend(source.metadata_props)
+        except Exception:  # noqa: BLE001 - the metadata is a hint; the shapes still decide
+            pass
+    return task_options.renamed_task(task_options.infer(model, task), prepared.name_map)
+
+
+def _planned_sets(
+    plan: holdout.SamplePlan, calib: CalibrationReader, val: CalibrationReader
+) -> tuple[CalibrationReader, CalibrationReader | None]:
+    """(what calibrates, what the search selects on) as the plan says: the calibration hold-out (taken
+    out of calibration), a part of --val, or (one validation sample) the search's own choice."""
+    if plan.selection_set == "validation":
+        return calib, holdout.subset(val, plan.selection)
+    if plan.calibrate == plan.selection:  # too few to hold out: the search scores on calibration itself
+        return calib, None
+    return holdout.subset(calib, plan.calibrate), holdout.subset(calib, plan.selection)
+
+
+def _numerics(details: Mapping[str, Any]) -> dict[str, str] | None:
+    """Which Q/DQ numerics produced the INT8 search's scores and host verify's numbers (ONNX Runtime
+    targets: this host's kernels, or reference Q/DQ numerics for another architecture's target)."""
+    kind = (details or {}).get("qdq_numerics")
+    if kind is None:
+        return None
+    from edgekit.int8.ort_qdq import NUMERICS
+
+    return {"kind": kind, "int8_search": NUMERICS[kind], "verify": NUMERICS[kind]}
+
+
+def _selection_score(manifest: Mapping[str, Any]) -> Any:
+    from edgekit.int8 import search_record
+
+    search = search_record(manifest)
+    return None if search is None else {"passed": search.get("passed"), **(search.get("score") or {})}
+
+
+def _verdict_score(report: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"passed": report.passed, "failures": list(report.failures)}
+    if report.task:
+        out["task"] = {k: report.task.get(k) for k in ("kind", "metrics", "intervals", "undecided")}
+    if report.metric:
+        out["metric"] = report.metric
+    out["worst_cosine"] = min((o.cosine for o in report.outputs), default=None)
+    return out
 
 
 def _search_options(options: ExportOptions) -> dict[str, Any]:

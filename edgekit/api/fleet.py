@@ -11,15 +11,22 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit import runner
+from edgekit import runner, task_options
 from edgekit.api.exporting import gates_for_artifact
 from edgekit.api.records import BenchProgress, BenchRecord, BenchRequest, Progress, VerifyRequest, noop
-from edgekit.api.verification import load_validation, reference_outputs, reference_path, source_inputs
+from edgekit.api.verification import (
+    load_validation,
+    reference_outputs,
+    reference_path,
+    source_inputs,
+    stamped,
+)
 from edgekit.calib import CalibrationSet
 from edgekit.errors import BadInput, Unreachable
 from edgekit.fidelity import FidelityReport, compare
@@ -53,27 +60,62 @@ class _OnDeviceFidelity:
         by_model: dict[str, dict[str, np.ndarray]] = {}
         val = CalibrationSet.load(req.val)
         self.labels = val.labels
-        self.expected: dict[str, tuple[dict[str, np.ndarray], Gates]] = {}
+        self.expected: dict[str, _Expected] = {}
         for art in artifacts:
             bound = val.validate(source_inputs(art.manifest), f"validation set (for {art.name})")
             gates = gates_for_artifact(art.manifest, req.gate_overrides, req.targets_dirs)
             model = reference_path(art.manifest, None)
             if str(model) not in by_model:
                 by_model[str(model)] = reference_outputs(model, bound)
-            self.expected[art.sha256] = (by_model[str(model)], gates)
+            # judged by the task recorded at export (--task overrides) and the user's metric
+            task = task_options.task_of(art.manifest, req.task, model)
+            metric = task_options.metric_of(art.manifest, req.metric)
+            self.expected[art.sha256] = _Expected(by_model[str(model)], gates, task, metric, art.manifest)
 
     def __call__(self, record: dict[str, Any]) -> None:
         if record.get("status") != "ok" or not record.get("outputs_file"):
             return
-        reference, gates = self.expected[record["artifact"]["sha256"]]
+        expected = self.expected[record["artifact"]["sha256"]]
         where = record["device"]["name"]
         try:
-            report = compare(reference, _device_outputs(record), self.labels, gates, where=where)
+            report = compare(
+                expected.reference,
+                _device_outputs(record),
+                self.labels,
+                expected.gates,
+                where=where,
+                task=expected.task,
+                metric=expected.metric,
+            )
         except (BadInput, ValueError, KeyError, OSError) as exc:
             report = FidelityReport(
                 samples=0, outputs=[], failures=[f"outputs not comparable: {exc}"], where=where
             )
-        record["fidelity"] = report.to_json()
+        record["fidelity"] = device_stamped(report, expected.manifest, record).to_json()
+
+
+@dataclass
+class _Expected:
+    reference: dict[str, np.ndarray]
+    gates: Gates
+    task: Any
+    metric: Any
+    manifest: Mapping[str, Any]
+
+
+def device_stamped(report: FidelityReport, manifest: Mapping[str, Any], record: Mapping[str, Any]) -> FidelityReport:
+    """The report with the runtime the agent ran on the device (its reported version), the precision
+    and the device."""
+    device = record.get("device") or {}
+    environment = device.get("environment") or {}
+    runtimes = environment.get("runtimes") if isinstance(environment, Mapping) else None
+    ran = [f"{k} {v}" for k, v in (runtimes or {}).items() if k != "numpy"]
+    runtime = ran[0] if ran else str(manifest.get("backend"))
+    if environment.get("machine"):
+        runtime += f" on {environment['machine']}"
+    name = str(device.get("name", "device"))
+    target = device.get("target")
+    return stamped(report, manifest, runtime, f"{name} ({target})" if target else name)
 
 
 def bench(req: BenchRequest, progress: BenchProgress | None = None) -> BenchRecord:
@@ -116,6 +158,8 @@ def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityR
     jobs, _ = runner.plan(
         runner.load_artifacts([artifact_dir]), load_inventory(req.devices_file), [req.device]
     )
+    task = task_options.task_of(manifest, req.task, reference_model)
+    metric = task_options.metric_of(manifest, req.metric)
     progress(f"computing the FP32 reference on {len(val)} samples")
     reference = reference_outputs(reference_model, val)
     with tempfile.TemporaryDirectory(prefix="edgekit-verify-") as tmp:
@@ -128,7 +172,8 @@ def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityR
         if record["status"] != "ok":
             raise Unreachable(f"{req.device}: {record.get('error') or 'the run failed'}")
         actual = _device_outputs(record)
-    return compare(reference, actual, val.labels, gates, where=req.device)
+    report = compare(reference, actual, val.labels, gates, where=req.device, task=task, metric=metric)
+    return device_stamped(report, manifest, record)
 
 
 # ---- local timing ------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import platform
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit import ingest
+from edgekit import ingest, task_options
 from edgekit.api.records import PerLayerRecord, Progress, VerifyRequest, noop
 from edgekit.backends import get_backend
 from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
@@ -16,6 +17,9 @@ from edgekit.errors import BadInput
 from edgekit.fidelity import FidelityReport, compare
 from edgekit.manifest import MANIFEST, read_manifest, write_json_atomic
 from edgekit.targets import Gates
+
+if TYPE_CHECKING:
+    from edgekit.fidelity import TaskSpec
 
 
 def reference_outputs(
@@ -53,16 +57,43 @@ def verify_dir(
     val: CalibrationReader,
     reference_model: Path,
     gates: Gates,
+    task: TaskSpec | None = None,
+    metric: Callable[..., Any] | None = None,
 ) -> FidelityReport:
+    """The artifact run here against its FP32 source, judged by `task` (None: the manifest's, else the
+    model's) and the user's `metric`; the report names the runtime, precision and device."""
     backend = get_backend(manifest["backend"])
     backend.require()
+    if task is None:
+        task = task_options.task_of(manifest, None, reference_model)
     reference = reference_outputs(reference_model, val)
     with backend.open_runner(artifact_dir, manifest) as runner:
         actual = artifact_outputs(runner, val)
     missing = [n for n in reference if n not in actual]
     if missing:
         raise BadInput(f"the artifact does not produce output(s) {', '.join(missing)} of the reference model")
-    return compare(reference, actual, val.labels, gates)
+    report = compare(reference, actual, val.labels, gates, task=task, metric=metric)
+    return stamped(report, manifest, host_runtime(manifest), f"this host ({platform.machine()})")
+
+
+def host_runtime(manifest: Mapping[str, Any]) -> str:
+    """The runtime that ran the artifact here, with the numerics it used for Q/DQ models."""
+    backend = str(manifest.get("backend"))
+    toolchain = manifest.get("toolchain") or {}
+    version = toolchain.get(backend) or next(
+        (v for k, v in toolchain.items() if k != "edgekit" and k in backend), None
+    )
+    text = f"{backend} {version}" if version else backend
+    numerics = (manifest.get("numerics") or {}).get("verify")
+    return f"{text}, {numerics}" if numerics else text
+
+
+def stamped(report: FidelityReport, manifest: Mapping[str, Any], runtime: str, device: str) -> FidelityReport:
+    """The report with the runtime, precision and device that produced it."""
+    report.runtime = runtime
+    report.precision = str(manifest.get("effective_precision") or manifest.get("precision"))
+    report.device = device
+    return report
 
 
 def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
@@ -79,8 +110,10 @@ def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
     reference_model = reference_path(manifest, req.reference)
     val = load_validation(req.val, req.val_samples, manifest)
     gates = gates_for_artifact(manifest, req.gate_overrides, req.targets_dirs)
+    task = task_options.task_of(manifest, req.task, reference_model)
+    metric = task_options.metric_of(manifest, req.metric)
     progress(f"running {len(val)} samples through {artifact_dir.name} and its FP32 source")
-    report = verify_dir(artifact_dir, manifest, val, reference_model, gates)
+    report = verify_dir(artifact_dir, manifest, val, reference_model, gates, task, metric)
     if req.write:
         manifest["fidelity"] = report.to_json()
         manifest["validation"] = val.record()

@@ -149,6 +149,8 @@ class ExportJob:
     gates: Gates | None = None  # the goal of INT8 search (target's gates + overrides); None: target's
     task: TaskSpec | None = None  # what the gates judge (edgekit.fidelity.infer_task); None: raw outputs
     metric: Callable | None = None  # a user metric (fn(reference, actual, labels)): the search optimises it
+    # what `val` holds when the export planned it (edgekit.int8.holdout): the search's selection samples
+    scored_on: str | None = None
 
 
 @dataclass

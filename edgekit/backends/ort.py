@@ -140,9 +140,14 @@ class OnnxRuntimeBackend(Backend):
                 "(or --dynamic for weights-only int8)"
             )
         ignored = _matching_nodes(job.prepared.load(), job.options.ignore)
+        from edgekit.int8.ort_qdq import numerics_for
         from edgekit.int8.qdq_export import search_qdq  # the INT8 search (edgekit.int8)
 
-        search = search_qdq(job, out, settings=settings, always_exclude=ignored, save=save_onnx)
+        # another architecture's target (arm64 from x86): scored on reference Q/DQ numerics
+        numerics = numerics_for(job.target)
+        search = search_qdq(
+            job, out, settings=settings, always_exclude=ignored, save=save_onnx, semantics=numerics
+        )
         recipe = search["recipe"]
         return {
             "mode": "static-qdq",
@@ -154,6 +159,7 @@ class OnnxRuntimeBackend(Backend):
             "calibration": recipe.get("calibration"),
             "excluded_nodes": ignored,
             "int8_search": search,
+            "qdq_numerics": numerics,  # what scored the candidates and what host verify runs
             "notes": search["notes"],
         }
 
@@ -163,7 +169,8 @@ class OnnxRuntimeBackend(Backend):
         if not path.exists():
             raise BadInput(f"{artifact_dir}: the artifact file {manifest['entry']} is missing")
         inputs, outputs = manifest_specs(manifest)
-        return OrtRunner(path, inputs, outputs, threads=manifest.get("threads"))
+        reference = (manifest.get("details") or {}).get("qdq_numerics") == "reference"
+        return OrtRunner(path, inputs, outputs, threads=manifest.get("threads"), reference_qdq=reference)
 
 
 def _matching_nodes(model: onnx.ModelProto, patterns: list[str]) -> list[str]:
@@ -195,6 +202,7 @@ class OrtRunner(HostRunner):
             # (this CPU's fused int8 kernels would add their own errors, e.g. u8 x s8 saturation on
             # x86 without VNNI, that TensorRT does not have)
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -79,7 +79,7 @@ def scoring_set(
     if job.val is not None:
         score_feeds = list(job.val.feeds(1))
         labels, is_batched = job.val.labels, batched(job.val)
-        source = f"the validation set ({len(score_feeds)} samples)"
+        source = job.scored_on or f"the validation set ({len(score_feeds)} samples)"
     else:
         every = feeds if feeds is not None else list(job.calib.feeds(1))
         score_feeds = [every[i] for i in held]

@@ -51,6 +51,19 @@ SCOPES = ("all", "compute")
 OUTPUTS = ("int8", "float")
 HOST = "host"  # onnxruntime with every optimization: the CPU target's own int8 kernels
 REFERENCE = "reference"  # no Q/DQ fusion: exact Q/DQ semantics (what TensorRT computes)
+# what the manifest says produced the numbers (search scores and host verify)
+NUMERICS = {
+    HOST: "this host's int8 kernels (Q/DQ fused)",
+    REFERENCE: "reference Q/DQ numerics (Q/DQ fusion off: session.disable_quant_qdq=1)",
+}
+DISABLE_QDQ_FUSION = "session.disable_quant_qdq"  # onnxruntime's session config key (value "1")
+
+
+def numerics_for(target: Any) -> str:
+    """HOST when this host's CPU is the target's (its own int8 kernels are the target's), else REFERENCE:
+    an arm64 target's int8 arithmetic is not x86's (u8 x s8 saturation, other rounding), so its
+    candidates are scored, and its artifact verified here, on the quantized graph's own arithmetic."""
+    return HOST if target.is_host_arch() else REFERENCE
 
 
 # builds a Q/DQ model: (model, out, ranges, *, activation_type, weight_type, per_channel,
@@ -79,6 +92,7 @@ def session(model: str | Path | bytes, semantics: str = HOST, threads: int | Non
         options.intra_op_num_threads = int(threads)
     if semantics == REFERENCE:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.add_session_config_entry(DISABLE_QDQ_FUSION, "1")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

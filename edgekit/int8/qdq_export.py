@@ -179,6 +179,7 @@ def _record(
             if semantics == HOST
             else "reference Q/DQ semantics (onnxruntime without Q/DQ fusion)"
         ),
+        "numerics": semantics,
         "recipe": outcome.candidate.recipe.to_json(),
         "default_recipe": adapter.space().default().to_json(),
         "default_score": outcome.default_score.to_json(),

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from edgekit.backends.base import ExportOptions
 
 
-GATE_FLAGS = ("min_cosine", "max_accuracy_drop", "min_snr_db")
+GATE_FLAGS = ("min_cosine", "max_accuracy_drop", "min_snr_db")  # the first gates; all: GATE_KEYS
 R = TypeVar("R", bound="Request")
 Progress = Callable[[str], None]  # one line per step ("preparing model", ...)
 BenchProgress = Callable[[dict[str, Any]], None]  # fleet events: {"stage", "device", "artifact", ...}
@@ -33,10 +33,40 @@ def as_paths(values: Sequence[str | Path]) -> list[str]:
 
 
 def checked_gates(values: Mapping[str, float | None]) -> dict[str, float | None]:
-    unknown = sorted(set(values) - set(GATE_FLAGS) - {"min_top1_agreement"})
+    from edgekit.errors import suggest
+    from edgekit.task_options import GATE_KEYS
+
+    unknown = sorted(set(values) - set(GATE_KEYS))
     if unknown:
-        raise BadInput(f"unknown gate '{unknown[0]}'; gates are {', '.join(GATE_FLAGS)}, min_top1_agreement")
-    return {k: (None if v is None else float(v)) for k, v in values.items()}
+        raise BadInput(
+            f"unknown gate '{unknown[0]}'.{suggest(unknown[0], GATE_KEYS)} Gates are {', '.join(GATE_KEYS)}"
+        )
+    out: dict[str, float | None] = {}
+    for key, value in values.items():
+        try:
+            out[key] = None if value is None else float(value)
+        except (TypeError, ValueError):
+            raise BadInput(f"gate {key} must be a number, got {value!r}") from None
+    return out
+
+
+def checked_task(task: str | None, metric: Any) -> None:
+    """A request's task names a task kind and its metric is a callable or 'module:function'."""
+    from edgekit.task_options import check_metric_spec, check_task
+
+    check_task(task, "task")
+    check_metric_spec(metric, "metric")
+
+
+def task_json(data: dict[str, Any]) -> dict[str, Any]:
+    """A request's JSON: a callable metric by its name (it cannot travel as JSON)."""
+    from edgekit.task_options import metric_record
+
+    if "metric" in data:
+        data["metric"] = metric_record(data["metric"])
+        if isinstance(data["metric"], dict):
+            data["metric"] = data["metric"]["callable"]
+    return data
 
 
 class Request:

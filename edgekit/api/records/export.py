@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.api.records.base import Request, as_path, as_paths, checked_gates, default_options
+from edgekit.api.records.base import (
+    Request,
+    as_path,
+    as_paths,
+    checked_gates,
+    checked_task,
+    default_options,
+    task_json,
+)
 
 if TYPE_CHECKING:
     from edgekit.backends.base import ExportOptions
@@ -36,6 +44,10 @@ class ExportRequest(Request):
     options: ExportOptions = field(default_factory=default_options)
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
     targets_dirs: Sequence[str | Path] = field(default_factory=list)
+    # what the model is for (edgekit.fidelity.TASKS; None: inferred from the model) and the user's metric
+    # (fn(reference, actual, labels) -> number, or "module:function"); both drive the INT8 search too
+    task: str | None = None
+    metric: str | Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         self.model = str(self.model)
@@ -43,9 +55,10 @@ class ExportRequest(Request):
         self.input_shapes = {k: [int(d) for d in v] for k, v in self.input_shapes.items()}
         self.gate_overrides = checked_gates(self.gate_overrides)
         self.targets_dirs = as_paths(self.targets_dirs)
+        checked_task(self.task, self.metric)
 
     def to_json(self) -> dict[str, Any]:
-        return stated_options(super().to_json())
+        return stated_options(task_json(super().to_json()))
 
     @classmethod
     def _nested(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -146,12 +159,18 @@ class VerifyRequest(Request):
     targets_dirs: Sequence[str | Path] = field(default_factory=list)
     write: bool = True
     per_layer: bool = False  # also compare every layer of an ONNX artifact with FP32 (verify_layers)
+    task: str | None = None  # None: the task the manifest recorded at export
+    metric: str | Callable[..., Any] | None = None  # None: the "module:function" recorded at export
 
     def __post_init__(self) -> None:
         self.artifact_dir, self.val = str(self.artifact_dir), str(self.val)
         self.reference, self.devices_file = as_path(self.reference), as_path(self.devices_file)
         self.gate_overrides = checked_gates(self.gate_overrides)
         self.targets_dirs = as_paths(self.targets_dirs)
+        checked_task(self.task, self.metric)
+
+    def to_json(self) -> dict[str, Any]:
+        return task_json(super().to_json())
 
 
 # verify's record is the fidelity report itself (edgekit.fidelity.FidelityReport: to_json/from_json)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.api.records.base import Request, as_path, as_paths, checked_gates
+from edgekit.api.records.base import Request, as_path, as_paths, checked_gates, checked_task, task_json
 
 if TYPE_CHECKING:
     from edgekit.runner import BenchSettings
@@ -33,8 +33,14 @@ class BenchRequest(Request):
     concurrency: int = 4
     gate_overrides: dict[str, float | None] = field(default_factory=dict)
     targets_dirs: Sequence[str | Path] = field(default_factory=list)
+    task: str | None = None  # with `val`: None judges each artifact by the task its manifest recorded
+    metric: str | Callable[..., Any] | None = None  # None: the "module:function" recorded at export
+
+    def to_json(self) -> dict[str, Any]:
+        return task_json(super().to_json())
 
     def __post_init__(self) -> None:
+        checked_task(self.task, self.metric)
         self.artifacts, self.devices = as_paths(self.artifacts), [str(d) for d in self.devices]
         self.devices_file, self.val, self.results = (
             as_path(self.devices_file),
