@@ -28,7 +28,7 @@ import onnx
 from edgekit import quant
 from edgekit.errors import BadInput
 from edgekit.int8 import stats as stats_mod
-from edgekit.int8.head import find_heads, head_dimension, head_nodes, head_share
+from edgekit.int8.head import find_heads, head_dimension, head_nodes
 from edgekit.int8.names import NodeOrigins, name_unnamed_nodes
 from edgekit.int8.qdq_graph import (
     DATA_MOVEMENT,
@@ -194,11 +194,9 @@ class OrtQdqAdapter(Adapter):
         return Space(tuple(d for d in dims if d.values))
 
     def float_share(self, recipe: Recipe) -> int:
-        return (
-            int(recipe.get("scope") == "compute")
-            + int(recipe.get("outputs") == "float")
-            + head_share(recipe.get("head"))
-        )
+        # not the head recipe: its few float ops are what a mixed-scale output needs, not a choice to give
+        # back, so a passing head recipe may settle the search (split, the cheaper, is tried first)
+        return int(recipe.get("scope") == "compute") + int(recipe.get("outputs") == "float")
 
     def head_nodes(self, recipe: Recipe) -> list[str]:
         """The nodes the recipe's `head` value keeps in float (none without a mixed-scale head)."""
