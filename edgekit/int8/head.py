@@ -161,7 +161,3 @@ def head_nodes(heads: Sequence[Head], value: Any) -> list[str]:
         return list(dict.fromkeys(n for h in heads for n in h.tail))
     return []
 
-
-def head_share(value: Any) -> int:
-    """How much a head recipe keeps in float (0: none), for preferring the smallest that passes."""
-    return HEAD_VALUES.index(value) if value in HEAD_VALUES else 0

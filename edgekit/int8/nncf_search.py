@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.int8.head import head_dimension, head_share
+from edgekit.int8.head import head_dimension
 from edgekit.int8.recipes import Dimension, Recipe, Space, ordered
 from edgekit.int8.scoring import Outputs, Score, ScoringSet, sample_errors, score, stack
 from edgekit.targets import Gates
@@ -119,11 +119,9 @@ def nncf_space(base: Mapping[str, Any], transformer: bool, head: bool = False) -
 
 def _key(recipe: Recipe, result: Score) -> tuple[int, int, float]:
     """Passing first; among passing recipes the faster symmetric PERFORMANCE preset; then fidelity."""
-    slower = (
-        int(recipe.get("preset") == "mixed")
-        + int(bool(recipe.get("smooth_quant")))
-        + head_share(recipe.get("head"))
-    )
+    # a head recipe is not "slower": its few float ops are what a mixed-scale output needs (as in the
+    # Q/DQ search), so among passing recipes the one closest to FP32 wins
+    slower = int(recipe.get("preset") == "mixed") + int(bool(recipe.get("smooth_quant")))
     return (0 if result.passed else 1, slower if result.passed else 0, result.budget)
 
 
