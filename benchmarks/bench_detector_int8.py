@@ -42,6 +42,8 @@ def kept_in_float(manifest: dict[str, Any]) -> str:
     outputs, or the whole activations (TFLite dynamic range)."""
     record = search_record(manifest) or {}
     parts: list[str] = []
+    if manifest.get("backend") == "tensorrt":  # the placement quantizes weighted layers' inputs only
+        parts.append("TensorRT placement: Q/DQ only before Conv/MatMul, the decode runs in float")
     head = record.get("head") or {}
     if head.get("kept_in_float"):
         parts.append(f"head {head.get('recipe')} ({len(head['kept_in_float'])} nodes)")
