@@ -57,7 +57,7 @@ class Gates:
     min_embedding_cosine: float | None = 0.98  # embed: worst per-sample cosine
     max_kl: float | None = None  # tokens: mean KL(FP32 || artifact) of the next-token distributions, nats
     min_metric: float | None = None  # a user metric (higher is better)
-    min_slice_cosine: float | None = 0.5  # every task: no output or feature slice below it (zeroed never passes)
+    min_slice_cosine: float | None = 0.5  # every task: no output or slice below it (zeroed fails)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> Gates:

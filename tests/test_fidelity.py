@@ -10,7 +10,7 @@ import pytest
 
 from edgekit import fidelity
 from edgekit.errors import BadInput
-from edgekit.fidelity import compare, output_metrics
+from edgekit.fidelity import TaskSpec, bootstrap, compare, output_metrics
 from edgekit.targets import Gates
 
 
@@ -128,3 +128,51 @@ def test_missing_output_and_mismatched_labels_are_bad_input() -> None:
         compare(ref, ref, np.array([0, 1, 2]))
     with pytest.raises(BadInput, match="integer class ids"):
         compare(ref, ref, np.array([0.0, 1.0]))
+
+
+# ---- per-slice raw metrics (what scale cannot fool) -----------------------------------------------------------
+HEAD = {"y": {"axis": 1, "ranges": [[0, 4, "boxes"], [4, 7, "classes"]]}}
+
+
+def _head(samples: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.concatenate(
+        [rng.uniform(0, 320, (samples, 4, 50)), rng.uniform(0, 1, (samples, 3, 50))], axis=1
+    )
+
+
+def test_every_slice_is_measured_and_the_raw_gate_names_the_worst() -> None:
+    ref = _head()
+    act = ref.copy()
+    act[:, 4:] = 0.0
+    assert fidelity.cosine(ref, act) > 0.998 and compare({"y": ref}, {"y": act}, gates=Gates()).passed
+    report = compare({"y": ref}, {"y": act}, gates=Gates(), task=TaskSpec("raw", "--task", ("y",), {}, HEAD))
+    assert [(s["label"], s["range"]) for s in report.slices] == [("boxes", [0, 4]), ("classes", [4, 7])]
+    assert report.slices[0]["cosine"] == pytest.approx(1.0) and report.slices[1]["cosine"] == 0.0
+    assert report.failures == ["y channels 4-6 (classes): cosine 0.00000 < 0.99 (6 samples)"]
+    # samples stacked before the model's batch axis ([S, 1, 7, 50]) are cut on the same model axis
+    stacked = compare(
+        {"y": ref[:, None]}, {"y": act[:, None]}, gates=Gates(), task=TaskSpec("raw", "t", ("y",), {}, HEAD)
+    )
+    assert [s["cosine"] for s in stacked.slices] == [s["cosine"] for s in report.slices]
+
+
+def test_the_slice_floor_holds_for_every_task_and_outputs_without_slices() -> None:
+    ref = _head()
+    silent = {"y": ref, "z": np.zeros((6, 3))}
+    reference = {"y": ref, "z": np.ones((6, 3))}
+    report = compare(reference, silent, gates=Gates(), task=TaskSpec("embed", "--task", ("y",), {}, HEAD))
+    assert "z: cosine 0.00000 < 0.5 (the floor every task keeps, 6 samples)" in report.failures
+    loose = Gates(min_slice_cosine=None, min_embedding_cosine=None)
+    assert compare(reference, silent, gates=loose, task=TaskSpec("embed", "--task", ("y",), {}, HEAD)).passed
+
+
+def test_bootstrap_intervals_are_seeded_and_need_two_samples() -> None:
+    values = np.arange(20, dtype=float)
+    first = bootstrap.interval(lambda i: float(values[i].mean()), 20)
+    assert first == bootstrap.interval(lambda i: float(values[i].mean()), 20)
+    assert first[0] < values.mean() < first[1]
+    assert bootstrap.interval(lambda i: 1.0, 1) is None
+    assert bootstrap.undecided((0.85, 0.95), 0.9) and not bootstrap.undecided((0.91, 0.95), 0.9)
+    assert bootstrap.undecided((0.5, 1.5), 1.0, higher_is_better=False)
+    assert bootstrap.summary("F1", 0.97, (0.93, 1.0), 24) == "F1 0.97 [0.93, 1.00] on 24 samples"

@@ -17,7 +17,6 @@ import numpy as np
 
 from edgekit.errors import BadInput, suggest
 from edgekit.fidelity.formulas import (
-    _comparable,
     accuracy,
     cosine,
     is_classifier,
@@ -44,7 +43,6 @@ __all__ = [
     "snr_db",
     "top1_agreement",
 ]
-_ = _comparable  # re-exported for callers of the old module
 
 
 def compare(
@@ -91,6 +89,9 @@ def compare(
             report.accuracy_artifact = accuracy(actual[classifier], labels)
     if task is not None:
         from edgekit.fidelity import judge, slices
+        from edgekit.fidelity.tasks import resolve
+
+        task = resolve(task, reference)
 
         report.slices = slices.measure(reference, actual, task.slices)
         report.task = judge.evaluate(task, reference, actual, labels, boxes, intervals)
@@ -116,10 +117,11 @@ def apply_gates(report: FidelityReport, gates: Gates) -> None:
         from edgekit.fidelity import judge
 
         raw = report.task is None or report.task["kind"] == "raw"
-        if raw and (report.metric is None or not _metric_decides(report.metric, gates)):
+        raw_ran = raw and (report.metric is None or not _metric_decides(report.metric, gates))
+        if raw_ran:
             _raw_gates(report, gates)
         detect_layout = bool(report.task and "layout" in (report.task.get("params") or {}))
-        report.failures.extend(judge.judge(report, gates, detect_layout))
+        report.failures.extend(judge.judge(report, gates, detect_layout, raw_ran))
         return
     _raw_gates(report, gates)
 

@@ -14,8 +14,13 @@ LEVEL = 0.95
 SEED = 0
 
 
-def interval(stat: Callable[[np.ndarray], float], samples: int, rounds: int = ROUNDS, seed: int = SEED,
-             level: float = LEVEL) -> tuple[float, float] | None:
+def interval(
+    stat: Callable[[np.ndarray], float],
+    samples: int,
+    rounds: int = ROUNDS,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> tuple[float, float] | None:
     """The `level` percentile interval of `stat(index)` over `rounds` resamples of the sample indices
     (with replacement); None below 2 samples."""
     if samples < 2:
@@ -42,7 +47,9 @@ def _fmt(value: float, digits: int) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
 
 
-def summary(label: str, value: float, bounds: tuple[float, float] | None, samples: int, digits: int = 2) -> str:
+def summary(
+    label: str, value: float, bounds: tuple[float, float] | None, samples: int, digits: int = 2
+) -> str:
     """'F1 0.97 [0.93, 1.00] on 24 samples'."""
     text = f"{label} {_fmt(value, digits)}"
     if bounds is not None:

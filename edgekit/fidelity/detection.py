@@ -1,6 +1,7 @@
 """Detection fidelity: decode the head, NMS, and match the artifact's detections against FP32's.
 
-Layouts (per sample, after its size-1 leading axes): "v8" [4+C(+extra), A] rows cx cy w h then class
+Layouts (per sample, after its size-1 leading axes): "end2end" [K, 6] x1 y1 x2 y2 score class (NMS
+inside the model, YOLOv10); "v8" [4+C(+extra), A] rows cx cy w h then class
 scores (YOLOv8/11; extra rows after the classes: mask coefficients, keypoints, angle); "v5" [A, 5+C]
 cx cy w h objectness class scores (score = objectness x class score); "boxes_scores" two outputs, boxes
 [A, 4] x1 y1 x2 y2 and scores [A, C] or [C, A].
@@ -33,10 +34,12 @@ class Detections:
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    anchors: np.ndarray | None = None  # the head's anchor index of each (its mask coefficients' column)
 
     def above(self, threshold: float) -> Detections:
         keep = self.scores >= threshold
-        return Detections(self.boxes[keep], self.scores[keep], self.classes[keep])
+        anchors = None if self.anchors is None else self.anchors[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.classes[keep], anchors)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -54,8 +57,9 @@ def _xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
     return np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
 
 
-def candidates(outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Mapping[str, Any],
-               index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidates(
+    outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Mapping[str, Any], index: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes [A, 4] xyxy, best score [A] and its class [A] of sample `index`, before NMS."""
     layout = params.get("layout", "v8")
     classes = int(params.get("num_classes") or 0)
@@ -68,6 +72,9 @@ def candidates(outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params
             scores = scores.T
         if params.get("box_format") == "xywh":
             boxes = _xywh_to_xyxy(boxes)
+    elif layout == "end2end":  # NMS inside the model: x1 y1 x2 y2 score class
+        pred = _sample(np.asarray(outputs[names[0]][index], dtype=np.float64), 2)
+        return pred[:, :4], pred[:, 4], np.nan_to_num(pred[:, 5]).astype(np.int64)
     elif layout == "v5":
         pred = _sample(np.asarray(outputs[names[0]][index], dtype=np.float64), 2)
         classes = classes or pred.shape[1] - 5
@@ -98,28 +105,34 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by class-aware greedy NMS, best score first."""
+    """Indices kept by class-aware greedy NMS, best score first (IoU computed only against kept boxes,
+    so a flood of candidates from a broken artifact costs K x kept, not K x K)."""
     order = np.argsort(-scores, kind="stable")[:MAX_CANDIDATES]
     if len(order) == 0:
         return order
     # class-aware through an offset per class, as Ultralytics does
-    span = float(np.max(np.abs(boxes[order]))) + 1.0 if len(order) else 1.0
+    span = float(np.max(np.abs(boxes[order]))) + 1.0
     shifted = boxes[order] + (classes[order].astype(np.float64) * span * 2.0)[:, None]
-    overlaps = iou_matrix(shifted, shifted)
+    x1, y1, x2, y2 = (np.ascontiguousarray(shifted[:, k]) for k in range(4))
+    area = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    remaining = np.arange(len(order))
     kept: list[int] = []
-    suppressed = np.zeros(len(order), dtype=bool)
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        kept.append(i)
-        if len(kept) >= MAX_DETECTIONS:
-            break
-        suppressed |= overlaps[i] > iou
+    while len(remaining) and len(kept) < MAX_DETECTIONS:
+        best = remaining[0]
+        kept.append(int(best))
+        rest = remaining[1:]
+        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        inter = w * h
+        union = area[best] + area[rest] - inter
+        overlaps = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+        remaining = rest[overlaps <= iou]
     return order[np.asarray(kept, dtype=np.int64)]
 
 
-def detect(outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Mapping[str, Any]
-           ) -> list[Detections]:
+def detect(
+    outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Mapping[str, Any]
+) -> list[Detections]:
     """Every sample's detections after NMS, down to score low_conf (the lowest score anything uses)."""
     first = np.asarray(outputs[names[0]])
     floor = min(float(params.get("low_conf", 0.1)), float(params.get("conf", 0.25)))
@@ -127,25 +140,39 @@ def detect(outputs: Mapping[str, np.ndarray], names: tuple[str, ...], params: Ma
     for index in range(first.shape[0]):
         boxes, scores, classes = candidates(outputs, names, params, index)
         ok = np.isfinite(scores) & (scores >= floor) & np.all(np.isfinite(boxes), axis=1)
+        anchors = np.flatnonzero(ok)
         boxes, scores, classes = boxes[ok], scores[ok], classes[ok]
-        keep = nms(boxes, scores, classes, float(params.get("iou", 0.45)))
-        found.append(Detections(boxes[keep], scores[keep], classes[keep]))
+        if params.get("layout") == "end2end":  # already suppressed by the model
+            keep = np.argsort(-scores, kind="stable")[:MAX_DETECTIONS]
+        else:
+            keep = nms(boxes, scores, classes, float(params.get("iou", 0.45)))
+        found.append(Detections(boxes[keep], scores[keep], classes[keep], anchors[keep]))
     return found
 
 
-def match(truth: Detections, found: Detections, iou: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy matching by `found`'s score: (which `truth` boxes are matched, which `found` are)."""
-    hit_truth = np.zeros(len(truth), dtype=bool)
-    hit_found = np.zeros(len(found), dtype=bool)
+def pairs(truth: Detections, found: Detections, iou: float) -> list[tuple[int, int]]:
+    """Greedy matching by `found`'s score (same class, IoU >= iou): (truth index, found index) pairs."""
     if len(truth) == 0 or len(found) == 0:
-        return hit_truth, hit_found
+        return []
     overlaps = iou_matrix(found.boxes, truth.boxes)
     overlaps[found.classes[:, None] != truth.classes[None, :]] = 0.0
+    taken = np.zeros(len(truth), dtype=bool)
+    matched = []
     for i in np.argsort(-found.scores, kind="stable"):
-        candidates_ = np.where(~hit_truth & (overlaps[i] >= iou))[0]
+        candidates_ = np.where(~taken & (overlaps[i] >= iou))[0]
         if len(candidates_):
-            j = candidates_[np.argmax(overlaps[i, candidates_])]
-            hit_truth[j] = hit_found[i] = True
+            j = int(candidates_[np.argmax(overlaps[i, candidates_])])
+            taken[j] = True
+            matched.append((j, int(i)))
+    return matched
+
+
+def match(truth: Detections, found: Detections, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """(which `truth` boxes are matched, which `found` are)."""
+    hit_truth = np.zeros(len(truth), dtype=bool)
+    hit_found = np.zeros(len(found), dtype=bool)
+    for j, i in pairs(truth, found, iou):
+        hit_truth[j] = hit_found[i] = True
     return hit_truth, hit_found
 
 
@@ -168,11 +195,14 @@ class DetectionCounts:
 
     def f1(self, index: np.ndarray | None = None) -> float:
         pick = slice(None) if index is None else index
-        return self.rates(*(float(np.sum(a[pick])) for a in
-                            (self.reference, self.kept, self.artifact, self.confirmed)))[2]
+        return self.rates(
+            *(float(np.sum(a[pick])) for a in (self.reference, self.kept, self.artifact, self.confirmed))
+        )[2]
 
 
-def counts(reference: list[Detections], actual: list[Detections], params: Mapping[str, Any]) -> DetectionCounts:
+def counts(
+    reference: list[Detections], actual: list[Detections], params: Mapping[str, Any]
+) -> DetectionCounts:
     conf, low = float(params.get("conf", 0.25)), float(params.get("low_conf", 0.1))
     match_iou = float(params.get("match_iou", 0.5))
     rows = []
@@ -225,14 +255,68 @@ def ground_truth(boxes: np.ndarray) -> list[Detections]:
     return out
 
 
-def metrics(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], names: tuple[str, ...],
-            params: Mapping[str, Any], boxes: np.ndarray | None = None) -> tuple[dict[str, Any], DetectionCounts]:
+def _instance_mask(
+    pred: np.ndarray, protos: np.ndarray, det: Detections, k: int, first_row: int, scale: tuple[float, float]
+) -> np.ndarray:
+    """Detection k's mask at the prototypes' resolution: sigmoid(coefficients @ prototypes) > 0.5 inside
+    its box (Ultralytics' process_mask)."""
+    count, height, width = protos.shape
+    coef = pred[first_row : first_row + count, int(det.anchors[k])]
+    mask = (coef @ protos.reshape(count, -1)).reshape(height, width) > 0.0  # sigmoid(x) > 0.5
+    x1, y1, x2, y2 = det.boxes[k] * np.array([scale[1], scale[0], scale[1], scale[0]])
+    cols, rows = np.arange(width)[None, :], np.arange(height)[:, None]
+    return mask & (cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2)
+
+
+def instance_mask_sums(
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    names: tuple[str, ...],
+    params: Mapping[str, Any],
+    ref_dets: list[Detections],
+    act_dets: list[Detections],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ultralytics segment heads (output0 [N, 4+C+M, A] with M mask coefficients, output1 prototypes
+    [N, M, H, W]): per sample, mask intersection and union summed over FP32's confident detections, each
+    against the artifact detection it matched (an unmatched one counts its whole mask as lost)."""
+    conf, low = float(params.get("conf", 0.25)), float(params.get("low_conf", 0.1))
+    first_row = 4 + int(params.get("num_classes") or 0)
+    imgsz = params.get("imgsz") or None
+    inter, union = np.zeros((len(ref_dets), 1)), np.zeros((len(ref_dets), 1))
+    for s, (ref, act) in enumerate(zip(ref_dets, act_dets, strict=True)):
+        ref_pred = _sample(np.asarray(reference[names[0]][s], dtype=np.float64), 2)
+        act_pred = _sample(np.asarray(actual[names[0]][s], dtype=np.float64), 2)
+        ref_protos = _sample(np.asarray(reference[names[1]][s], dtype=np.float64), 3)
+        act_protos = _sample(np.asarray(actual[names[1]][s], dtype=np.float64), 3)
+        height, width = ref_protos.shape[1:]
+        scale = (height / imgsz[0], width / imgsz[-1]) if imgsz else (0.25, 0.25)  # prototypes: stride 4
+        truth, found = ref.above(conf), act.above(low)
+        matched = dict(pairs(truth, found, float(params.get("match_iou", 0.5))))
+        for k in range(len(truth)):
+            ref_mask = _instance_mask(ref_pred, ref_protos, truth, k, first_row, scale)
+            if k in matched:
+                act_mask = _instance_mask(act_pred, act_protos, found, matched[k], first_row, scale)
+            else:
+                act_mask = np.zeros_like(ref_mask)
+            inter[s, 0] += np.sum(ref_mask & act_mask)
+            union[s, 0] += np.sum(ref_mask | act_mask)
+    return inter, union
+
+
+def metrics(
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    names: tuple[str, ...],
+    params: Mapping[str, Any],
+    boxes: np.ndarray | None = None,
+) -> tuple[dict[str, Any], DetectionCounts]:
     """recall, precision, f1, map50 (vs FP32), matched, reference_detections, artifact_detections; with
     ground truth also map50_reference / map50_artifact (real mAP@0.5 of each)."""
     ref_dets, act_dets = detect(reference, names, params), detect(actual, names, params)
     table = counts(ref_dets, act_dets, params)
-    recall, precision, f1 = DetectionCounts.rates(*(float(a.sum()) for a in
-                                                    (table.reference, table.kept, table.artifact, table.confirmed)))
+    recall, precision, f1 = DetectionCounts.rates(
+        *(float(a.sum()) for a in (table.reference, table.kept, table.artifact, table.confirmed))
+    )
     conf, low = float(params.get("conf", 0.25)), float(params.get("low_conf", 0.1))
     iou = float(params.get("match_iou", 0.5))
     map50 = average_precision([d.above(conf) for d in ref_dets], [d.above(low) for d in act_dets], iou)
@@ -240,7 +324,9 @@ def metrics(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray
         "f1": f1,
         "recall": recall,
         "precision": precision,
-        "map50": map50 if map50 is not None else (1.0 if not any(len(d.above(conf)) for d in act_dets) else 0.0),
+        "map50": map50
+        if map50 is not None
+        else (1.0 if not any(len(d.above(conf)) for d in act_dets) else 0.0),
         "matched": int(table.kept.sum()),
         "reference_detections": int(table.reference.sum()),
         "artifact_detections": int(table.artifact.sum()),
@@ -250,8 +336,10 @@ def metrics(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray
         if len(truth) != len(ref_dets):
             from edgekit.errors import BadInput
 
-            raise BadInput(f"the set has ground-truth boxes for {len(truth)} samples but {len(ref_dets)} samples; "
-                           "give `boxes` one row block per sample")
+            raise BadInput(
+                f"the set has ground-truth boxes for {len(truth)} samples but {len(ref_dets)} samples; "
+                "give `boxes` one row block per sample"
+            )
         out["map50_reference"] = average_precision(truth, [d.above(low) for d in ref_dets], iou)
         out["map50_artifact"] = average_precision(truth, [d.above(low) for d in act_dets], iou)
     return out, table

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from edgekit.errors import BadInput
 from edgekit.fidelity.report import OutputMetrics
+
 
 def is_classifier(shape: Sequence[int]) -> bool:
     """[N, C] with C > 1 (also [N, 1, C] / [N, C, 1, 1] squeezed)."""

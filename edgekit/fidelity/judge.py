@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.errors import BadInput
 from edgekit.fidelity import bootstrap, detection, maps, measures, user
 from edgekit.fidelity.report import FidelityReport
 from edgekit.fidelity.tasks import TaskSpec
@@ -38,12 +39,24 @@ LABELS: dict[str, tuple[str, bool, int]] = {
 
 
 def _outputs(task: TaskSpec, reference: Mapping[str, np.ndarray]) -> tuple[str, ...]:
-    names = tuple(n for n in task.outputs if n in reference)
-    return names or tuple(reference)[:1]
+    """The outputs the task reads; all of them must be there (a task of another model is refused)."""
+    missing = [n for n in task.outputs if n not in reference]
+    if missing and task.kind != "raw":
+        raise BadInput(
+            f"task {task.kind} reads output {', '.join(repr(m) for m in missing)}, which the FP32 reference "
+            f"does not have (it has: {', '.join(reference) or 'none'}); infer the task from the same model"
+        )
+    return tuple(task.outputs) or tuple(reference)[:1]
 
 
-def evaluate(task: TaskSpec, reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray],
-             labels: np.ndarray | None, boxes: np.ndarray | None, intervals: bool = True) -> dict[str, Any]:
+def evaluate(
+    task: TaskSpec,
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    boxes: np.ndarray | None,
+    intervals: bool = True,
+) -> dict[str, Any]:
     """The report's `task` entry before gating: kind, source, outputs, metrics, intervals, samples."""
     samples = int(next(iter(reference.values())).shape[0]) if reference else 0
     names = _outputs(task, reference)
@@ -53,12 +66,25 @@ def evaluate(task: TaskSpec, reference: Mapping[str, np.ndarray], actual: Mappin
     if kind == "detect" or (kind == "segment" and "layout" in task.params):
         metrics, table = detection.metrics(reference, actual, names, task.params, boxes)
         stats["f1"] = table.f1
+        if kind == "segment" and len(names) >= 2:  # Ultralytics segment: instance masks too
+            params = task.params
+            inter, union = detection.instance_mask_sums(
+                reference,
+                actual,
+                names,
+                params,
+                detection.detect(reference, names, params),
+                detection.detect(actual, names, params),
+            )
+            metrics["mask_iou"] = maps.pooled_iou(inter, union)
+            stats["mask_iou"] = lambda i: maps.pooled_iou(inter, union, i)
     elif kind in ("map", "segment"):
         metrics, (inter, union) = maps.metrics(reference[names[0]], actual[names[0]], task.params)
         stats["mask_iou"] = lambda i: maps.pooled_iou(inter, union, i)
     elif kind == "classify":
-        metrics, per = measures.classify(reference[names[0]], actual[names[0]], labels,
-                                         int(task.params.get("topk", 5)))
+        metrics, per = measures.classify(
+            reference[names[0]], actual[names[0]], labels, int(task.params.get("topk", 5))
+        )
         for key in ("top1_agreement", "accuracy_drop"):
             if key in per:
                 stats[key] = (lambda v: lambda i: float(v[i].mean()))(per[key])
@@ -89,8 +115,13 @@ def evaluate(task: TaskSpec, reference: Mapping[str, np.ndarray], actual: Mappin
     }
 
 
-def evaluate_metric(fn: Callable, reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray],
-                    labels: np.ndarray | None, intervals: bool = True) -> dict[str, Any]:
+def evaluate_metric(
+    fn: Callable,
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    intervals: bool = True,
+) -> dict[str, Any]:
     """The report's `metric` entry: name, value, reference (FP32 against itself), passed, interval."""
     value, passed = user.call(fn, reference, actual, labels)
     best, _ = user.call(fn, reference, reference, labels)
@@ -98,22 +129,38 @@ def evaluate_metric(fn: Callable, reference: Mapping[str, np.ndarray], actual: M
 
     def stat(index: np.ndarray) -> float:
         sub_labels = None if labels is None else np.asarray(labels)[index]
-        return user.call(fn, {k: v[index] for k, v in reference.items()},
-                         {k: np.asarray(v)[index] for k, v in actual.items()}, sub_labels)[0]
+        return user.call(
+            fn,
+            {k: v[index] for k, v in reference.items()},
+            {k: np.asarray(v)[index] for k, v in actual.items()},
+            sub_labels,
+        )[0]
 
-    bounds = bootstrap.interval(stat, samples, rounds=METRIC_ROUNDS) if intervals else None
-    return {"name": user.metric_name(fn), "value": value, "reference": best, "passed": passed,
-            "interval": list(bounds) if bounds is not None else None, "samples": samples}
+    try:
+        bounds = bootstrap.interval(stat, samples, rounds=METRIC_ROUNDS) if intervals else None
+    except BadInput:  # a metric that needs every sample (or distinct ones) has no resampled interval
+        bounds = None
+    return {
+        "name": user.metric_name(fn),
+        "value": value,
+        "reference": best,
+        "passed": passed,
+        "interval": list(bounds) if bounds is not None else None,
+        "samples": samples,
+    }
 
 
 # ---- gates ------------------------------------------------------------------------------------------------
-def _task_gates(kind: str, gates: Gates, metrics: Mapping[str, Any], detect_layout: bool
-                ) -> list[tuple[str, float]]:
+def _task_gates(
+    kind: str, gates: Gates, metrics: Mapping[str, Any], detect_layout: bool
+) -> list[tuple[str, float]]:
     """(metric, gate value) pairs that judge this task (lower-is-better metrics: see LABELS)."""
     pairs: list[tuple[str, float]] = []
     if kind == "detect" or (kind == "segment" and detect_layout):
         if gates.min_f1 is not None:
             pairs.append(("f1", gates.min_f1))
+        if kind == "segment" and gates.min_mask_iou is not None and "mask_iou" in metrics:
+            pairs.append(("mask_iou", gates.min_mask_iou))
     elif kind in ("map", "segment"):
         if gates.min_mask_iou is not None:
             pairs.append(("mask_iou", gates.min_mask_iou))
@@ -141,15 +188,19 @@ def _line(key: str, value: float, gate: float, task: Mapping[str, Any]) -> str:
     label, higher, digits = LABELS[key]
     unit = "%" if key == "top1_agreement" else (" points" if key == "accuracy_drop" else "")
     op = "<" if higher else ">"
-    outputs = ", ".join(task.get("outputs") or [])
-    context = "vs FP32" if key == "f1" else (f"output {outputs}" if outputs else "")
+    names = task.get("outputs") or []
+    word = "output" if len(names) == 1 else "outputs"
+    context = "vs FP32" if key == "f1" else (f"{word} {', '.join(names)}" if names else "")
     extra = f"{context}, " if context else ""
-    return f"{label} {value:.{digits}f}{unit} {op} {gate:g}{unit} ({extra}{task['samples']} samples)"
+    return f"{label} {value:.{digits}f}{unit} {op} {gate:.{digits}f}{unit} ({extra}{task['samples']} samples)"
 
 
-def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> list[str]:
+def judge(
+    report: FidelityReport, gates: Gates, detect_layout: bool = False, raw_ran: bool = False
+) -> list[str]:
     """The failures of the task's gates, the user metric's and the slice floor; fills in the task's
-    `gates`, `undecided` and `summary`. The raw per-output gates are the caller's (apply_gates)."""
+    `gates`, `undecided` and `summary`. The raw per-output gates are the caller's (apply_gates);
+    `raw_ran` says they ran, so whole outputs they judged are not judged twice."""
     failures: list[str] = []
     task = report.task
     samples = report.samples
@@ -161,9 +212,12 @@ def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> 
             ok = m["value"] >= gates.min_metric
             decided.append(ok)
             if not ok:
-                failures.append(f"metric {m['name']} {m['value']:.4g} < {gates.min_metric:g} ({samples} samples)")
-            m["undecided"] = bootstrap.undecided(tuple(m["interval"]) if m.get("interval") else None,
-                                                 gates.min_metric)
+                failures.append(
+                    f"metric {m['name']} {m['value']:.4g} < {gates.min_metric:g} ({samples} samples)"
+                )
+            m["undecided"] = bootstrap.undecided(
+                tuple(m["interval"]) if m.get("interval") else None, gates.min_metric
+            )
         if m.get("passed") is False:
             failures.append(f"metric {m['name']} says failed (score {m['value']:.4g}, {samples} samples)")
         metric_verdict = bool(decided) or m.get("passed") is not None
@@ -181,19 +235,34 @@ def judge(report: FidelityReport, gates: Gates, detect_layout: bool = False) -> 
             bounds = tuple(task["intervals"][key]) if key in task.get("intervals", {}) else None
             passed = bool(value >= gate) if higher else bool(value <= gate)
             unsure = bootstrap.undecided(bounds, gate, higher)
-            task["gates"].append({"metric": key, "gate": gate, "value": value, "passed": passed,
-                                  "judges": not metric_verdict, "undecided": unsure})
+            task["gates"].append(
+                {
+                    "metric": key,
+                    "gate": gate,
+                    "value": value,
+                    "passed": passed,
+                    "judges": not metric_verdict,
+                    "undecided": unsure,
+                }
+            )
             task["undecided"] = task["undecided"] or (unsure and not metric_verdict)
-            summaries.append(bootstrap.summary(label[:1].upper() + label[1:] if key != "f1" else "F1",
-                                               value, bounds, samples, digits))
+            text = bootstrap.summary(
+                label[:1].upper() + label[1:] if key != "f1" else "F1", value, bounds, samples, digits
+            )
+            if unsure:
+                text += f" (undecided: the gate {gate:g} lies inside the interval; more samples decide)"
+            elif bounds is None and samples < 2:
+                text += " (too few samples for an interval)"
+            summaries.append(text)
             if not passed and not metric_verdict:
                 failures.append(_line(key, value, gate, task))
         task["summary"] = "; ".join(summaries) if summaries else None
-    failures.extend(slice_floor(report, gates, strict=task is not None and task["kind"] == "raw" and not metric_verdict))
+    strict = task is not None and task["kind"] == "raw" and not metric_verdict
+    failures.extend(slice_floor(report, gates, strict, raw_ran))
     return failures
 
 
-def slice_floor(report: FidelityReport, gates: Gates, strict: bool) -> list[str]:
+def slice_floor(report: FidelityReport, gates: Gates, strict: bool, raw_ran: bool = False) -> list[str]:
     """No slice (or output without slices) below min_slice_cosine; with `strict` (raw), no slice below
     min_cosine either (whole outputs are the raw gate's own lines)."""
     failures = []
@@ -204,9 +273,11 @@ def slice_floor(report: FidelityReport, gates: Gates, strict: bool) -> list[str]
         cos = s["cosine"]
         if not cos >= bar:
             failures.append(f"{s['where']}: cosine {cos:.5f} < {bar:g} ({report.samples} samples)")
-    if floor is not None and not (strict and gates.min_cosine is not None and gates.min_cosine >= floor):
+    if floor is not None and not (raw_ran and gates.min_cosine is not None and gates.min_cosine >= floor):
         for out in report.outputs:
             if out.name not in sliced and not out.cosine >= floor:
-                failures.append(f"{out.name}: cosine {out.cosine:.5f} < {floor:g} (the floor every task keeps, "
-                                f"{report.samples} samples)")
+                failures.append(
+                    f"{out.name}: cosine {out.cosine:.5f} < {floor:g} (the floor every task keeps, "
+                    f"{report.samples} samples)"
+                )
     return failures

@@ -28,18 +28,22 @@ def _class_axis(reference: np.ndarray) -> int | None:
     return 1 if reference.ndim == 4 and reference.shape[1] > 1 else None
 
 
-def mask_sums(reference: np.ndarray, actual: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample (and class): intersection and union pixel counts, each [S, K]."""
+def mask_sums(
+    reference: np.ndarray, actual: np.ndarray, threshold: float | None, multilabel: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample (and class): intersection and union pixel counts, each [S, K]. `multilabel`: each
+    channel of a class map is thresholded on its own (independent sigmoid masks)."""
     ref = np.asarray(reference, dtype=np.float64)
     act = np.asarray(actual, dtype=np.float64).reshape(ref.shape)
     samples = ref.shape[0]
     axis = _class_axis(ref)
-    if axis is None:
+    if axis is None or multilabel:
         cut = threshold_for(ref, threshold)
-        rm = (ref >= cut).reshape(samples, -1)
-        am = (np.nan_to_num(act, nan=-np.inf) >= cut).reshape(samples, -1)
-        inter = np.sum(rm & am, axis=1)[:, None]
-        union = np.sum(rm | am, axis=1)[:, None]
+        channels = ref.shape[1] if axis is not None else 1
+        rm = (ref >= cut).reshape(samples, channels, -1)
+        am = (np.nan_to_num(act, nan=-np.inf) >= cut).reshape(samples, channels, -1)
+        inter = np.sum(rm & am, axis=2)
+        union = np.sum(rm | am, axis=2)
         return inter.astype(np.float64), union.astype(np.float64)
     classes = ref.shape[axis]
     rl = ref.argmax(axis=axis).reshape(samples, -1)
@@ -58,9 +62,11 @@ def pooled_iou(inter: np.ndarray, union: np.ndarray, index: np.ndarray | None = 
 
 
 def metrics(reference: np.ndarray, actual: np.ndarray, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    inter, union = mask_sums(reference, actual, params.get("threshold"))
+    multilabel = bool(params.get("multilabel"))
+    inter, union = mask_sums(reference, actual, params.get("threshold"), multilabel)
+    thresholded = multilabel or _class_axis(np.asarray(reference)) is None
     out = {
         "mask_iou": pooled_iou(inter, union),
-        "threshold": threshold_for(reference, params.get("threshold")) if _class_axis(np.asarray(reference)) is None else None,
+        "threshold": threshold_for(reference, params.get("threshold")) if thresholded else None,
     }
     return out, (inter, union)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+
 @dataclass
 class OutputMetrics:
     name: str
@@ -65,9 +66,9 @@ class FidelityReport:
             "accuracy_drop": self.accuracy_drop,
             "gates": self.gates,
             "failures": self.failures,
-            "task": self.task,
+            "task": _deep_finite(self.task),
             "slices": [{k: _finite(v) for k, v in s.items()} for s in self.slices],
-            "metric": self.metric,
+            "metric": _deep_finite(self.metric),
             "runtime": self.runtime,
             "precision": self.precision,
             "device": self.device,
@@ -104,3 +105,14 @@ def _infinite(value: Any) -> Any:
     if isinstance(value, float) and abs(value) == 1e9:
         return math.copysign(math.inf, value)
     return value
+
+
+def _deep_finite(value: Any) -> Any:
+    """`_finite` through dicts and lists (task metrics, intervals), numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {k: _deep_finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_deep_finite(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()
+    return _finite(value)

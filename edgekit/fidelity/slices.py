@@ -25,19 +25,24 @@ def _offset(array: np.ndarray, spec: Mapping[str, Any]) -> int | None:
     """0 when samples were concatenated on the model's batch axis, 1 when stacked before it (the
     array has one more axis): the one whose axis holds exactly the slices; None when neither does."""
     total = max(int(stop) for _, stop, _ in spec["ranges"])
-    for offset in (0, 1, array.ndim - 1 - int(spec["axis"])):
-        ax = int(spec["axis"]) + offset
-        if 0 <= offset and ax < array.ndim and array.shape[ax] == total:
-            return offset
-    return None
+    offsets = [o for o in (0, 1) if int(spec["axis"]) + o < array.ndim]
+    exact = [o for o in offsets if array.shape[int(spec["axis"]) + o] == total]
+    if exact:
+        return exact[0]
+    # the ranges need not cover the axis (a head's rows after the classes may be unnamed)
+    wide = [o for o in offsets if array.shape[int(spec["axis"]) + o] > total]
+    return wide[0] if wide and array.ndim - wide[0] >= int(spec["axis"]) + 1 else None
 
 
 def _cut(array: np.ndarray, axis: int, start: int, stop: int, offset: int) -> np.ndarray:
     return np.take(array, np.arange(start, stop), axis=axis + offset)
 
 
-def measure(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray],
-            slices: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def measure(
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    slices: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
     """One record per slice: output, axis, range [start, stop), label, where (for messages), cosine, snr_db."""
     found: list[dict[str, Any]] = []
     for output, spec in slices.items():
@@ -52,19 +57,23 @@ def measure(reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray
         for start, stop, label in spec["ranges"]:
             r = _cut(ref, axis, int(start), int(stop), offset)
             a = _cut(act, axis, int(start), int(stop), offset)
-            found.append({
-                "output": output,
-                "axis": axis,
-                "range": [int(start), int(stop)],
-                "label": str(label),
-                "where": _where(output, axis, int(start), int(stop), str(label)),
-                "cosine": cosine(r, a),
-                "snr_db": snr_db(r, a),
-            })
+            found.append(
+                {
+                    "output": output,
+                    "axis": axis,
+                    "range": [int(start), int(stop)],
+                    "label": str(label),
+                    "where": _where(output, axis, int(start), int(stop), str(label)),
+                    "cosine": cosine(r, a),
+                    "snr_db": snr_db(r, a),
+                }
+            )
     return found
 
 
-def sample_slice_errors(reference: np.ndarray, actual: np.ndarray, spec: Mapping[str, Any] | None) -> np.ndarray:
+def sample_slice_errors(
+    reference: np.ndarray, actual: np.ndarray, spec: Mapping[str, Any] | None
+) -> np.ndarray:
     """Per sample: squared error of each slice relative to that slice's mean per-sample energy, summed over
     slices (one slice, the whole output, without a spec)."""
     ref = np.asarray(reference, dtype=np.float64)
@@ -75,7 +84,12 @@ def sample_slice_errors(reference: np.ndarray, actual: np.ndarray, spec: Mapping
     if spec and offset is not None:
         for start, stop, _ in spec["ranges"]:
             axis = int(spec["axis"])
-            parts.append((_cut(ref, axis, int(start), int(stop), offset), _cut(act, axis, int(start), int(stop), offset)))
+            parts.append(
+                (
+                    _cut(ref, axis, int(start), int(stop), offset),
+                    _cut(act, axis, int(start), int(stop), offset),
+                )
+            )
     if not parts:
         parts = [(ref, act)]
     total = np.zeros(samples)

@@ -24,11 +24,16 @@ def load_metric(spec: str) -> Metric:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BadInput(f"--metric '{spec}': cannot import module '{module_name}' ({exc}); put it on "
-                       "PYTHONPATH or in the current directory") from None
+        raise BadInput(
+            f"--metric '{spec}': cannot import module '{module_name}' ({exc}); put it on "
+            "PYTHONPATH or in the current directory"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
-        raise BadInput(f"--metric '{spec}': importing '{module_name}' failed: "
-                       f"{type(exc).__name__}: {exc}".replace("\n", " ")) from None
+        raise BadInput(
+            f"--metric '{spec}': importing '{module_name}' failed: {type(exc).__name__}: {exc}".replace(
+                "\n", " "
+            )
+        ) from None
     for part in attr.split("."):
         if not hasattr(target, part):
             raise BadInput(f"--metric '{spec}': module '{module_name}' has no '{attr}'")
@@ -43,17 +48,25 @@ def metric_name(fn: Metric) -> str:
     return f"{module}:{getattr(fn, '__qualname__', getattr(fn, '__name__', repr(fn)))}"
 
 
-def call(fn: Metric, reference: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray],
-         labels: np.ndarray | None) -> tuple[float, bool | None]:
+def call(
+    fn: Metric,
+    reference: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+) -> tuple[float, bool | None]:
     """(score, the metric's own verdict or None)."""
     try:
         result = fn(dict(reference), dict(actual), labels)
     except Exception as exc:  # noqa: BLE001 - the user's code: say whose and what
-        raise BadInput(f"metric {metric_name(fn)} failed: {type(exc).__name__}: {exc}".replace("\n", " ")) from None
+        raise BadInput(
+            f"metric {metric_name(fn)} failed: {type(exc).__name__}: {exc}".replace("\n", " ")
+        ) from None
     passed = None
     if isinstance(result, Mapping):
         if "score" not in result:
-            raise BadInput(f"metric {metric_name(fn)} returned a mapping without 'score' (keys: {', '.join(map(str, result))})")
+            raise BadInput(
+                f"metric {metric_name(fn)} returned a mapping without 'score' (keys: {', '.join(map(str, result))})"
+            )
         passed = None if result.get("passed") is None else bool(result["passed"])
         result = result["score"]
     try:

@@ -181,7 +181,9 @@ def _task_score(
             used.append(math.inf)
         if gates.min_metric is not None:
             room = best - gates.min_metric
-            used.append((best - value) / room if room > 0 else (0.0 if value >= gates.min_metric else math.inf))
+            used.append(
+                (best - value) / room if room > 0 else (0.0 if value >= gates.min_metric else math.inf)
+            )
     elif raw:
         if gates.min_cosine is not None:
             allowed = max(1.0 - gates.min_cosine, 1e-9)
@@ -205,7 +207,9 @@ def _task_score(
             used.append(max(value, 0.0) / max(bound, 1e-9))
     if gates.min_slice_cosine is not None:
         sliced = {s["output"] for s in report.slices}
-        floor_cos = [s["cosine"] for s in report.slices] + [o.cosine for o in report.outputs if o.name not in sliced]
+        floor_cos = [s["cosine"] for s in report.slices] + [
+            o.cosine for o in report.outputs if o.name not in sliced
+        ]
         worst = min(floor_cos, default=1.0)
         used.append((1.0 - worst) / max(1.0 - gates.min_slice_cosine, 1e-9))
     used = [u if not math.isnan(u) else math.inf for u in used]
@@ -241,6 +245,9 @@ def sample_errors(
     total = np.zeros(len(data), dtype=np.float64)
     if task is not None:
         from edgekit.fidelity.slices import sample_slice_errors
+        from edgekit.fidelity.tasks import resolve
+
+        task = resolve(task, data.reference)
 
         for name, ref in data.reference.items():
             spec = task.slices.get(name)
