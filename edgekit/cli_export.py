@@ -133,6 +133,11 @@ def _export_pipeline(app: CliContext, split_dir: str, options: Any, kw: dict[str
 
     if kw["input_shapes"]:
         raise BadInput("--input-shape is fixed at split time: give it to `edgekit split`")
+    if kw["task"] or kw["metric"]:
+        raise BadInput(
+            "--task/--metric judge a whole model: a split's shards are checked against the unsplit model "
+            "by `edgekit bench SPLIT_DIR --val SET --task ...`"
+        )
     request = api.PipelineExportRequest(
         split_dir=split_dir,
         targets=kw["target"].split(","),

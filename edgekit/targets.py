@@ -110,7 +110,7 @@ class TargetProfile:
         return None
 
     def is_host_arch(self) -> bool:
-        """Whether this host's CPU runs the target's kernels (an unknown architecture counts as this host's)."""
+        """Whether this host's CPU runs the target's kernels (an unknown architecture counts as one)."""
         import platform
 
         arch = self.architecture

@@ -8,12 +8,14 @@ task recorded in the artifact's manifest at export, then what infer_task reads f
 
 from __future__ import annotations
 
-import importlib
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import BadInput, suggest
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import onnx
@@ -45,7 +47,8 @@ def check_task(task: str | None, where: str = "--task") -> str | None:
     if task is None:
         return None
     if not isinstance(task, str) or task not in TASKS:
-        raise BadInput(f"{where} '{task}' is not a task.{suggest(str(task), TASKS)} Valid: {', '.join(TASKS)}")
+        hint = suggest(str(task), TASKS)
+        raise BadInput(f"{where} '{task}' is not a task.{hint} Valid: {', '.join(TASKS)}")
     return task
 
 
@@ -64,37 +67,27 @@ def check_metric_spec(spec: Any, where: str = "--metric") -> None:
 
 
 def load_metric(spec: str | Metric | None, where: str = "--metric") -> Metric | None:
-    """The user's metric: a callable as given, or 'module:function' imported (from the current
-    directory too, as `python -m` would). BadInput, one line, when it cannot be found."""
+    """The user's metric: a callable as given, or 'module:function' imported (edgekit.fidelity.user) from
+    the current directory too, as `python -m` would. BadInput, one line, when it cannot be found."""
     if spec is None or callable(spec):
         return spec
     check_metric_spec(spec, where)
-    module_name, _, function = spec.partition(":")
     import sys
 
-    added = False
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-        added = True
+    from edgekit.fidelity.user import load_metric as import_metric
+
+    cwd = str(Path.cwd())
+    added = "" not in sys.path and cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise BadInput(
-            f"{where} '{spec}': cannot import module '{module_name}' ({exc}); put it on PYTHONPATH or in "
-            "the current directory"
-        ) from None
+        return import_metric(spec)
+    except BadInput as exc:
+        text = str(exc)
+        raise BadInput(where + text[len("--metric") :] if text.startswith("--metric") else text) from None
     finally:
         if added:
-            sys.path.remove(str(Path.cwd()))
-    target: Any = module
-    for part in function.split("."):
-        if not hasattr(target, part):
-            names = [n for n in dir(module) if not n.startswith("_")]
-            raise BadInput(f"{where} '{spec}': module '{module_name}' has no '{function}'.{suggest(part, names)}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise BadInput(f"{where} '{spec}' is not a function")
-    return target
+            sys.path.remove(cwd)
 
 
 def metric_record(spec: str | Metric | None) -> str | dict[str, str] | None:
@@ -168,4 +161,10 @@ def metric_of(manifest: Mapping[str, Any] | None, override: str | Metric | None)
     recorded = (manifest or {}).get("metric")
     if isinstance(recorded, str):
         return load_metric(recorded, "the metric recorded at export (pass --metric to replace it)")
+    if isinstance(recorded, Mapping):
+        log.warning(
+            "the export was judged by a Python callable (%s) that cannot be imported again: pass it (metric=) "
+            "to judge by it here",
+            recorded.get("callable"),
+        )
     return None

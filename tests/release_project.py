@@ -51,9 +51,11 @@ def make_project(
     (root / "model" / "digits.onnx").write_bytes(paths["model"].read_bytes())
     (root / "data" / "calib.npz").write_bytes(paths["calib"].read_bytes())
     (root / "data" / "val.npz").write_bytes(paths["val"].read_bytes())
-    # a user's own profile: an ONNX Runtime CPU whose gates nothing passes
+    # a user's own profile: an ONNX Runtime CPU whose gates nothing passes, whatever the model's task (the
+    # slice-cosine floor judges every task; min_cosine the raw outputs)
     (root / "targets" / "strict-cpu.toml").write_text(
         'name = "strict-cpu"\nbackend = "onnxruntime"\nprecisions = ["fp32", "int8"]\n[fidelity]\nmin_cosine = 1.01\n'
+        "min_slice_cosine = 1.01\n"
     )
     (root / "devices.toml").write_text(
         f'[devices.local]\ntransport = "local"\ntarget = "x86-cpu"\nworkdir = {json.dumps(str(root / "device"))}\n'

@@ -107,7 +107,9 @@ def test_unknown_target_of_an_artifact_is_an_error_not_default_gates(tmp_path: P
     targets = write_target(
         tmp_path / "targets", "strict-cpu", precisions=["fp32"], fidelity={"min_cosine": 1.01}
     )
-    printed = export_ok(run_cli, model, "strict-cpu", out=tmp_path / "out", more=["--targets-dir", targets])
+    # --task raw: the profile's min_cosine judges (a classifier would be judged by top-1 agreement)
+    more = ["--targets-dir", targets, "--task", "raw"]
+    printed = export_ok(run_cli, model, "strict-cpu", out=tmp_path / "out", more=more)
     artifact = printed["artifact"]
     code, _, err = run_cli("verify", artifact, "--val", val)
     assert code == 2 and "unknown target 'strict-cpu'" in err and "--targets-dir" in err, err

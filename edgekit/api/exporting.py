@@ -76,6 +76,7 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
             f"--int8 for target '{target.name}' ({backend.name}) needs a calibration set: pass --calib SET "
             f"(.npz or image directory){unused}"
         )
+    metric = task_options.load_metric(req.metric)  # a metric that does not import: refused before work
     model_path = Path(req.model).expanduser()
     calib = CalibrationSet.load(req.calib, req.calib_samples) if req.calib else None
     val = CalibrationSet.load(req.val, req.val_samples) if req.val else None
@@ -99,13 +100,17 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
     # what the model is for, decided once here and recorded; the search scores on it under the prepared
     # model's names, verify judges by it under the source's (task_options.task_of)
     task = task_of_prepared(prepared, req.task)
-    metric = task_options.load_metric(req.metric)
     searches = val_reader is not None and calib_reader is not None and precision == "int8"
     searches = searches and backend.needs_calibration(precision, options)
     plan = None
     if searches:
         assert calib_reader is not None and val_reader is not None
         plan = holdout.plan(calib_reader, val_reader, need_labels=options.max_accuracy_drop is not None)
+        if not plan.verdict:
+            raise BadInput(
+                f"every sample of the validation set {Path(val_reader.source).name} is also one the INT8 "
+                "search selects on: pass a validation set with other samples"
+            )
         job_calib_reader, job_val_reader = _planned_sets(plan, calib_reader, val_reader)
         verdict_reader = holdout.subset(val_reader, plan.verdict)
     else:

@@ -103,7 +103,9 @@ class _Expected:
     manifest: Mapping[str, Any]
 
 
-def device_stamped(report: FidelityReport, manifest: Mapping[str, Any], record: Mapping[str, Any]) -> FidelityReport:
+def device_stamped(
+    report: FidelityReport, manifest: Mapping[str, Any], record: Mapping[str, Any]
+) -> FidelityReport:
     """The report with the runtime the agent ran on the device (its reported version), the precision
     and the device."""
     device = record.get("device") or {}

@@ -77,6 +77,8 @@ def bench_pipeline(req: BenchRequest, progress: Progress = noop) -> PipelineBenc
         timeout_s=req.timeout_s,
         gate_overrides=req.gate_overrides,
         targets_dirs=[str(d) for d in req.targets_dirs],
+        task=req.task,
+        metric=req.metric,
     )
     inventory = load_inventory(req.devices_file)
     records = []

@@ -144,7 +144,9 @@ def verify_layers(req: VerifyRequest, progress: Progress = noop) -> PerLayerReco
     else:
         val = load_validation(req.val, req.val_samples, manifest)
         progress(f"comparing every layer of {entry.name} with FP32 on {len(val)} samples")
-        reference_qdq = manifest["backend"] == "tensorrt"  # exact Q/DQ semantics, as its runner verifies
+        # exact Q/DQ semantics where its runner verifies so: TensorRT, another architecture's ORT target
+        numerics = (manifest.get("numerics") or {}).get("kind")
+        reference_qdq = manifest["backend"] == "tensorrt" or numerics == "reference"
         record.layers = layers.per_layer(
             entry, reference_path(manifest, req.reference), val, manifest.get("name_map") or {}, reference_qdq
         )

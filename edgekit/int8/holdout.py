@@ -37,16 +37,21 @@ class SamplePlan:
     excluded_duplicates: list[int] = field(default_factory=list)  # val samples equal to a selection sample
 
     def describe_selection(self) -> str:
+        if self.selection_set == "calibration" and self.selection == self.calibrate:
+            return f"the {len(self.selection)} calibration samples themselves (too few to hold any out)"
         if self.selection_set == "calibration":
             return f"{len(self.selection)} held-out calibration samples"
-        return f"{len(self.selection)} validation samples (seeded; the verdict uses the other {len(self.verdict)})"
+        rest = len(self.verdict)
+        return f"{len(self.selection)} validation samples (seeded; the verdict uses the other {rest})"
 
     def record(
         self, calib: CalibrationReader, val: CalibrationReader, selection_score: Any, verdict_score: Any
     ) -> dict[str, Any]:
         """The manifest's `samples` section: both sets, their sizes, indices (or hash) and scores."""
         chosen = calib if self.selection_set == "calibration" else val
-        overlap = sorted(set(self.selection) & set(self.verdict)) if self.selection_set == "validation" else []
+        same_set = self.selection_set == "validation"
+        overlap = sorted(set(self.selection) & set(self.verdict)) if same_set else []
+        shared = set(_hashes(chosen, self.selection)) & set(_hashes(val, self.verdict))
         return {
             "rule": "the INT8 search selects on `selection`; the verdict is reported on `verdict`; the two "
             "share no sample",
@@ -62,7 +67,7 @@ class SamplePlan:
                 "excluded_duplicates": self.excluded_duplicates,
                 "score": verdict_score,
             },
-            "disjoint": not overlap and not (set(_hashes(chosen, self.selection)) & set(_hashes(val, self.verdict))),
+            "disjoint": not overlap and not shared,
         }
 
 

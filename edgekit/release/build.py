@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -43,6 +44,9 @@ class Task:
     val: str | None = None
     val_samples: int | None = None
     gates: dict[str, float] = field(default_factory=dict)
+    task: str | None = None  # the model's task (None: inferred at export, then the manifest's)
+    metric: str | None = None  # "module:function", imported with `metric_root` on the path
+    metric_root: str | None = None  # the release config's folder
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +94,8 @@ def run_task(task: Task, work: Path) -> dict[str, Any]:
     }
     artifact = work / ARTIFACT
     stage = "export"
+    if task.metric_root and task.metric_root not in sys.path:
+        sys.path.insert(0, task.metric_root)  # the config's own metric modules (a worker process)
     try:
         if task.export:
             started = time.perf_counter()
@@ -105,6 +111,9 @@ def run_task(task: Task, work: Path) -> dict[str, Any]:
                     options=export_options(task.options),
                     out_dir=work / "out",
                     targets_dirs=list(task.targets_dirs),
+                    task=task.task,
+                    metric=task.metric,
+                    gate_overrides=dict(task.gates),  # the INT8 search aims at the release's gates
                 )
             )
             os.replace(outcome.path, artifact)
@@ -124,6 +133,8 @@ def run_task(task: Task, work: Path) -> dict[str, Any]:
                     gate_overrides=dict(task.gates),
                     targets_dirs=list(task.targets_dirs),
                     write=False,
+                    task=task.task,
+                    metric=task.metric,
                 )
             )
             result["verify_s"] = time.perf_counter() - started

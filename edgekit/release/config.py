@@ -29,6 +29,8 @@ class ModelSpec:
     val_samples: int | None = None
     simplify: bool = True
     index: int = 0
+    task: str | None = None  # None: inferred from the model at export
+    metric: str | None = None  # "module:function"
 
     @property
     def name(self) -> str:
@@ -162,7 +164,10 @@ def _models(reader: Reader, data: Mapping[str, Any], cfg: ReleaseConfig) -> None
             val_samples=spec.get("val_samples"),
             simplify=spec.get("simplify", True),
             index=i,
+            task=spec.get("task"),
+            metric=spec.get("metric"),
         )
+        _check_task(reader, model, where)
         shapes = spec.get("input_shape", [])
         if not all(isinstance(s, str) for s in shapes):
             raise reader.fail(
@@ -180,6 +185,31 @@ def _models(reader: Reader, data: Mapping[str, Any], cfg: ReleaseConfig) -> None
                 f"two [[model]] files are named {model.name}: artifact names would clash", *where
             )
         cfg.models.append(model)
+
+
+def _check_task(reader: Reader, model: ModelSpec, where: tuple[Any, ...]) -> None:
+    """task names a task kind; metric is 'module:function' and imports (from the config's folder too)."""
+    from edgekit import task_options
+
+    try:
+        task_options.check_task(model.task, "[[model]] task")
+    except BadInput as exc:
+        raise reader.fail(str(exc), *where, "task") from exc
+    if model.metric is None:
+        return
+    import sys
+
+    root = str(reader.root)
+    added = root not in sys.path
+    if added:
+        sys.path.insert(0, root)
+    try:
+        task_options.load_metric(model.metric, "[[model]] metric")
+    except BadInput as exc:
+        raise reader.fail(str(exc), *where, "metric") from exc
+    finally:
+        if added:
+            sys.path.remove(root)
 
 
 def _check_model_inputs(reader: Reader, model: ModelSpec, where: tuple[Any, ...]) -> None:

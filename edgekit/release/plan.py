@@ -84,6 +84,17 @@ def profile_dir(cfg: ReleaseConfig, folder: Path) -> Path:
     return folder
 
 
+def _task_key(spec: ModelSpec) -> dict[str, Any]:
+    """What a model's task and metric add to its cache keys (nothing when neither is stated, so keys
+    of configs that state neither do not change)."""
+    out: dict[str, Any] = {}
+    if spec.task is not None:
+        out["task"] = spec.task
+    if spec.metric is not None:
+        out["metric"] = spec.metric
+    return out
+
+
 def plan(cfg: ReleaseConfig, models: list[ModelInfo], profiles: Path) -> list[Item]:
     from edgekit.backends import get_backend
 
@@ -107,6 +118,8 @@ def plan(cfg: ReleaseConfig, models: list[ModelInfo], profiles: Path) -> list[It
                         "precision": precision,
                         "options": target.options,
                         "toolchain": tools,
+                        **_task_key(info.spec),
+                        **({"gates": cfg.gates} if cfg.gates and calibrates else {}),
                     }
                 )
                 task = Task(
@@ -121,11 +134,14 @@ def plan(cfg: ReleaseConfig, models: list[ModelInfo], profiles: Path) -> list[It
                     input_shapes=info.spec.input_shapes,
                     simplify=info.spec.simplify,
                     options=dict(target.options),
+                    task=info.spec.task,
+                    metric=info.spec.metric,
+                    metric_root=str(cfg.path.parent) if info.spec.metric else None,
+                    gates=dict(cfg.gates),  # what verify judges by, and the INT8 search's goal
                 )
                 if info.spec.val is not None:
                     task.val = str(info.spec.val)
                     task.val_samples = info.spec.val_samples
-                    task.gates = dict(cfg.gates)
                     task.verify_key = digest(
                         {
                             "kind": "verify",
@@ -133,6 +149,7 @@ def plan(cfg: ReleaseConfig, models: list[ModelInfo], profiles: Path) -> list[It
                             "val": info.val,
                             "gates": cfg.gates,
                             "target": profile_json,
+                            **_task_key(info.spec),
                         }
                     )
                 items.append(Item(info, target, precision, profile.backend, task))

@@ -27,6 +27,8 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "calib_samples": (int,),
         "val_samples": (int,),
         "simplify": (bool,),
+        "task": (str,),  # what the model is for (edgekit.fidelity.TASKS); default: inferred
+        "metric": (str,),  # "module:function": the user's metric (gate min_metric)
     },
     "target": {"name": (str,), "precisions": (list, str), "options": (dict,)},
     "gates": {
@@ -34,6 +36,12 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "max_accuracy_drop": (int, float),
         "min_snr_db": (int, float),
         "min_top1_agreement": (int, float),
+        "min_f1": (int, float),
+        "min_mask_iou": (int, float),
+        "min_embedding_cosine": (int, float),
+        "min_metric": (int, float),
+        "min_slice_cosine": (int, float),
+        "max_kl": (int, float),
     },
     "bench": {
         "devices": (list,),

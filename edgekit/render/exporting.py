@@ -54,8 +54,30 @@ def export(record: Mapping[str, Any]) -> None:
         int8_search(search)
     if manifest.get("fidelity"):
         fidelity(manifest["fidelity"])
+    provenance(manifest)
     if manifest.get("precision_choice"):
         precision_choice(manifest["precision_choice"])
+
+
+def provenance(manifest: Mapping[str, Any]) -> None:
+    """What the numbers above are about: the task, the numerics, and the samples the search selected
+    on versus those the verdict is reported on."""
+    console = stdout()
+    task = manifest.get("task")
+    if task:
+        outputs = ", ".join(task.get("outputs") or [])
+        console.print(f"task: {task['kind']} ({task.get('source')}{'; ' + outputs if outputs else ''})")
+    numerics = manifest.get("numerics")
+    if numerics:
+        console.print(f"int8 numerics (search and host verify): {numerics['verify']}")
+    samples = manifest.get("samples")
+    if samples:
+        selection, verdict = samples["selection"], samples["verdict"]
+        console.print(
+            f"verdict on {verdict['count']} {verdict['set']} samples ({verdict['source']}); the search "
+            f"selected on {selection['described']} ({selection['source']}); "
+            + ("disjoint" if samples.get("disjoint") else "[red]NOT disjoint[/red]")
+        )
 
 
 def int8_search(search: Mapping[str, Any]) -> None:

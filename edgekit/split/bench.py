@@ -48,6 +48,9 @@ class PipelineBenchSettings:
     #: end-to-end fidelity gates: the last shard's target profile, with these overrides
     gate_overrides: Mapping[str, float | None] = field(default_factory=dict)
     targets_dirs: Sequence[str] = ()
+    #: what the unsplit model is for (None: infer_task on it) and a user metric (callable or module:function)
+    task: str | None = None
+    metric: Any = None
 
 
 def load_stages(
@@ -114,7 +117,7 @@ def bench_pipeline(
 
     measured = asyncio.run(run())
     record = _records(directory, data, stages, measured, settings, results)
-    record["fidelity"] = _fidelity(data, feeds, labels, measured["outputs"], gates)
+    record["fidelity"] = _fidelity(data, feeds, labels, measured["outputs"], gates, settings)
     from edgekit.runner import ResultWriter
 
     ResultWriter(results).write(record)
@@ -148,9 +151,11 @@ def _fidelity(
     labels: Any,
     actual: list[dict[str, np.ndarray]],
     gates: Any,
+    settings: PipelineBenchSettings | None = None,
 ) -> dict[str, Any] | None:
-    """The pipeline's outputs vs the unsplit FP32 model run here (the same metrics as verify)."""
-    from edgekit import ingest
+    """The pipeline's outputs vs the unsplit FP32 model run here (the same metrics as verify), judged by
+    the unsplit model's task (--task overrides what infer_task reads from it)."""
+    from edgekit import ingest, task_options
     from edgekit.fidelity import compare
 
     source = Path(data["source"].get("path", ""))
@@ -164,5 +169,12 @@ def _fidelity(
         n: np.stack([np.asarray(a[n], dtype=np.asarray(reference[0][n]).dtype) for a in actual])
         for n in names
     }
-    report = compare(ref, act, labels, gates, where="pipeline")
+    settings = settings or PipelineBenchSettings()
+    task = task_options.task_of(None, settings.task, source)
+    metric = task_options.load_metric(settings.metric)
+    report = compare(ref, act, labels, gates, where="pipeline", task=task, metric=metric)
+    report.runtime = "the pipeline's stages on their devices, relayed through this host"
+    precisions = sorted({str(s["precision"]) for s in data.get("shards", []) if s.get("precision")})
+    report.precision = ",".join(precisions) or None
+    report.device = "pipeline"
     return report.to_json()
