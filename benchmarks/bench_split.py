@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
-from edgekit.split import graph as split_graph  # noqa: E402
+from edgekit.split import partition_graph as split_graph  # noqa: E402
 from edgekit.split import planner  # noqa: E402
 from tests import analysis_models, zoo  # noqa: E402
 

@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekit import api, runner
+from edgekit import runner
 from edgekit.backends import get_backend, implemented
 from edgekit.errors import BadInput, EdgekitError
 from edgekit.fsio import write_json_atomic, write_text_atomic
+from edgekit.records import ExportRequest
 from edgekit.resources import DETECTOR_INPUT_SHAPE, demo_paths, detector_paths
+from edgekit.services import exporting
 from edgekit.targets import get as get_target
 from edgekit.targets import load_all
 
@@ -73,7 +75,7 @@ def run_demo(
                 "precision": precision,
             }
             rows.append(row)
-            request = api.ExportRequest(
+            request = ExportRequest(
                 model=paths["model"],
                 target=target.name,
                 precision=precision,
@@ -83,7 +85,7 @@ def run_demo(
                 out_dir=out_dir,
             )
             try:
-                outcome = api.export(request)
+                outcome = exporting.export(request)
             except EdgekitError as exc:
                 row.update(status="export failed", error=str(exc), exit_code=exc.exit_code)
                 progress(f"{model['name']} {target.name} {precision}: export failed: {exc}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -86,3 +87,8 @@ def staged_dir(final_dir: Path, prefix: str = ".tmp-") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         if not done:
             remove_empty(created)
+
+
+def safe_name(name: str) -> str:
+    """A device or artifact name as one safe path component."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "device"

@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import BadInput, suggest
-from edgekit.tomlio import load_toml
+from edgekit.tomlio import load_toml, tomllib
 from edgekit.transport import (
     TRANSPORTS,
     DeviceConfig,
@@ -31,11 +30,6 @@ from edgekit.transport import (
     transport_class,
 )
 from edgekit.transport.ssh_config import SshConfigEntry, resolve_ssh_config  # noqa: F401 - re-exported
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 
@@ -328,3 +322,15 @@ async def trust_device(device: Device, confirm: Callable[[str], bool] | None = N
     """Fetch the device's host key, show its fingerprint, add it to known_hosts when confirmed: asked of
     the device's transport (only SSH has host keys; see `SshTransport.trust`)."""
     return await device.transport_class().trust(device, confirm)
+
+
+DEFAULT_DEVICES = "devices.toml"
+
+
+def load_inventory(devices_file: str | Path | None) -> dict[str, Device]:
+    """The inventory: `devices_file`, else ./devices.toml when present, else only `local`."""
+    if devices_file is None:
+        return load_devices(DEFAULT_DEVICES if Path(DEFAULT_DEVICES).is_file() else None)
+    if not Path(devices_file).expanduser().is_file():
+        raise BadInput(f"devices file not found: {devices_file}")
+    return load_devices(devices_file)

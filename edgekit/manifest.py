@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -52,3 +53,8 @@ def manifest_sha256(artifact_dir: Path) -> str:
 
 def timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def now() -> str:
+    """The clock of run records (bench results, device builds): UTC, ISO 8601 with its offset."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -13,7 +13,7 @@ IR 3 with opset 1-9. Three things stand between them and today's backends:
   `LEGACY_OPSET` with onnx's version converter.
 - The converter gets three legacy forms wrong (broadcast with `axis`, per-channel PRelu below opset 7,
   Upsample/Resize-10 to Resize-11 coordinates) and Softmax/LogSoftmax/Hardmax across opset 13 (one
-  axis vs a flattened 2-D view): `edgekit.legacy` repairs them around the conversion.
+  axis vs a flattened 2-D view): `edgekit.opset_repairs` repairs them around the conversion.
 
 Lowering the opset (TensorRT 8.2 on a Jetson Nano takes opset 13 at most) also needs more than the
 converter: it has no down adapter for ops whose newer version only accepts more types (Relu-14,
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import onnx
 from onnx import helper
 
-from edgekit import legacy
+from edgekit import opset_repairs
 from edgekit.errors import BadInput
 from edgekit.graph import DEFAULT_DOMAINS, all_graphs, first_line, infer_shapes, onnx_opset
 
@@ -89,10 +89,10 @@ def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     work = onnx.ModelProto()
     work.CopyFrom(model)
     if source < ORT_MIN_OPSET <= target:
-        legacy.align_legacy_broadcasts(work)
-        legacy.per_channel_prelu_slopes(work)
-    resized = legacy.resize_outputs(work) if source < 11 <= target else set()
-    blocked = legacy.single_axis_softmax(work, source, target)
+        opset_repairs.align_legacy_broadcasts(work)
+        opset_repairs.per_channel_prelu_slopes(work)
+    resized = opset_repairs.resize_outputs(work) if source < 11 <= target else set()
+    blocked = opset_repairs.single_axis_softmax(work, source, target)
     if blocked and target < source:
         detail = f"{blocked[0]} on an input of unknown rank cannot be lowered below opset 13 exactly"
         raise OpsetConversionError(blocked[0], source, target, detail)
@@ -106,7 +106,7 @@ def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
         raise _conversion_error(work, source, target, exc) from exc
     if held:
         _release(converted)
-    legacy.asymmetric_resize(converted, resized)
+    opset_repairs.asymmetric_resize(converted, resized)
     settle_ir_version(converted)
     try:
         onnx.checker.check_model(converted)
@@ -183,7 +183,7 @@ def _changed_op(model: onnx.ModelProto, source: int, target: int) -> str | None:
 # ---- lowering ops whose newer versions only widened them -------------------------------------------
 HOLD_DOMAIN = "ai.edgekit.hold"
 # changes that keep inputs, outputs and attributes but change what the op computes: never relabelled.
-# (Softmax, LogSoftmax and Hardmax changed at 13 too; `legacy.single_axis_softmax` has moved their axis
+# (Softmax, LogSoftmax and Hardmax changed at 13 too; `opset_repairs.single_axis_softmax` has moved their axis
 # last before this runs, where both readings agree.)
 _SEMANTIC_CHANGES = {
     "GroupNormalization": (21,),

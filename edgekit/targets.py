@@ -8,8 +8,9 @@ of the same name.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,24 @@ def get(name: str, extra_dirs: Sequence[str | Path] = ()) -> TargetProfile:
             f"unknown target '{name}'.{suggest(name, profiles)} Valid targets: {', '.join(sorted(profiles))}"
         )
     return profiles[name]
+
+
+def gates_for(target: TargetProfile, overrides: Mapping[str, float | None]) -> Gates:
+    """The target's gates with the command's overrides (None = keep the target's)."""
+    return dataclasses.replace(target.fidelity, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def gates_for_artifact(
+    manifest: Mapping[str, Any], overrides: Mapping[str, float | None], targets_dirs: Sequence[str | Path]
+) -> Gates:
+    """The gates of the profile an artifact was built for: looked up in `targets_dirs`, then
+    EDGEKIT_TARGETS_PATH, then the shipped profiles. A profile found nowhere is an error, not a quiet
+    fall back to default gates: a user's own gates must apply wherever the artifact is checked."""
+    try:
+        target = get(manifest["target"], targets_dirs)
+    except BadInput as exc:
+        raise BadInput(
+            f"{exc} (the artifact was built for target '{manifest['target']}': pass the directory of its "
+            f"profile with --targets-dir DIR or {ENV_VAR})"
+        ) from None
+    return gates_for(target, overrides)

@@ -124,7 +124,7 @@ def test_verify_bad_artifact_dir(tmp_path: Path, run_cli) -> None:
 
 def test_failed_gate_exits_1(conv, tmp_path: Path, run_cli) -> None:
     model, calib, val = conv
-    more = ["--min-cosine", "0.9999999"]
+    more = ["--min-cosine", "0.9999999", "--task", "raw"]  # raw outputs: min_cosine judges
     code, stdout, err = run_cli(
         *export_args(model, "x86-cpu", "int8", calib=calib, val=val, out=tmp_path, more=more)
     )

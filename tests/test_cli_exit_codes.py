@@ -153,9 +153,10 @@ def test_demo_exits_with_the_export_failures_class(tmp_path: Path, run_cli, monk
 
 
 def test_demo_gate_failure_exits_1(tmp_path: Path, run_cli, monkeypatch) -> None:
-    targets = write_target(
-        tmp_path / "targets", "strict-cpu", precisions=["fp32"], fidelity={"min_cosine": 1.01}
-    )
+    # gates nothing passes, whatever the task: the digits CNN is judged as a classifier (not by min_cosine);
+    # the slice-cosine floor judges every task
+    strict = {"min_cosine": 1.01, "min_slice_cosine": 1.01}
+    targets = write_target(tmp_path / "targets", "strict-cpu", precisions=["fp32"], fidelity=strict)
     monkeypatch.setenv("EDGEKIT_TARGETS_PATH", str(targets))
     code, rows, err = _demo(run_cli, tmp_path, "strict-cpu")
     assert_one_line(code, err, 1, "fidelity gate")

@@ -124,6 +124,52 @@ def test_class_maps_take_the_arg_max_and_sigmoid_maps_each_channel() -> None:
     )
 
 
+def test_slices_are_traced_through_transposes_and_size_one_reshapes() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.fidelity.tasks import trace_slices
+
+    def model(nodes, a, b, out, inits=()):
+        graph = helper.make_graph(
+            nodes,
+            "g",
+            [
+                helper.make_tensor_value_info("a", TensorProto.FLOAT, a),
+                helper.make_tensor_value_info("b", TensorProto.FLOAT, b),
+            ],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+            list(inits),
+        )
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+    squeezed = model(
+        [
+            helper.make_node("Concat", ["a", "b"], ["c"], axis=2),
+            helper.make_node("Squeeze", ["c", "ax"], ["y"]),
+        ],
+        [1, 1, 4, 50],
+        [1, 1, 3, 50],
+        [1, 7, 50],
+        [numpy_helper.from_array(np.array([1], np.int64), "ax")],
+    )
+    assert trace_slices(squeezed)["y"] == {
+        "axis": 1,
+        "ranges": [[0, 4, "channels 0-3"], [4, 7, "channels 4-6"]],
+    }
+    transposed = model(
+        [
+            helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
+            helper.make_node("Transpose", ["c"], ["y"], perm=[0, 2, 1]),
+        ],
+        [1, 4, 50],
+        [1, 3, 50],
+        [1, 50, 7],
+    )
+    assert trace_slices(transposed)["y"]["axis"] == 2
+    batch = model([helper.make_node("Concat", ["a", "b"], ["y"], axis=0)], [1, 4], [1, 4], [2, 4])
+    assert trace_slices(batch) == {}  # samples, not features
+
+
 def test_the_callers_task_wins_and_a_wrong_one_is_bad_input() -> None:
     raw = infer_task(fm.yolov8(), "raw")
     assert (raw.kind, raw.source) == ("raw", "--task")

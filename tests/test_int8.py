@@ -265,8 +265,8 @@ def test_openvino_export_aims_nncf_at_the_gate_with_or_without_labels(
 
 # ---- --precision auto --------------------------------------------------------------------------------
 def test_precision_auto_keeps_the_fastest_passing_precision_and_says_why(tmp_path: Path, run_cli) -> None:
-    from edgekit.int8.auto import TIE
     from edgekit.resources import demo_paths
+    from edgekit.services.precision import TIE
 
     paths = demo_paths()
     code, out, err = run_cli(

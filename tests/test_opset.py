@@ -1,4 +1,4 @@
-"""Opset and IR-version changes (edgekit.opset, edgekit.legacy): the IR a model needs, legacy op forms
+"""Opset and IR-version changes (edgekit.opset, edgekit.opset_repairs): the IR a model needs, legacy op forms
 upgraded with their meaning kept, lowering to a target's opset, Softmax-like ops across opset 13."""
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from int8_models import HOSTILE_NODE, outlier_channel_net
 from models import conv_net, sample_set
 
 from edgekit import quant
-from edgekit.int8 import stats
+from edgekit.int8 import activation_stats
 from edgekit.int8.ort_qdq import OrtQdqAdapter
-from edgekit.int8.qdq_graph import float_outputs, revert_nodes
+from edgekit.int8.qdq_surgery import float_outputs, revert_nodes
 from edgekit.int8.recipes import Recipe
 from edgekit.int8.scoring import ScoringSet, score
 from edgekit.targets import Gates
@@ -84,7 +84,7 @@ def test_one_pass_minmax_ranges_equal_onnxruntime_calibration(tmp_path: Path) ->
     np.savez(tmp_path / "c.npz", **sample_set(model, 6))
     calib = CalibrationSet.load(tmp_path / "c.npz").validate([quant_input(model)])
     theirs = quant.compute_ranges(path, calib, "minmax")
-    ours = stats.collect(path, calib.feeds(1)).ranges("minmax", symmetric=False)
+    ours = activation_stats.collect(path, calib.feeds(1)).ranges("minmax", symmetric=False)
     shared = set(theirs) & set(ours)
     assert len(shared) >= len(theirs) - 1  # every tensor onnxruntime calibrates, we do too
     for name in shared:
@@ -101,11 +101,11 @@ def quant_input(model: onnx.ModelProto):
 def test_histogram_range_doubling_keeps_counts_exact() -> None:
     rng = np.random.default_rng(0)
     parts = [rng.normal(0, 0.5, 5000), rng.normal(0, 3.0, 5000), rng.uniform(-40, 25, 2000)]
-    tensor = stats.TensorStats()
+    tensor = activation_stats.TensorStats()
     for part in parts:
         tensor.add(part.astype(np.float32))
     values = np.concatenate(parts).astype(np.float32)
-    edges = np.linspace(-tensor.radius, tensor.radius, 2 * stats.BINS_PER_SIDE + 1)
+    edges = np.linspace(-tensor.radius, tensor.radius, 2 * activation_stats.BINS_PER_SIDE + 1)
     expected, _ = np.histogram(values, bins=edges)
     assert tensor.hist.sum() == values.size
     # identical up to values that sit on a bin edge in float32 rounding
@@ -117,7 +117,7 @@ def test_histogram_range_doubling_keeps_counts_exact() -> None:
 def test_entropy_clips_a_heavy_tail_and_keeps_relu_outputs_nonnegative() -> None:
     rng = np.random.default_rng(1)
     relu = np.maximum(rng.standard_t(2, 200_000), 0).astype(np.float32)  # ReLU of a heavy tail
-    tensor = stats.TensorStats()
+    tensor = activation_stats.TensorStats()
     tensor.add(relu)
     low, high = tensor.entropy(symmetric=False)
     assert low == 0.0  # not the mirrored -threshold that wastes half of a uint8 range
@@ -130,7 +130,7 @@ def test_quantize_with_ranges_uses_the_given_ranges(tmp_path: Path) -> None:
     model, _ = conv_net(size=8)
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
-    ranges = stats.collect(path, _feeds(model, 4)).ranges("minmax", symmetric=False)
+    ranges = activation_stats.collect(path, _feeds(model, 4)).ranges("minmax", symmetric=False)
     ranges["input"] = (-2.0, 3.1)
     out = quant.quantize_with_ranges(path, tmp_path / "q.onnx", ranges, per_channel=False)
     q = onnx.load(str(out))

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from edgekit.api import SplitRequest, split
 from edgekit.digest import file_sha256
 from edgekit.errors import BadInput
-from edgekit.split import graph as split_graph
+from edgekit.split import partition_graph as split_graph
 from edgekit.split import planner
 from tests import analysis_models, models
 
@@ -369,7 +369,7 @@ def test_random_nodes_are_not_folded(tmp_path: Path) -> None:
 
 
 def test_measured_link_from_pipeline_records() -> None:
-    from edgekit.split.devices import _measured_link_mbps
+    from edgekit.split.device_models import _measured_link_mbps
 
     stage = {
         "kind": "pipeline-stage",

@@ -67,7 +67,7 @@ def test_two_device_pipeline_end_to_end(tmp_path: Path, two_boards: Path, run_cl
     assert {r["device"]["name"] for r in stages} == {"board-0", "board-1"}
 
     # a later plan on these devices reads the measured shard latencies back
-    from edgekit.split.devices import _measured_shards, _source_sha
+    from edgekit.split.device_models import _measured_shards, _source_sha
 
     measured = _measured_shards(lines, _source_sha(path), "board-1")
     assert tuple(exported["shards"][1]["nodes"]) in measured

@@ -188,7 +188,7 @@ def test_the_same_file_as_calib_and_val_keeps_selected_samples_out_of_the_verdic
 
 # ---- the task every verdict is judged by ---------------------------------------------------------------
 def test_verify_judges_by_the_manifests_task_and_task_overrides(run_cli, tmp_path: Path, monkeypatch) -> None:
-    from edgekit.api import verification
+    from edgekit.services import verification
 
     paths = _project(tmp_path)
     code, out, err = run_cli(
@@ -240,8 +240,10 @@ def test_release_tasks_carry_task_and_metric_to_export_and_verify(tmp_path: Path
 
         return FidelityReport(samples=1, outputs=[])
 
-    monkeypatch.setattr(api, "export", fake_export)
-    monkeypatch.setattr(api, "verify", fake_verify)
+    from edgekit.services import exporting, verification
+
+    monkeypatch.setattr(exporting, "export", fake_export)
+    monkeypatch.setattr(verification, "verify", fake_verify)
     task = build.Task("k", "n", "m.onnx", "x86-cpu", "int8", val="v.npz", task="classify", metric="mod:fn")
     result = build.run_task(task, tmp_path)
     assert result["status"] == "ok", result
@@ -375,3 +377,15 @@ def test_bench_val_and_verify_device_judge_by_the_task_and_name_the_device(run_c
         api.VerifyRequest(artifact, paths["val"], device="here", devices_file=devices, task="raw", write=False)
     )
     assert report.task["kind"] == "raw" and report.device.startswith("here")
+
+
+def test_the_last_shard_of_a_split_takes_the_unsplit_models_task(tmp_path: Path) -> None:
+    from edgekit.split.export import _unsplit_task
+
+    paths = _project(tmp_path)
+    shards = [{"outputs": [{"name": "hidden"}]}, {"outputs": [{"name": "logits"}]}]
+    data = {"source": {"path": str(paths["model"])}, "shards": shards}
+    assert _unsplit_task(data) == task_of({}, None, paths["model"]).kind
+    shards[-1]["outputs"] = [{"name": "other"}]  # the task's outputs are not the last shard's: its own
+    assert _unsplit_task(data) is None
+    assert _unsplit_task({"source": {"path": str(tmp_path / "gone.onnx")}, "shards": shards}) is None

@@ -11,18 +11,18 @@ import onnx
 from onnx import TensorProto, helper
 
 from edgekit import ingest
-from edgekit.analysis.shapes import _FLOAT_TYPES, _itemsize, _numel
+from edgekit.analysis.shapes import FLOAT_TYPES, itemsize, numel
 from edgekit.errors import BadInput
 from edgekit.memory_model import INT4_GROUP, PRECISIONS
 
 
 # ---- weights ---------------------------------------------------------------------------------------
-def _count_weights(inits: Iterable[TensorProto]) -> tuple[int, int, int, int, int]:
+def count_weights(inits: Iterable[TensorProto]) -> tuple[int, int, int, int, int]:
     params = tensors = stored = other_bytes = other = 0
     for init in inits:
-        count = _numel(init.dims)
-        size = int(count * _itemsize(init.data_type))
-        if init.data_type in _FLOAT_TYPES:
+        count = numel(init.dims)
+        size = int(count * itemsize(init.data_type))
+        if init.data_type in FLOAT_TYPES:
             params += count
             tensors += 1
             stored += size
@@ -34,16 +34,16 @@ def _count_weights(inits: Iterable[TensorProto]) -> tuple[int, int, int, int, in
 
 def weight_bytes(tensor: TensorProto, precision: str) -> int:
     """Bytes of one float weight tensor at `precision` (0 for non-float tensors); see ESTIMATE_FORMULA."""
-    return _weight_bytes([tensor], precision)
+    return total_weight_bytes([tensor], precision)
 
 
-def _weight_bytes(inits: Iterable[TensorProto], precision: str) -> int:
+def total_weight_bytes(inits: Iterable[TensorProto], precision: str) -> int:
     """Bytes of the float weights at `precision` (see ESTIMATE_FORMULA)."""
     total = 0.0
     for init in inits:
-        if init.data_type not in _FLOAT_TYPES:
+        if init.data_type not in FLOAT_TYPES:
             continue
-        count = _numel(init.dims)
+        count = numel(init.dims)
         matrix = len(init.dims) >= 2
         if precision == "fp32":
             total += 4 * count
@@ -58,7 +58,7 @@ def _weight_bytes(inits: Iterable[TensorProto], precision: str) -> int:
     return int(round(total))
 
 
-def _weight_classes(graph: onnx.GraphProto, inits: Mapping[str, TensorProto]) -> dict[str, list[TensorProto]]:
+def weight_classes(graph: onnx.GraphProto, inits: Mapping[str, TensorProto]) -> dict[str, list[TensorProto]]:
     """Float weights split into those a Conv/ConvTranspose reads as its kernel and the rest."""
     conv = {
         node.input[1]
@@ -69,13 +69,13 @@ def _weight_classes(graph: onnx.GraphProto, inits: Mapping[str, TensorProto]) ->
     }
     out: dict[str, list[TensorProto]] = {"conv": [], "other": []}
     for name, init in inits.items():
-        if init.data_type in _FLOAT_TYPES:
+        if init.data_type in FLOAT_TYPES:
             out["conv" if name in conv else "other"].append(init)
     return out
 
 
 # ---- MACs ------------------------------------------------------------------------------------------
-def _macs(
+def graph_macs(
     graph: onnx.GraphProto, shapes: Mapping[str, list[int]], inits: Mapping[str, TensorProto]
 ) -> tuple[dict[str, int], int, list[str]]:
     """MACs per op type (Conv, ConvTranspose, Gemm, MatMul; 'MatMul (attention)' for MatMuls whose
@@ -108,17 +108,17 @@ def node_macs(
     label = node.op_type
     if node.op_type == "Conv":
         # N*Cout*Hout*Wout * Cin/group * kh*kw ; W is [Cout, Cin/group, kh, kw]
-        value = _numel(out) * _numel(ins[1][1:])  # type: ignore[arg-type,index]
+        value = numel(out) * numel(ins[1][1:])  # type: ignore[arg-type,index]
     elif node.op_type == "ConvTranspose":
         # every input element meets Cout/group * kh*kw weights; W is [Cin, Cout/group, kh, kw]
-        value = _numel(ins[0]) * _numel(ins[1][1:])  # type: ignore[arg-type,index]
+        value = numel(ins[0]) * numel(ins[1][1:])  # type: ignore[arg-type,index]
     elif node.op_type == "Gemm":
         trans_a = _attr(node, "transA", 0)
         k = ins[0][0] if trans_a else ins[0][-1]  # type: ignore[index]
-        value = _numel(out) * int(k)  # type: ignore[arg-type]  # M*N*K
+        value = numel(out) * int(k)  # type: ignore[arg-type]  # M*N*K
     else:  # MatMul: broadcast batch * M * N * K
         k = ins[0][-1]  # type: ignore[index]
-        value = _numel(out) * int(k)  # type: ignore[arg-type]
+        value = numel(out) * int(k)  # type: ignore[arg-type]
         if node.input[0] not in weights and node.input[1] not in weights:
             label = "MatMul (attention)"
     return label, int(value)
@@ -132,18 +132,18 @@ def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
 
 
 # ---- activations -----------------------------------------------------------------------------------
-def _tensor_bytes(
+def tensor_bytes(
     name: str, shapes: Mapping[str, list[int]], dtypes: Mapping[str, int], float_bytes: float | None
 ) -> int:
     shape = shapes.get(name)
     if shape is None:
         return 0
     elem = dtypes.get(name, TensorProto.FLOAT)
-    size = float_bytes if (float_bytes is not None and elem in _FLOAT_TYPES) else _itemsize(elem)
-    return int(_numel(shape) * size)
+    size = float_bytes if (float_bytes is not None and elem in FLOAT_TYPES) else itemsize(elem)
+    return int(numel(shape) * size)
 
 
-def _peak_activations(
+def peak_activations(
     graph: onnx.GraphProto,
     shapes: Mapping[str, list[int]],
     dtypes: Mapping[str, int],
@@ -162,13 +162,13 @@ def _peak_activations(
     live: dict[str, int] = {}
     for vi in graph.input:
         if vi.name not in inits:
-            live[vi.name] = _tensor_bytes(vi.name, shapes, dtypes, float_bytes)
+            live[vi.name] = tensor_bytes(vi.name, shapes, dtypes, float_bytes)
     current = sum(live.values())
     peak, peak_at = current, {"index": -1, "name": "(graph inputs)", "op": ""}
     for index, node in enumerate(graph.node):
         for name in node.output:
             if name and name not in live and name not in inits:
-                live[name] = _tensor_bytes(name, shapes, dtypes, float_bytes)
+                live[name] = tensor_bytes(name, shapes, dtypes, float_bytes)
                 current += live[name]
         if current > peak:
             peak = current

@@ -15,14 +15,14 @@ from onnx import TensorProto, helper
 
 from edgekit import ingest
 from edgekit.analysis.costs import (
-    _count_weights,
-    _macs,
-    _peak_activations,
-    _tensor_bytes,
-    _weight_bytes,
-    _weight_classes,
+    count_weights,
+    graph_macs,
+    peak_activations,
+    tensor_bytes,
+    total_weight_bytes,
+    weight_classes,
 )
-from edgekit.analysis.shapes import _assume_ones, _infer, _shape_table, _without_weights
+from edgekit.analysis.shapes import assume_unit_dims, infer, shape_table, without_weights
 from edgekit.memory_model import (
     ACTIVATION_BYTES,
     DEFAULT_RUNTIME,
@@ -125,7 +125,7 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
         notes.append(f"{len(constant_tensors) - moved} Constant nodes (sparse/string) not analyzed")
     ingest.drop_initializer_inputs(model)
     ingest.fix_input_shapes(model, dict(input_shapes or {}))
-    assumed = _assume_ones(model)
+    assumed = assume_unit_dims(model)
     if assumed:
         notes.append(
             "symbolic dims assumed 1 (pass --input-shape NAME:D0,D1,.. to set them): " + ", ".join(assumed)
@@ -133,31 +133,31 @@ def analyze(model_path: str | Path, input_shapes: Mapping[str, Sequence[int]] | 
     analysis_inputs, _ = ingest.io_info(model)
     analysis_shapes = {i.name: [int(d) for d in i.shape if isinstance(d, int)] for i in analysis_inputs}
 
-    inferred, how, unknown = _infer(_without_weights(model), notes)
+    inferred, how, unknown = infer(without_weights(model), notes)
     graph = model.graph
     inits = {init.name: init for init in graph.initializer}
-    shapes, dtypes = _shape_table(inferred)
+    shapes, dtypes = shape_table(inferred)
     if subgraphs:
         notes.append(f"{subgraphs} subgraphs (If/Loop/Scan bodies) are not analyzed beyond the op histogram")
 
-    params, param_tensors, stored, nonfloat_bytes, nonfloat_count = _count_weights(inits.values())
-    weight_bytes = {p: _weight_bytes(inits.values(), p) for p in PRECISIONS}
-    classes = _weight_classes(graph, inits)
+    params, param_tensors, stored, nonfloat_bytes, nonfloat_count = count_weights(inits.values())
+    weight_bytes = {p: total_weight_bytes(inits.values(), p) for p in PRECISIONS}
+    classes = weight_classes(graph, inits)
     class_bytes = {
-        p: {c: sum(_weight_bytes([t], p) for t in tensors) for c, tensors in classes.items()}
+        p: {c: sum(total_weight_bytes([t], p) for t in tensors) for c, tensors in classes.items()}
         for p in PRECISIONS
     }
     for p in PRECISIONS:  # tensors that reach the mmap threshold only at a wider precision
-        large = [t for t in classes["other"] if _weight_bytes([t], p) >= LARGE_TENSOR_BYTES]
-        moved = sum(_weight_bytes([t], p) for t in large)
+        large = [t for t in classes["other"] if total_weight_bytes([t], p) >= LARGE_TENSOR_BYTES]
+        moved = sum(total_weight_bytes([t], p) for t in large)
         class_bytes[p]["other"] -= moved
         class_bytes[p]["large"] = moved
-    macs, attention, skipped = _macs(graph, shapes, inits)
+    macs, attention, skipped = graph_macs(graph, shapes, inits)
     if skipped:
         notes.append(f"MACs unknown (shapes missing) for {len(skipped)} nodes: {', '.join(skipped[:5])}")
 
-    peaks = {p: _peak_activations(graph, shapes, dtypes, inits, ACTIVATION_BYTES[p]) for p in PRECISIONS}
-    native_peak, native_node = _peak_activations(graph, shapes, dtypes, inits, None)
+    peaks = {p: peak_activations(graph, shapes, dtypes, inits, ACTIVATION_BYTES[p]) for p in PRECISIONS}
+    native_peak, native_node = peak_activations(graph, shapes, dtypes, inits, None)
     nodes = header["node_count"]
     per_runtime = {
         runtime: {p: model.estimate(class_bytes[p], peaks[p][0], nodes) for p in PRECISIONS}
@@ -228,7 +228,7 @@ def _largest_tensors(
         if name in shapes:
             elem = dtypes.get(name, TensorProto.FLOAT)
             dtype = helper.tensor_dtype_to_np_dtype(elem).name if elem else "float32"
-            rows.append(TensorRow(name, list(shapes[name]), dtype, _tensor_bytes(name, shapes, dtypes, None)))
+            rows.append(TensorRow(name, list(shapes[name]), dtype, tensor_bytes(name, shapes, dtypes, None)))
     rows.sort(key=lambda r: -(r.bytes or 0))
     return rows[:limit]
 

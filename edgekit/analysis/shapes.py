@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 log = logging.getLogger(__name__)
 
-_FLOAT_TYPES = {
+FLOAT_TYPES = {
     TensorProto.FLOAT,
     TensorProto.FLOAT16,
     TensorProto.DOUBLE,
@@ -21,10 +21,10 @@ _FLOAT_TYPES = {
 }
 for _name in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT4E2M1"):
     if hasattr(TensorProto, _name):
-        _FLOAT_TYPES.add(getattr(TensorProto, _name))
+        FLOAT_TYPES.add(getattr(TensorProto, _name))
 
 
-def _assume_ones(model: onnx.ModelProto) -> list[str]:
+def assume_unit_dims(model: onnx.ModelProto) -> list[str]:
     """Set every remaining non-static input dim to 1; returns 'input[axis]=name' for each."""
     inits = {init.name for init in model.graph.initializer}
     assumed: list[str] = []
@@ -59,7 +59,7 @@ def _static_shape(vi: onnx.ValueInfoProto) -> list[int] | None:
     return dims
 
 
-def _shape_table(model: onnx.ModelProto) -> tuple[dict[str, list[int]], dict[str, int]]:
+def shape_table(model: onnx.ModelProto) -> tuple[dict[str, list[int]], dict[str, int]]:
     shapes: dict[str, list[int]] = {}
     dtypes: dict[str, int] = {}
     graph = model.graph
@@ -75,7 +75,7 @@ def _shape_table(model: onnx.ModelProto) -> tuple[dict[str, list[int]], dict[str
     return shapes, dtypes
 
 
-def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+def without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy for shape inference with the float weights turned into typed graph inputs: inference
     never needs their values, and this keeps it fast and clear of protobuf's 2 GiB limit."""
     light = onnx.ModelProto()
@@ -90,7 +90,7 @@ def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.value_info.extend(model.graph.value_info)
     declared = {vi.name for vi in model.graph.input}
     for init in model.graph.initializer:
-        if init.data_type in _FLOAT_TYPES and _numel(init.dims) > 64:
+        if init.data_type in FLOAT_TYPES and numel(init.dims) > 64:
             if init.name not in declared:
                 graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
         else:
@@ -103,8 +103,8 @@ def static_shapes(
 ) -> tuple[dict[str, list[int]], dict[str, int], str, int]:
     """Static shapes and element types of every tensor of `model` (inputs already fixed), inferred on
     a weightless copy: (shapes, elem types, how, tensors left unknown)."""
-    inferred, how, unknown = _infer(_without_weights(model), notes)
-    shapes, dtypes = _shape_table(inferred)
+    inferred, how, unknown = infer(without_weights(model), notes)
+    shapes, dtypes = shape_table(inferred)
     for init in model.graph.initializer:
         shapes[init.name] = list(init.dims)
         dtypes[init.name] = init.data_type
@@ -113,15 +113,15 @@ def static_shapes(
 
 def assume_ones(model: onnx.ModelProto) -> list[str]:
     """Set every remaining non-static input dim to 1 (in place); returns 'input[axis]=name' for each."""
-    return _assume_ones(model)
+    return assume_unit_dims(model)
 
 
 def _missing(model: onnx.ModelProto) -> int:
-    shapes, _ = _shape_table(model)
+    shapes, _ = shape_table(model)
     return sum(1 for n in model.graph.node for out in n.output if out and out not in shapes)
 
 
-def _infer(model: onnx.ModelProto, notes: list[str]) -> tuple[onnx.ModelProto, str, int]:
+def infer(model: onnx.ModelProto, notes: list[str]) -> tuple[onnx.ModelProto, str, int]:
     """ONNX shape inference (data propagation on); onnxruntime's symbolic inference when more than
     a few percent of the node outputs are left without a static shape."""
     how = "onnx"
@@ -146,11 +146,11 @@ def _infer(model: onnx.ModelProto, notes: list[str]) -> tuple[onnx.ModelProto, s
     return inferred, how, missing
 
 
-def _numel(dims: Iterable[int]) -> int:
+def numel(dims: Iterable[int]) -> int:
     return int(np.prod([int(d) for d in dims], dtype=np.int64)) if dims else 1
 
 
-def _itemsize(elem_type: int) -> float:
+def itemsize(elem_type: int) -> float:
     if elem_type in (TensorProto.STRING, TensorProto.UNDEFINED):
         return 0.0
     bits: dict[int, int] = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
@@ -165,4 +165,4 @@ def _itemsize(elem_type: int) -> float:
 
 
 def is_float(elem_type: int) -> bool:
-    return elem_type in _FLOAT_TYPES
+    return elem_type in FLOAT_TYPES

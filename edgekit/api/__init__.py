@@ -12,10 +12,13 @@ Every record has `to_json()` (what `edgekit VERB --json` prints) and `from_json(
 from __future__ import annotations
 
 from edgekit import targets as target_profiles  # noqa: F401 - used by callers as api.target_profiles
-from edgekit.api.catalog import demo, devices_check, devices_list, devices_trust, inspect, targets
-from edgekit.api.exporting import artifact_name, export, gates_for, gates_for_artifact, source_io
-from edgekit.api.fleet import bench, bench_local, load_inventory, verify_on_device
-from edgekit.api.records import (
+from edgekit.api.describing import demo, devices_check, devices_list, devices_trust, inspect, targets
+from edgekit.api.fleet import bench, bench_local, verify, verify_on_device
+from edgekit.api.releasing import release, report
+from edgekit.api.splitting import bench_pipeline, export_pipeline, is_pipeline_dir, split
+from edgekit.fidelity import FidelityReport as VerifyRecord
+from edgekit.inventory import load_inventory
+from edgekit.records import (
     BenchRecord,
     BenchRequest,
     DemoRecord,
@@ -45,10 +48,9 @@ from edgekit.api.records import (
     VerifyLayersRecord,
     VerifyRequest,
 )
-from edgekit.api.releasing import release, report
-from edgekit.api.splitting import bench_pipeline, export_pipeline, is_pipeline_dir, split
-from edgekit.api.verification import artifact_outputs, reference_outputs, verify, verify_dir, verify_layers
-from edgekit.fidelity import FidelityReport as VerifyRecord
+from edgekit.services.exporting import artifact_name, export, source_io
+from edgekit.services.verification import artifact_outputs, reference_outputs, verify_dir, verify_layers
+from edgekit.targets import gates_for, gates_for_artifact
 
 __all__ = [
     "BenchRecord",

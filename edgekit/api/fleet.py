@@ -18,32 +18,21 @@ from typing import Any
 import numpy as np
 
 from edgekit import runner, task_options
-from edgekit.api.exporting import gates_for_artifact
-from edgekit.api.records import BenchProgress, BenchRecord, BenchRequest, Progress, VerifyRequest, noop
-from edgekit.api.verification import (
+from edgekit.calib import CalibrationSet
+from edgekit.errors import BadInput, Unreachable
+from edgekit.fidelity import FidelityReport, compare
+from edgekit.inventory import load_inventory
+from edgekit.manifest import read_manifest
+from edgekit.records import BenchProgress, BenchRecord, BenchRequest, Progress, VerifyRequest, noop
+from edgekit.services import verification
+from edgekit.services.verification import (
     load_validation,
     reference_outputs,
     reference_path,
     source_inputs,
     stamped,
 )
-from edgekit.calib import CalibrationSet
-from edgekit.errors import BadInput, Unreachable
-from edgekit.fidelity import FidelityReport, compare
-from edgekit.inventory import Device, load_devices
-from edgekit.manifest import read_manifest
-from edgekit.targets import Gates
-
-DEFAULT_DEVICES = "devices.toml"
-
-
-def load_inventory(devices_file: str | Path | None) -> dict[str, Device]:
-    """The inventory: `devices_file`, else ./devices.toml when present, else only `local`."""
-    if devices_file is None:
-        return load_devices(DEFAULT_DEVICES if Path(DEFAULT_DEVICES).is_file() else None)
-    if not Path(devices_file).expanduser().is_file():
-        raise BadInput(f"devices file not found: {devices_file}")
-    return load_devices(devices_file)
+from edgekit.targets import Gates, gates_for_artifact
 
 
 def _device_outputs(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -146,6 +135,14 @@ def bench(req: BenchRequest, progress: BenchProgress | None = None) -> BenchReco
         )
     )
     return BenchRecord(records, warnings)
+
+
+def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
+    """Verify an exported artifact against its FP32 source on a validation set: here, or on
+    `req.device` (the agent runs the set there; the outputs are compared here)."""
+    if req.device is not None:
+        return verify_on_device(req, progress)
+    return verification.verify(req, progress)
 
 
 def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:

@@ -6,7 +6,7 @@ check what can be checked before any work, and return a typed record. Gates are 
 
 from __future__ import annotations
 
-from edgekit.api.records import Progress, ReleaseRecord, ReleaseRequest, ReportRecord, ReportRequest, noop
+from edgekit.records import Progress, ReleaseRecord, ReleaseRequest, ReportRecord, ReportRequest, noop
 
 
 def report(req: ReportRequest) -> ReportRecord:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.api.records import (
+from edgekit.errors import BadInput
+from edgekit.records import (
     BenchRequest,
     PipelineBenchRecord,
     PipelineExportRecord,
@@ -15,7 +16,6 @@ from edgekit.api.records import (
     SplitRequest,
     noop,
 )
-from edgekit.errors import BadInput
 
 
 def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
@@ -61,7 +61,7 @@ def bench_pipeline(req: BenchRequest, progress: Progress = noop) -> PipelineBenc
     """Run each exported pipeline of `req.artifacts` on its devices (the planned ones, or
     `req.devices`, one per shard, in order): `req.iterations` samples one at a time for latency, then
     all stages busy for throughput; stage records and the pipeline record go to `req.results`."""
-    from edgekit.api.fleet import load_inventory
+    from edgekit.inventory import load_inventory
     from edgekit.split.bench import PipelineBenchSettings
     from edgekit.split.bench import bench_pipeline as run
 

@@ -31,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -42,9 +42,37 @@ if TYPE_CHECKING:
     from edgekit.calib import CalibrationSet
     from edgekit.fidelity.tasks import TaskSpec
     from edgekit.ingest import PreparedModel
-    from edgekit.runner import BenchSettings, Job
     from edgekit.targets import Gates, TargetProfile
     from edgekit.transport import Transport
+
+
+class OnDeviceArtifact(Protocol):
+    """The artifact an on-device hook finishes: its local directory, name and manifest (a hook that
+    adds to the manifest writes it and sets `manifest`)."""
+
+    dir: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str: ...
+
+
+class OnDeviceDevice(Protocol):
+    name: str
+
+
+class OnDeviceJob(Protocol):
+    """What `Backend.on_device_entry` reads of the run that calls it: the artifact and the device's name
+    (edgekit.runner's Job is one; the backends do not import the runner)."""
+
+    artifact: OnDeviceArtifact
+    device: OnDeviceDevice
+
+
+class OnDeviceSettings(Protocol):
+    """How long a command on the device may take (edgekit.runner's BenchSettings is one)."""
+
+    timeout_s: float
 
 
 @dataclass
@@ -346,9 +374,9 @@ class Backend(ABC):
     async def on_device_entry(
         self,
         transport: Transport,
-        job: Job,
+        job: OnDeviceJob,
         remote_dir: str,
-        settings: BenchSettings,
+        settings: OnDeviceSettings,
         emit: Callable[[str], None],
     ) -> str:
         """The remote path of the file the agent loads, once the artifact's files are in `remote_dir`.

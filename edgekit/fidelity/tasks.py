@@ -271,28 +271,39 @@ class _Graph:
         return None, None
 
 
+def _through_size1(before: Shape, after: Shape, axis: int) -> int | None:
+    """`axis` of `before` in `after` when the reshape only adds or drops size-1 axes (the k-th axis that
+    is not 1 stays the k-th), None when the axis itself is 1 or cannot be followed."""
+    if axis >= len(before) or before[axis] == 1:
+        return None
+    rank_among = sum(1 for d in before[:axis] if d != 1)
+    positions = [k for k, d in enumerate(after) if d != 1]
+    return positions[rank_among] if rank_among < len(positions) else None
+
+
 def _trace_concat(graph: _Graph, name: str) -> tuple[onnx.NodeProto, int] | None:
     """The Concat that produced `name` through axis-keeping ops, and the axis in `name`'s numbering."""
     rank = len(graph.shape(name) or ()) or None
-    perm_chain: list[list[int]] = []  # Transposes met, outermost first
+    # how an axis of the inner tensor maps to the outer one, for each layout op met (outermost first)
+    maps: list[Any] = []
     current = name
     for _ in range(32):
         node = graph.producer.get(current)
         if node is None:
             return None
         if node.op_type == "Concat":
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            axis: int | None = next((a.i for a in node.attribute if a.name == "axis"), 0)
             in_rank = len(graph.shape(node.output[0]) or ()) or rank
-            if axis < 0 and in_rank:
+            if axis is not None and axis < 0 and in_rank:
                 axis += in_rank
-            for perm in perm_chain:  # innermost first: the output's axis that holds the concat axis
-                axis = perm.index(axis)
-            return node, axis
+            for step in reversed(maps):  # innermost first: the output's axis that holds the concat axis
+                axis = None if axis is None else step(axis)
+            return (node, axis) if axis is not None else None
         if node.op_type == "Transpose":
             perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
             if perm is None:
                 return None
-            perm_chain.insert(0, perm)  # applied after the earlier (inner) ones
+            maps.append(lambda a, perm=perm: perm.index(a) if a in perm else None)
             current = node.input[0]
         elif node.op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
             before, after = graph.shape(node.input[0]), graph.shape(node.output[0])
@@ -300,9 +311,7 @@ def _trace_concat(graph: _Graph, name: str) -> tuple[onnx.NodeProto, int] | None
                 return None
             if [d for d in before if d != 1] != [d for d in after if d != 1]:
                 return None  # only reshapes that add or drop size-1 axes keep the feature axis
-            # map through size-1 axes: remember as a pseudo-permutation when ranks match
-            if len(before) != len(after):
-                return None
+            maps.append(lambda a, before=before, after=after: _through_size1(before, after, a))
             current = node.input[0]
         elif node.op_type in _KEEP_AXES:
             data = graph.data_input(node)

@@ -1,7 +1,7 @@
 """INT8 that meets its gate: recipe search, sensitive-node fallback and `--precision auto`, for every
-backend (issue 10). `engine` is backend-agnostic (its seam to backends: `seam`); `ort_qdq` / `qdq_export`
+backend (issue 10). `engine` is backend-agnostic (what a backend implements for it: `adapter`); `ort_qdq` / `qdq_export`
 drive onnxruntime's quantizer (ONNX Runtime and TensorRT Q/DQ; graph surgery on the Q/DQ model:
-`qdq_graph`), `nncf_search` drives NNCF (OpenVINO). Nothing heavy is imported here."""
+`qdq_surgery`), `nncf_search` drives NNCF (OpenVINO). Nothing heavy is imported here."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@
    allows, what it would take (how many nodes in float, or that INT8 cannot reach it at all).
 
 The seam to backends (Adapter, Candidate) and the search's settings and results live in
-edgekit.int8.seam; this module re-exports them.
+edgekit.int8.adapter; this module re-exports them.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.int8.adapter import Adapter, Candidate, Outcome, Settings, Trial
 from edgekit.int8.recipes import Recipe
 from edgekit.int8.scoring import Outputs, Score, ScoringSet, sample_errors, score
-from edgekit.int8.seam import Adapter, Candidate, Outcome, Settings, Trial
 from edgekit.targets import Gates
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ def per_layer(
     """Rows {node, source_node, op_type, quantized, error, added_error, snr_db}, most added error first."""
     from edgekit.int8.names import NodeOrigins
     from edgekit.int8.ort_qdq import HOST, REFERENCE, session
-    from edgekit.int8.qdq_graph import serialize, with_outputs
+    from edgekit.int8.qdq_surgery import serialize, with_outputs
 
     model = onnx.load(str(artifact))
     reference = onnx.load(str(source))
@@ -108,7 +108,7 @@ def per_layer(
 
 def _seen_as_readers(model: onnx.ModelProto) -> dict[str, str]:
     """Every float tensor -> the tensor its readers get (DQ(Q(t)) when quantized, else itself)."""
-    from edgekit.int8.qdq_graph import seen_as
+    from edgekit.int8.qdq_surgery import seen_as
 
     return seen_as(model)
 

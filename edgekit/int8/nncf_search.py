@@ -255,7 +255,7 @@ def search_openvino(
     """For the OpenVINO backend's INT8 export (job: ExportJob): the quantized ov.Model and the manifest's
     `int8_search` section. Calibrates on the job's calibration set (less its held-out part when there
     is no --val), scores on --val or the held-out part, aims at the job's gates."""
-    from edgekit.int8.jobdata import job_data, settings_for
+    from edgekit.int8.search_inputs import job_data, settings_for
 
     inputs = job_data(job, job.options.threads)
     settings = settings_for(job)

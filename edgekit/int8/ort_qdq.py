@@ -11,7 +11,7 @@ and 7-bit weights together, and candidates are scored with the same kernels `ver
 
 Fallback previews revert nodes by graph surgery on the built Q/DQ model (a node reads the float
 tensors and weights it read before quantization) instead of re-running the quantizer per node:
-edgekit.int8.qdq_graph.
+edgekit.int8.qdq_surgery.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import onnx
 
 from edgekit import quant
 from edgekit.errors import BadInput
-from edgekit.int8 import stats as stats_mod
+from edgekit.int8 import activation_stats
+from edgekit.int8.adapter import Adapter, Candidate
 from edgekit.int8.head import find_heads, head_dimension, head_nodes
 from edgekit.int8.names import NodeOrigins, name_unnamed_nodes
-from edgekit.int8.qdq_graph import (
+from edgekit.int8.qdq_surgery import (
     DATA_MOVEMENT,
     QDQ_OPS,
     float_outputs,
@@ -41,7 +42,7 @@ from edgekit.int8.qdq_graph import (
 )
 from edgekit.int8.recipes import Dimension, Recipe, Space, ordered
 from edgekit.int8.scoring import Feed, Outputs, ScoringSet, stack
-from edgekit.int8.seam import Adapter, Candidate
+from edgekit.onnx_run import cpu_session, run_chunks
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ NUMERICS = {
     HOST: "this host's int8 kernels (Q/DQ fused)",
     REFERENCE: "reference Q/DQ numerics (Q/DQ fusion off: session.disable_quant_qdq=1)",
 }
-DISABLE_QDQ_FUSION = "session.disable_quant_qdq"  # onnxruntime's session config key (value "1")
 
 
 def numerics_for(target: Any) -> str:
@@ -84,25 +84,11 @@ def _method(value: str) -> tuple[str, float]:
 
 def session(model: str | Path | bytes, semantics: str = HOST, threads: int | None = None) -> Any:
     """An onnxruntime CPU session as the host runner opens one (REFERENCE: no Q/DQ fusion)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    if semantics == REFERENCE:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.add_session_config_entry(DISABLE_QDQ_FUSION, "1")
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return cpu_session(model, "basic" if semantics == REFERENCE else "all", threads)
 
 
 def run_session(sess: Any, data: ScoringSet, names: Sequence[str] | None = None) -> Outputs:
-    names = list(names) if names else [o.name for o in sess.get_outputs()]
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feed in data.feeds:
-        for name, value in zip(names, sess.run(names, feed), strict=True):
-            chunks[name].append(np.asarray(value))
+    chunks = run_chunks(sess, data.feeds, names)
     return {n: stack(c, data.batched) for n, c in chunks.items()}
 
 
@@ -144,7 +130,7 @@ class OrtQdqAdapter(Adapter):
         self.pre_model = model
         self.origins = NodeOrigins(model, source_path, name_map or {})
         self.always_exclude = [n for n in always_exclude if n in self.origins.nodes]
-        self.stats = stats_mod.collect(self.pre, calib_feeds, threads)
+        self.stats = activation_stats.collect(self.pre, calib_feeds, threads)
         self._ranges: dict[tuple[str, bool], dict[str, tuple[float, float]]] = {}
         # mixed-scale heads (boxes + scores on one Concat): the `head` dimension's nodes
         self.heads = find_heads(model, self.ranges("minmax", False))

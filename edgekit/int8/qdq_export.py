@@ -14,9 +14,9 @@ import onnx
 
 from edgekit.fsio import write_json_atomic
 from edgekit.int8.engine import Outcome, Search
-from edgekit.int8.jobdata import job_data, settings_for
 from edgekit.int8.ort_qdq import HOST, OrtQdqAdapter, QdqBuilder, session
 from edgekit.int8.scoring import ScoringSet, score
+from edgekit.int8.search_inputs import job_data, settings_for
 
 if TYPE_CHECKING:
     from edgekit.backends.base import ExportJob

@@ -35,7 +35,7 @@ def tflite_scoring_set(job: ExportJob) -> ScoringSet:
     """--val, or else the calibration samples themselves: onnx2tf calibrates on the whole set so that one
     conversion (cached) serves every precision and target of a calibration set, and holding samples out
     would cost a conversion of its own; the record says so."""
-    from edgekit.int8.jobdata import scoring_set
+    from edgekit.int8.search_inputs import scoring_set
 
     assert job.calib is not None
     data = scoring_set(job, list(range(len(job.calib))), job.options.threads)
@@ -68,7 +68,7 @@ def search_tflite(
     progress: Callable[[str], None] = lambda _: None,
 ) -> tuple[Path, str, dict[str, Any]]:
     """(the chosen .tflite, its onnx2tf variant, the manifest's `int8_search` section)."""
-    from edgekit.int8.jobdata import settings_for
+    from edgekit.int8.search_inputs import settings_for
     from edgekit.targets import Gates
 
     started = time.perf_counter()

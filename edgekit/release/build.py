@@ -82,8 +82,9 @@ def captured_output(log_path: Path) -> Iterator[None]:
 def run_task(task: Task, work: Path) -> dict[str, Any]:
     """Export (unless cached) and verify. Never raises for a failed build: the result says what failed
     (stage, error); only an interrupt propagates."""
-    from edgekit import api
     from edgekit.errors import EdgekitError
+    from edgekit.records import ExportRequest, VerifyRequest
+    from edgekit.services import exporting, verification
 
     result: dict[str, Any] = {
         "status": "ok",
@@ -99,8 +100,8 @@ def run_task(task: Task, work: Path) -> dict[str, Any]:
     try:
         if task.export:
             started = time.perf_counter()
-            outcome = api.export(
-                api.ExportRequest(
+            outcome = exporting.export(
+                ExportRequest(
                     model=task.model,
                     target=task.target,
                     precision=task.precision,
@@ -124,8 +125,8 @@ def run_task(task: Task, work: Path) -> dict[str, Any]:
         if task.val is not None:
             stage = "verify"
             started = time.perf_counter()
-            report = api.verify(
-                api.VerifyRequest(
+            report = verification.verify(
+                VerifyRequest(
                     artifact,
                     task.val,
                     reference=task.model,

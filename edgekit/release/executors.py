@@ -26,7 +26,7 @@ from edgekit.release.build import ARTIFACT, Task, run_task_logged
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
-Outcome = tuple[Task, Path, dict[str, Any]]  # task, its work folder (holds artifact/), result
+TaskResult = tuple[Task, Path, dict[str, Any]]  # task, its work folder (holds artifact/), result
 
 
 def _local_task(task: Task, work: str, conn: Any, parent: int) -> None:
@@ -57,7 +57,7 @@ class LocalExecutor:
     def describe(self) -> str:
         return f"local processes ({self.jobs} at once)"
 
-    def run(self, chains: Sequence[Sequence[tuple[Task, Path]]]) -> Iterator[Outcome]:
+    def run(self, chains: Sequence[Sequence[tuple[Task, Path]]]) -> Iterator[TaskResult]:
         """Run chains in parallel, the tasks of one chain one after the other (each in a fresh
         process): a chain's later exports find what its first one left in the converters' caches."""
         from multiprocessing.connection import wait as wait_any
@@ -198,7 +198,7 @@ class RayExecutor:
             raise Unreachable(f"cannot reach the Ray cluster at {self.address}: {exc}") from exc
         self.ray = ray
 
-    def run(self, chains: Sequence[Sequence[tuple[Task, Path]]]) -> Iterator[Outcome]:
+    def run(self, chains: Sequence[Sequence[tuple[Task, Path]]]) -> Iterator[TaskResult]:
         """Chains in parallel on the cluster, each chain's tasks in order (see LocalExecutor.run)."""
         queues = [list(chain) for chain in chains if chain]
         if not queues:

@@ -23,7 +23,7 @@ from edgekit.release.build import ARTIFACT, Task
 from edgekit.release.cache import Store
 from edgekit.release.config import ReleaseConfig, load_config
 from edgekit.release.executors import make_executor
-from edgekit.release.plan import Item, ModelInfo, model_info, plan, profile_dir
+from edgekit.release.matrix import Item, ModelInfo, model_info, plan, profile_dir
 from edgekit.report.load import excluded_note
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from edgekit.digest import file_sha256
 from edgekit.release import dist
 from edgekit.release.cache import toolchain
 from edgekit.release.config import ReleaseConfig
-from edgekit.release.plan import Item, ModelInfo
+from edgekit.release.matrix import Item, ModelInfo
 
 SCHEMA = 1
 # what edgekit's own tests found about backends' determinism (release --check-reproducible measures it)

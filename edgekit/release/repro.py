@@ -13,7 +13,7 @@ from typing import Any
 from edgekit.release.build import ARTIFACT
 from edgekit.release.cache import Store
 from edgekit.release.dist import compare_builds
-from edgekit.release.plan import Item
+from edgekit.release.matrix import Item
 
 
 def check(

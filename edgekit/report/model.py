@@ -359,7 +359,6 @@ def tables(rows: list[Row]) -> list[ModelTable]:
         rows_sorted = sorted(
             by_model[model],
             key=lambda r: (
-                r.backend != "onnxruntime",
                 r.backend,
                 r.target,
                 _precision_rank(r.precision),

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from edgekit.runner.fleet import ProgressHook, bench_local, run_bench
 from edgekit.runner.job import FATAL_KINDS, SCHEMA, DeviceSession, base_record, job_spec, run_job
-from edgekit.runner.plan import Artifact, BenchSettings, Job, load_artifacts, plan, target_profiles
 from edgekit.runner.results import ResultWriter, any_failed, done_pairs, read_results, table_rows
+from edgekit.runner.workload import Artifact, BenchSettings, Job, load_artifacts, plan, target_profiles
 
 __all__ = [
     "FATAL_KINDS",

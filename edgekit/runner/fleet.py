@@ -13,8 +13,8 @@ from typing import Any
 
 from edgekit.errors import EdgekitError, InternalError, MissingDependency
 from edgekit.runner.job import DeviceSession, run_job
-from edgekit.runner.plan import BenchSettings, Job, load_artifacts
 from edgekit.runner.results import ResultWriter, done_pairs
+from edgekit.runner.workload import BenchSettings, Job, load_artifacts
 from edgekit.transport import TransportError
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
-import re
 import tempfile
 import time
 import uuid
@@ -20,8 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgekit.fsio import safe_name
 from edgekit.inventory import Device
-from edgekit.runner.plan import BenchSettings, Job
+from edgekit.manifest import now
+from edgekit.runner.workload import BenchSettings, Job
 from edgekit.transport import Transport, TransportError, sha256_file
 
 SCHEMA = 1
@@ -38,15 +38,6 @@ STATISTICS_KEYS = (
     "run_spread_pct",
     "conditions",
 )
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def safe_name(name: str) -> str:
-    """A device or artifact name as one safe path component."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "device"
 
 
 def base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:

@@ -5,9 +5,9 @@
 
 (the CLI and the public API call it through edgekit.api.split, which also exports the shards when
 the request names targets)
-The plan (planner.py) works on a PartitionGraph (graph.py) and, for --devices, on device models
-(devices.py) built from measured records; the shards are written by extract.py and run in sequence by
-chain.py for the check (chain.verify); pipeline.json (pipeline.py, its content from describe.py)
+The plan (planner.py) works on a PartitionGraph (partition_graph.py) and, for --devices, on device models
+(device_models.py) built from measured records; the shards are written by extract.py and run in sequence by
+run_shards.py for the check (run_shards.verify); pipeline.json (pipeline.py, its content from plan_record.py)
 describes the result for export per shard and for `edgekit bench PIPELINE_DIR`.
 """
 
@@ -20,16 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.api.records import Progress, SplitRecord, SplitRequest, noop
 from edgekit.errors import GateFailed
 from edgekit.fsio import staged_dir, write_json_atomic
-from edgekit.split import chain, extract, measure, planner
+from edgekit.records import Progress, SplitRecord, SplitRequest, noop
+from edgekit.split import extract, measure, planner, run_shards
 from edgekit.split import pipeline as pipeline_file
-from edgekit.split.chain import verify
-from edgekit.split.describe import describe
-from edgekit.split.devices import _device_models, _host_model, _measured_memory, _read_results
-from edgekit.split.graph import MB, PartitionGraph
-from edgekit.split.graph import load as load_graph
+from edgekit.split.device_models import build_device_models, host_model, measured_memory, read_ok_results
+from edgekit.split.partition_graph import MB, PartitionGraph
+from edgekit.split.partition_graph import load as load_graph
+from edgekit.split.plan_record import describe
+from edgekit.split.run_shards import verify
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
     progress("reading the model")
     graph = load_graph(model_path, req.input_shapes)
     feeds = _feeds(graph, val, req.verify_samples)
-    records = _read_results(req.results)
+    records = read_ok_results(req.results)
 
     progress("planning")
     notes = list(graph.notes)
@@ -65,11 +65,11 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
         local_ms = profile.time_model(model_path, feeds[0])
     if shares is None:
         shares = (graph.macs.astype(np.float64) + 1.0) / (graph.macs.sum() + len(graph))
-    overrides = _measured_memory(graph, records)
+    overrides = measured_memory(graph, records)
     memory_fn = _memory_fn(graph, req.precision, overrides, req.memory_margin)
     device_models: list[planner.DeviceModel] = []
     if req.devices:
-        device_models = _device_models(graph, req, inventory, shares, local_ms, records, notes)
+        device_models = build_device_models(graph, req, inventory, shares, local_ms, records, notes)
         plan = planner.plan_devices(graph, device_models, req.objective, req.precision, memory_fn)
     elif req.max_shard_mb is not None:
         plan = planner.plan_max_memory(graph, req.max_shard_mb, req.precision, memory_fn)
@@ -80,7 +80,7 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
         plan = planner.plan_parts(graph, req.parts, req.balance, req.precision, req.tolerance)
     if not device_models:
         total = local_ms if local_ms is not None else None
-        device_models = [_host_model(graph, shares, total)] * len(plan.bounds)
+        device_models = [host_model(graph, shares, total)] * len(plan.bounds)
         plan.devices = [None] * len(plan.bounds)
     description = describe(graph, plan, req, device_models, shares_source, overrides, memory_fn)
     description["notes"] = notes + description.get("notes", [])
@@ -101,7 +101,7 @@ def split(req: SplitRequest, progress: Progress = noop) -> SplitRecord:
         if not description["verification"]["passed"]:
             raise GateFailed(
                 f"the shards do not reproduce the model: max abs difference "
-                f"{description['verification']['max_abs_diff']:.3g} > {chain.TOLERANCE:g}; nothing written "
+                f"{description['verification']['max_abs_diff']:.3g} > {run_shards.TOLERANCE:g}; nothing written "
                 "(please report this model)"
             )
         write_json_atomic(tmp / pipeline_file.PIPELINE, description)
@@ -125,12 +125,11 @@ def _feeds(graph: PartitionGraph, val: Any, samples: int) -> list[dict[str, np.n
     for name in graph.model_inputs:
         tensor = graph.tensors[name]
         specs.append((name, tensor.shape or [], tensor.dtype))
-    return chain.random_feeds(specs, samples)
+    return run_shards.random_feeds(specs, samples)
 
 
 def _inventory(req: SplitRequest) -> dict[str, Any]:
-    from edgekit.api.fleet import load_inventory
-    from edgekit.inventory import select_devices
+    from edgekit.inventory import load_inventory, select_devices
 
     devices = load_inventory(req.devices_file)
     select_devices(devices, list(req.devices))  # unknown names: one line with a suggestion

@@ -1,7 +1,7 @@
 """`edgekit bench PIPELINE_DIR`: run an exported split on its devices, as a pipeline.
 
-Each shard runs on its device in a stage server (stage.py, which loads the artifact with the agent's own
-runners) reached through the device's transport (local, SSH; relay.py is the host side). Intermediate
+Each shard runs on its device in a stage server (stage_server.py, which loads the artifact with the agent's own
+runners) reached through the device's transport (local, SSH; stage_client.py is the host side). Intermediate
 tensors are relayed through this host: a stage's outputs come back here and go to the stages that read
 them. Two passes over the same samples (the validation set, or seeded random inputs):
 
@@ -21,36 +21,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit.errors import BadInput
-from edgekit.split import chain
 from edgekit.split import pipeline as pipeline_file
-from edgekit.split.bench_records import _records
-from edgekit.split.relay import Stage, _call, _latency_pass, _start, _stop, _throughput_pass
+from edgekit.split import run_shards
+from edgekit.split.bench_records import pipeline_records
+from edgekit.split.stage_client import (
+    PipelineBenchSettings,
+    Stage,
+    call_stage,
+    latency_pass,
+    start_stage,
+    stop_stage,
+    throughput_pass,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PipelineBenchSettings:
-    samples: int = 50
-    warmup: int = 5
-    val: Path | None = None
-    val_samples: int | None = None
-    threads: int | None = None
-    timeout_s: float = 600.0
-    seed: int = 0
-    #: end-to-end fidelity gates: the last shard's target profile, with these overrides
-    gate_overrides: Mapping[str, float | None] = field(default_factory=dict)
-    targets_dirs: Sequence[str] = ()
-    #: what the unsplit model is for (None: infer_task on it) and a user metric (callable or module:function)
-    task: str | None = None
-    metric: Any = None
 
 
 def load_stages(
@@ -100,23 +90,23 @@ def bench_pipeline(
         try:
             for stage in stages:
                 say(f"starting shard {stage.index} on {stage.device.name}")
-                await _start(stage, settings)
+                await start_stage(stage, settings)
             say("warm-up")
             for feed in feeds[: settings.warmup]:
                 values = dict(feed)
                 for stage in stages:
-                    await _call(stage, values, settings.timeout_s)
+                    await call_stage(stage, values, settings.timeout_s)
             say(f"latency: {len(feeds)} samples, one in flight")
             outputs = [o["name"] for o in data["source"]["outputs"]]
-            e2e, per_stage, results_out = await _latency_pass(stages, feeds, settings.timeout_s, outputs)
+            e2e, per_stage, results_out = await latency_pass(stages, feeds, settings.timeout_s, outputs)
             say(f"throughput: {len(feeds)} samples, every stage busy")
-            fps = await _throughput_pass(stages, feeds, settings.timeout_s)
+            fps = await throughput_pass(stages, feeds, settings.timeout_s)
         finally:
-            await asyncio.gather(*(_stop(stage) for stage in stages), return_exceptions=True)
+            await asyncio.gather(*(stop_stage(stage) for stage in stages), return_exceptions=True)
         return {"e2e": e2e, "per_stage": per_stage, "outputs": results_out, "fps": fps}
 
     measured = asyncio.run(run())
-    record = _records(directory, data, stages, measured, settings, results)
+    record = pipeline_records(directory, data, stages, measured, settings, results)
     record["fidelity"] = _fidelity(data, feeds, labels, measured["outputs"], gates, settings)
     from edgekit.runner import ResultWriter
 
@@ -129,7 +119,7 @@ def _inputs(
 ) -> tuple[list[dict[str, np.ndarray]], Any]:
     specs = [(i["name"], i["shape"] or [], i["dtype"] or "float32") for i in data["source"]["inputs"]]
     if settings.val is None:
-        return chain.random_feeds(specs, settings.samples, settings.seed), None
+        return run_shards.random_feeds(specs, settings.samples, settings.seed), None
     from edgekit.calib import CalibrationSet, InputInfo
 
     val = CalibrationSet.load(settings.val, settings.val_samples)
@@ -140,7 +130,7 @@ def _inputs(
 
 def _gates(last: Stage, settings: PipelineBenchSettings) -> Any:
     """The gates of the last shard's target profile (what its outputs are held to), with overrides."""
-    from edgekit.api.exporting import gates_for_artifact
+    from edgekit.targets import gates_for_artifact
 
     return gates_for_artifact(last.artifact.manifest, settings.gate_overrides, settings.targets_dirs)
 
@@ -162,7 +152,7 @@ def _fidelity(
     if not source.is_file() or ingest.model_sha256(source) != data["source"]["sha256"]:
         log.warning("the unsplit model is not at %s (or changed): no end-to-end fidelity", source)
         return None
-    reference = chain.full_outputs(source, feeds, optimize=True)
+    reference = run_shards.full_outputs(source, feeds, optimize=True)
     names = list(reference[0])
     ref = {n: np.stack([np.asarray(r[n]) for r in reference]) for n in names}
     act = {

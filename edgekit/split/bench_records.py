@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.split.relay import Stage
+from edgekit.split.stage_client import Stage
 
 if TYPE_CHECKING:
-    from edgekit.split.bench import PipelineBenchSettings
+    from edgekit.split.stage_client import PipelineBenchSettings
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -22,7 +22,7 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     return latency_stats(list(values))
 
 
-def _records(
+def pipeline_records(
     directory: Path,
     data: Mapping[str, Any],
     stages: list[Stage],

@@ -2,7 +2,7 @@
 
     api.export_pipeline(api.PipelineExportRequest("model.split", targets=["jetson-nano", "x86-cpu"]))
 
-Each shard is exported by `edgekit.api.export` (the one export path) into
+Each shard is exported by `edgekit.services.exporting.export` (the one export path) into
 OUT/<model>.pipeline/shard_<i>.<target>.<precision>/; heterogeneous pipelines are fine (shard 0 to
 TensorRT, shard 1 to OpenVINO). A later shard's calibration and validation data are the earlier
 shards' FP32 outputs on the user's sets, made here by running the shards in sequence. The exported
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.api.records import PipelineExportRecord, PipelineExportRequest, Progress, noop
 from edgekit.errors import BadInput
 from edgekit.fsio import staged_dir, write_json_atomic
-from edgekit.split import chain
+from edgekit.records import PipelineExportRecord, PipelineExportRequest, Progress, noop
 from edgekit.split import pipeline as pipeline_file
+from edgekit.split import run_shards
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ def shard_sets(
     ]
     reader = data_set.validate(infos, what)
     stages = [
-        chain.StageSpec(
+        run_shards.StageSpec(
             split_dir / s["file"], [i["name"] for i in s["inputs"]], [o["name"] for o in s["outputs"]]
         )
         for s in data["shards"]
     ]
-    runner = chain.Chain(stages, [o["name"] for o in data["source"]["outputs"]])
+    runner = run_shards.Chain(stages, [o["name"] for o in data["source"]["outputs"]])
     collected: list[dict[str, list[np.ndarray]]] = [{} for _ in stages]
     for feed in reader.feeds(1):
         values = runner.run(feed)
@@ -84,9 +84,26 @@ def shard_sets(
     return paths
 
 
+def _unsplit_task(data: Mapping[str, Any]) -> str | None:
+    """The unsplit model's task kind (its metadata is not in the shards), or None (the last shard's own
+    outputs decide) when the unsplit model is not where the split recorded it."""
+    from edgekit import task_options
+
+    source = Path(data["source"].get("path", ""))
+    if not source.is_file():
+        return None
+    try:
+        task = task_options.infer(source)
+    except BadInput:
+        return None
+    last = {o["name"] for o in data["shards"][-1].get("outputs", [])}
+    return task.kind if set(task.outputs) <= last else None
+
+
 def export_pipeline(req: PipelineExportRequest, progress: Progress = noop) -> PipelineExportRecord:
     """Export every shard; all or nothing (a failed shard leaves no pipeline directory)."""
-    from edgekit import api
+    from edgekit.records import ExportRequest
+    from edgekit.services import exporting
 
     split_dir = Path(req.split_dir).expanduser()
     data = pipeline_file.read(split_dir)
@@ -112,9 +129,10 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = noop) -> Pi
             )
         described = dict(data)
         described["shards"] = [dict(s) for s in data["shards"]]
+        last_task = _unsplit_task(data)
         for index, (shard, target) in enumerate(zip(described["shards"], targets, strict=True)):
             progress(f"shard {index} -> {target}")
-            request = api.ExportRequest(
+            request = ExportRequest(
                 model=split_dir / shard["file"],
                 target=target,
                 precision=req.precision,
@@ -125,12 +143,14 @@ def export_pipeline(req: PipelineExportRequest, progress: Progress = noop) -> Pi
                 options=req.options,
                 gate_overrides=dict(req.gate_overrides),
                 targets_dirs=req.targets_dirs,
+                # intermediate tensors are judged as raw outputs; the last shard's are the model's own
+                task=last_task if index == len(targets) - 1 else "raw",
             )
 
             def shard_progress(message: str, i: int = index) -> None:
                 progress(f"shard {i}: {message}")
 
-            outcome = api.export(request, shard_progress)
+            outcome = exporting.export(request, shard_progress)
             shard["artifact"] = outcome.path.name
             shard["target"] = target
             shard["precision"] = outcome.manifest["precision"]

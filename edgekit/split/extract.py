@@ -20,7 +20,7 @@ from onnx import helper
 from edgekit import ingest
 from edgekit.digest import file_sha256
 from edgekit.errors import InternalError
-from edgekit.split.graph import PartitionGraph
+from edgekit.split.partition_graph import PartitionGraph
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgekit.split import extract
-from edgekit.split.graph import MB, PartitionGraph
+from edgekit.split.partition_graph import MB, PartitionGraph
 
 #: a child process's own /proc/self/status value (VmRSS, VmHWM) in bytes; benchmarks/bench_memory.py
 #: measures with the same helper

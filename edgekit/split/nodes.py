@@ -1,4 +1,4 @@
-"""The pieces a PartitionGraph (graph.py) is built from: the tensors a node reads (its subgraphs'
+"""The pieces a PartitionGraph (partition_graph.py) is built from: the tensors a node reads (its subgraphs'
 outer-scope reads included), which nodes fold into constants, whether the node list is already in
 topological order, the value infos of shard boundary tensors, and the records the graph holds
 (Tensor) and answers with (SegmentStats)."""
@@ -13,7 +13,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from edgekit import analysis, ingest
-from edgekit.analysis.shapes import _without_weights
+from edgekit.analysis.shapes import without_weights
 
 MB = 1024 * 1024
 #: ops whose output is not a function of their inputs: never folded into a constant
@@ -63,11 +63,11 @@ class SegmentStats:
         return self.memory_bytes / MB
 
 
-def _reads(node: onnx.NodeProto) -> list[str]:
+def node_reads(node: onnx.NodeProto) -> list[str]:
     return [n for n in node.input if n] + sorted(ingest.subgraph_inputs(node))
 
 
-def _foldable(
+def is_foldable(
     node: onnx.NodeProto,
     reads: list[str],
     const_producer: Mapping[str, onnx.NodeProto],
@@ -80,21 +80,21 @@ def _foldable(
     return all(name in values or name in const_producer for name in reads)
 
 
-def _is_sorted(graph: onnx.GraphProto) -> bool:
+def is_sorted(graph: onnx.GraphProto) -> bool:
     known = {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
     for node in graph.node:
-        if any(name not in known for name in _reads(node)):
+        if any(name not in known for name in node_reads(node)):
             return False
         known.update(node.output)
     return True
 
 
-def _weightless(model: onnx.ModelProto) -> onnx.ModelProto:
-    return _without_weights(model)
+def weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    return without_weights(model)
 
 
-def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    light = _weightless(model)
+def value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    light = weightless(model)
     inferred = ingest.infer_shapes(light)
     table = {vi.name: vi for vi in inferred.graph.value_info}
     for vi in model.graph.value_info:  # the exporter's own declarations, where inference found none

@@ -1,5 +1,5 @@
 """pipeline.json: the description of a split directory, read by export per shard and by the pipeline
-bench. Written by edgekit.split.split (every key: `describe` in describe.py)."""
+bench. Written by edgekit.split.split (every key: `describe` in plan_record.py)."""
 
 from __future__ import annotations
 

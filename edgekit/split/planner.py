@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import BadInput
-from edgekit.split.graph import MB, PartitionGraph
+from edgekit.split.partition_graph import MB, PartitionGraph
 
 BALANCE = ("weights", "macs")
 OBJECTIVES = ("latency", "throughput")

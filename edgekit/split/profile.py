@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgekit.split.graph import PartitionGraph
+from edgekit.split.partition_graph import PartitionGraph
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def time_model(
     model_path: Path, feed: Mapping[str, np.ndarray], seconds: float = 1.0, min_runs: int = 5
 ) -> float:
     """Mean latency (ms) of the whole model here with default session options."""
-    from edgekit.split.chain import session
+    from edgekit.split.run_shards import session
 
     sess = session(model_path, optimize=True)
     names = [i.name for i in sess.get_inputs()]

@@ -29,7 +29,7 @@ from edgekit.errors import EdgekitError, MissingDependency
 from edgekit.transport.base import DeviceConfig, Transport, TransportError, quote_argv
 
 if TYPE_CHECKING:
-    from edgekit.inventory import Device
+    from edgekit.transport.base import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class AdbTransport(Transport):
         return f"adb {settings['serial']}"
 
     @classmethod
-    def for_device(cls, device: Device) -> AdbTransport:
+    def for_device(cls, device: Endpoint) -> AdbTransport:
         return cls(
             device.name,
             serial=device.settings["serial"],

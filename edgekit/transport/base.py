@@ -24,13 +24,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from edgekit.digest import file_sha256 as sha256_file
 from edgekit.errors import BadInput, Unreachable
-
-if TYPE_CHECKING:
-    from edgekit.inventory import Device
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +122,18 @@ class StreamProcess:
             pass
 
 
+class Endpoint(Protocol):
+    """A device as a transport takes it (edgekit.inventory's Device is one, built from devices.toml):
+    its name, transport kind, Python, work directory, connect timeout and the transport's own settings."""
+
+    name: str
+    transport: str
+    python: str
+    workdir: str
+    connect_timeout: float
+    settings: dict[str, Any]
+
+
 class Transport(ABC):
     """One device. Use as `async with transport:` or call connect()/close()."""
 
@@ -162,11 +171,11 @@ class Transport(ABC):
 
     @classmethod
     @abstractmethod
-    def for_device(cls, device: Device) -> Transport:
+    def for_device(cls, device: Endpoint) -> Transport:
         """A transport for an inventory device."""
 
     @classmethod
-    async def trust(cls, device: Device, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    async def trust(cls, device: Endpoint, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
         """Record the device's host key as trusted (`edgekit devices trust`); only SSH has host keys."""
         raise BadInput(
             f"device '{device.name}' uses transport '{device.transport}'; only SSH devices have host keys"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from edgekit.transport.base import StreamProcess, Transport, TransportError
 
 if TYPE_CHECKING:
-    from edgekit.inventory import Device
+    from edgekit.transport.base import Endpoint
 
 CACHE_ENV = "EDGEKIT_CACHE_DIR"
 
@@ -38,7 +38,7 @@ class LocalTransport(Transport):
         return "localhost"
 
     @classmethod
-    def for_device(cls, device: Device) -> LocalTransport:
+    def for_device(cls, device: Endpoint) -> LocalTransport:
         python = device.python if device.python != "python3" else None  # default: this interpreter
         return cls(device.name, python=python, workdir=device.workdir)
 

@@ -22,7 +22,7 @@ from edgekit.transport.base import DeviceConfig, StreamProcess, Transport, Trans
 from edgekit.transport.ssh_config import expand_identity, resolve_ssh_config
 
 if TYPE_CHECKING:
-    from edgekit.inventory import Device
+    from edgekit.transport.base import Endpoint
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -110,7 +110,7 @@ class SshTransport(Transport):
         return ", ".join(settings.get("identity_files") or []) or "agent"
 
     @classmethod
-    def for_device(cls, device: Device) -> SshTransport:
+    def for_device(cls, device: Endpoint) -> SshTransport:
         settings = device.settings
         return cls(
             device.name,
@@ -126,7 +126,7 @@ class SshTransport(Transport):
         )
 
     @classmethod
-    async def trust(cls, device: Device, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    async def trust(cls, device: Endpoint, confirm: Callable[[str], bool] | None = None) -> dict[str, Any]:
         """Fetch the device's host key, show its fingerprint, append it to known_hosts when confirmed.
 
         `confirm(message)` is asked with the fingerprint (the CLI prompts; None accepts). A different key

@@ -100,12 +100,12 @@ def head_scopes(
     import onnx
 
     from edgekit.int8 import head as head_mod
-    from edgekit.int8 import stats as stats_mod
+    from edgekit.int8 import activation_stats
 
     model = onnx.load(str(onnx_path))
     if not any(node.op_type == "Concat" for node in model.graph.node):
         return {}
-    ranges = stats_mod.collect(onnx_path, calib_items[:16], threads).ranges("minmax", False, 99.999)
+    ranges = activation_stats.collect(onnx_path, calib_items[:16], threads).ranges("minmax", False, 99.999)
     heads = head_mod.find_heads(model, ranges)
     if not heads:
         return {}

@@ -68,7 +68,7 @@ class TFLiteBackend(Backend):
         model_name = prepared.source_path.name
         searching = chosen.int8 == "static" and job.calib is not None
         if searching:
-            from edgekit.int8.jobdata import bound
+            from edgekit.int8.search_inputs import bound
 
             job = bound(job)
         conv_job = job

@@ -165,11 +165,9 @@ def io_entry(prepared_name: str, detail: Mapping[str, Any], perm: list[int]) -> 
 
 
 def _onnx_outputs(path: Path, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    from edgekit.onnx_run import cpu_session, run_each
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, dict(feed)), strict=True))
+    return next(run_each(cpu_session(path), [feed]))
 
 
 def quantize(x: np.ndarray, entry: Mapping[str, Any]) -> np.ndarray:

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit.backends.trt import formats
 from edgekit.digest import file_sha256
-from edgekit.fsio import write_text_atomic
-from edgekit.manifest import MANIFEST, write_json_atomic
-from edgekit.runner.job import now, safe_name
+from edgekit.fsio import safe_name, write_text_atomic
+from edgekit.manifest import MANIFEST, now, write_json_atomic
 from edgekit.transport import Transport, TransportError
 
 if TYPE_CHECKING:
-    from edgekit.runner import Artifact, Job
+    from edgekit.backends.base import OnDeviceArtifact, OnDeviceJob, OnDeviceSettings
 
 ENGINES_DIR = "engines"  # <artifact>/engines/<device>/: engines built on each device
 DEFAULT_ENGINE = "model.engine"
@@ -35,7 +34,11 @@ def engine_name(manifest: dict[str, Any]) -> str:
 
 
 async def device_engine(
-    transport: Transport, job: Job, art_dir: str, settings: Any, emit: Callable[[str], None]
+    transport: Transport,
+    job: OnDeviceJob,
+    art_dir: str,
+    settings: OnDeviceSettings,
+    emit: Callable[[str], None],
 ) -> str:
     """The remote path of this device's engine for a TensorRT bundle uploaded to `art_dir`."""
     art, device = job.artifact, job.device
@@ -65,7 +68,7 @@ async def device_engine(
     return remote
 
 
-def record_device_build(art: Artifact, device_name: str, log_text: str, engine: Path) -> None:
+def record_device_build(art: OnDeviceArtifact, device_name: str, log_text: str, engine: Path) -> None:
     """Add the engine and the device's TensorRT facts to the artifact's manifest (atomically)."""
     facts = formats.parse_trtexec_log(log_text)
     manifest = json.loads((art.dir / MANIFEST).read_text(encoding="utf-8"))

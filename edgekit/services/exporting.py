@@ -16,36 +16,15 @@ from typing import Any
 
 from edgekit import __version__, ingest, task_options
 from edgekit import targets as target_profiles
-from edgekit.api.records import ExportRecord, ExportRequest, Progress, noop
 from edgekit.backends import get_backend
 from edgekit.backends.base import ExportJob, ExportOptions
 from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
-from edgekit.int8 import holdout
 from edgekit.errors import BadInput
 from edgekit.fsio import staged_dir, write_json_atomic
+from edgekit.int8 import holdout
 from edgekit.manifest import MANIFEST, timestamp
-from edgekit.targets import Gates, TargetProfile
-
-
-def gates_for(target: TargetProfile, overrides: Mapping[str, float | None]) -> Gates:
-    """The target's gates with the command's overrides (None = keep the target's)."""
-    return dataclasses.replace(target.fidelity, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def gates_for_artifact(
-    manifest: Mapping[str, Any], overrides: Mapping[str, float | None], targets_dirs: Sequence[str | Path]
-) -> Gates:
-    """The gates of the profile an artifact was built for: looked up in `targets_dirs`, then
-    EDGEKIT_TARGETS_PATH, then the shipped profiles. A profile found nowhere is an error, not a quiet
-    fall back to default gates: a user's own gates must apply wherever the artifact is checked."""
-    try:
-        target = target_profiles.get(manifest["target"], targets_dirs)
-    except BadInput as exc:
-        raise BadInput(
-            f"{exc} (the artifact was built for target '{manifest['target']}': pass the directory of its "
-            f"profile with --targets-dir DIR or {target_profiles.ENV_VAR})"
-        ) from None
-    return gates_for(target, overrides)
+from edgekit.records import ExportRecord, ExportRequest, Progress, noop
+from edgekit.targets import TargetProfile, gates_for
 
 
 def artifact_name(model: Path, target: str, precision: str) -> str:
@@ -57,9 +36,9 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
     """Prepare, export, record and (with a validation set) verify one artifact, atomically.
     `precision="auto"`: every precision the target offers, the fastest here that passes the gate."""
     if req.precision == "auto":
-        from edgekit.int8.auto import export_auto
+        from edgekit.services.precision import export_auto
 
-        return export_auto(req, progress)
+        return export_auto(req, progress, export)
     target = target_profiles.get(req.target, req.targets_dirs)
     backend = get_backend(target.backend)
     precision = req.precision or target.default_precision
@@ -146,7 +125,7 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
         write_json_atomic(tmp / MANIFEST, manifest)
         report = None
         if verdict_reader is not None:
-            from edgekit.api.verification import verify_dir
+            from edgekit.services.verification import verify_dir
 
             progress(f"verifying on {len(verdict_reader)} samples")
             report = verify_dir(tmp, manifest, verdict_reader, model_path, gates, task=task, metric=metric)

@@ -6,16 +6,16 @@ warnings to stderr.
 
 One module per verb family (base: consoles, tables, progress; exporting: export and verify; fleet:
 targets, inspect, devices, bench, demo; releasing: report, release; splitting: split, pipelines); every
-function is importable from here as `edgekit.render.<name>`.
+function is importable from here as `edgekit.cli.render.<name>`.
 """
 
 from __future__ import annotations
 
-from edgekit.render.base import BenchView, Steps, mb, num, stderr, stdout, table, warnings
-from edgekit.render.exporting import export, fidelity, int8_search, per_layer, precision_choice
-from edgekit.render.fleet import bench, demo, devices_check, devices_list, inspect, targets, trust
-from edgekit.render.releasing import release, report
-from edgekit.render.splitting import MIB, pipeline_bench, pipeline_export, split_plan
+from edgekit.cli.render.base import BenchView, Steps, mb, num, stderr, stdout, table, warnings
+from edgekit.cli.render.exporting import export, fidelity, int8_search, per_layer, precision_choice
+from edgekit.cli.render.fleet import bench, demo, devices_check, devices_list, inspect, targets, trust
+from edgekit.cli.render.releasing import release, report
+from edgekit.cli.render.splitting import MIB, pipeline_bench, pipeline_export, split_plan
 
 __all__ = [
     "BenchView",

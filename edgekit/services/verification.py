@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit import ingest, task_options
-from edgekit.api.records import PerLayerRecord, Progress, VerifyRequest, noop
 from edgekit.backends import get_backend
 from edgekit.calib import CalibrationReader, CalibrationSet, InputInfo
 from edgekit.errors import BadInput
 from edgekit.fidelity import FidelityReport, compare
 from edgekit.manifest import MANIFEST, read_manifest, write_json_atomic
-from edgekit.targets import Gates
+from edgekit.onnx_run import cpu_session, run_chunks
+from edgekit.records import PerLayerRecord, Progress, VerifyRequest, noop
+from edgekit.targets import Gates, gates_for_artifact
 
 if TYPE_CHECKING:
     from edgekit.fidelity import TaskSpec
@@ -26,20 +27,12 @@ def reference_outputs(
     model_path: Path, data: CalibrationReader, progress: Progress = noop
 ) -> dict[str, np.ndarray]:
     """FP32 outputs of the source model through onnxruntime, stacked over samples."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        session = cpu_session(model_path)
     except Exception:  # noqa: BLE001 - models onnxruntime rejects as-is run after ingest's repairs
         prepared = ingest.prepare(model_path, ingest.PrepareOptions(simplify=False))
-        session = ort.InferenceSession(str(prepared.path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feed in data.feeds(1):
-        for name, value in zip(names, session.run(names, feed), strict=True):
-            chunks[name].append(np.asarray(value))
+        session = cpu_session(prepared.path)
+    chunks = run_chunks(session, data.feeds(1))
     return {n: data.stack(c) for n, c in chunks.items()}
 
 
@@ -97,14 +90,10 @@ def stamped(report: FidelityReport, manifest: Mapping[str, Any], runtime: str, d
 
 
 def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
-    """Verify an exported artifact against its FP32 source on a validation set: here, or on
-    `req.device` (the agent runs the set there; the outputs are compared here)."""
+    """Verify an exported artifact against its FP32 source on a validation set on this host
+    (`edgekit.api.verify` sends a request naming a `device` to the device instead)."""
     if req.device is not None:
-        from edgekit.api.fleet import verify_on_device
-
-        return verify_on_device(req, progress)
-    from edgekit.api.exporting import gates_for_artifact
-
+        raise BadInput(f"verifying on device {req.device} goes through edgekit.api.verify")
     artifact_dir = Path(req.artifact_dir).expanduser()
     manifest = read_manifest(artifact_dir)
     reference_model = reference_path(manifest, req.reference)

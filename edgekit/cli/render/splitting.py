@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgekit.render.base import num, stdout, table
+from edgekit.cli.render.base import num, stdout, table
 
 # ---- split: the plan, the shards' export, a pipeline bench ---------------------------------------
 MIB = 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from edgekit.render.base import mb, num, stdout, table
+from edgekit.cli.render.base import mb, num, stdout, table
 
 
 def _snr(value: float | None) -> str:

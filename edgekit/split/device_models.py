@@ -13,23 +13,23 @@ import numpy as np
 
 from edgekit import analysis
 from edgekit.analysis import record_source_sha256
-from edgekit.api.records import SplitRequest
 from edgekit.errors import BadInput
+from edgekit.records import SplitRequest
 from edgekit.split import planner
-from edgekit.split.graph import PartitionGraph
+from edgekit.split.partition_graph import PartitionGraph
 
 #: assumed for a device without link keys in devices.toml (said in the plan's notes)
 DEFAULT_LINK_MBPS = 1000.0
 DEFAULT_LINK_LATENCY_MS = 1.0
 
 
-def _host_model(graph: PartitionGraph, shares: np.ndarray, total_ms: float | None) -> planner.DeviceModel:
+def host_model(graph: PartitionGraph, shares: np.ndarray, total_ms: float | None) -> planner.DeviceModel:
     total = total_ms if total_ms is not None else float("nan")
     prefix = np.concatenate([[0.0], np.cumsum(shares * total)])
     return planner.DeviceModel("this host", prefix, speed_source="timed here" if total_ms else "unknown")
 
 
-def _device_models(
+def build_device_models(
     graph: PartitionGraph,
     req: SplitRequest,
     inventory: Mapping[str, Any] | None,
@@ -97,7 +97,7 @@ def _source_sha(path: Path) -> str:
     return ingest.model_sha256(path)
 
 
-def _read_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+def read_ok_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     from edgekit.runner import read_results
 
     records: list[dict[str, Any]] = []
@@ -159,7 +159,7 @@ def _measured_shards(
     return out
 
 
-def _measured_memory(graph: PartitionGraph, records: list[dict[str, Any]]) -> dict[tuple[int, int], float]:
+def measured_memory(graph: PartitionGraph, records: list[dict[str, Any]]) -> dict[tuple[int, int], float]:
     """Measured runtime memory (MB) of shards an earlier pipeline bench ran: it overrides the estimate."""
     if not records:
         return {}

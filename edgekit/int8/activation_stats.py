@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 
 from edgekit.errors import BadInput
+from edgekit.onnx_run import cpu_session, run_each
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +215,6 @@ def collect(
     model_path: str | Path, feeds: Iterable[Mapping[str, np.ndarray]], threads: int | None = None
 ) -> ActivationStats:
     """Run the model once over `feeds` with every float activation as an extra output."""
-    import onnxruntime as ort
-
     model = onnx.load(str(model_path))
     try:
         model = onnx.shape_inference.infer_shapes(model)
@@ -227,21 +226,17 @@ def collect(
     for name in names:
         if name not in outputs:
             model.graph.output.append(value_infos.get(name) or onnx.helper.make_empty_tensor_value_info(name))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
     with tempfile.TemporaryDirectory(prefix="edgekit-stats-") as tmp:
         path = Path(tmp) / "augmented.onnx"
         large = model.ByteSize() > 1_500_000_000
         onnx.save_model(model, str(path), save_as_external_data=large, location="augmented.onnx.data")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = cpu_session(path, threads=threads)
         wanted = set(names)
         fetch = [o.name for o in session.get_outputs() if o.name in wanted]
         tensors = {name: TensorStats() for name in fetch}
         samples = 0
-        for feed in feeds:
-            for name, value in zip(fetch, session.run(fetch, dict(feed)), strict=True):
+        for outputs in run_each(session, feeds, fetch):
+            for name, value in outputs.items():
                 tensors[name].add(value)
             samples += 1
         del session

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.api.records.base import Request, as_path, as_paths, checked_gates, default_options
-from edgekit.api.records.export import ExportRequest, stated_options
 from edgekit.errors import BadInput
+from edgekit.records.base import Request, as_path, as_paths, checked_gates, default_options
+from edgekit.records.export import ExportRequest, stated_options
 
 if TYPE_CHECKING:
     from edgekit.backends.base import ExportOptions

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from edgekit.cli_export import shard_gates
-from edgekit.cli_options import (
+from edgekit.cli.exporting import shard_gates
+from edgekit.cli.options import (
     CliContext,
     common,
     input_shape_option,
@@ -49,7 +49,8 @@ from edgekit.errors import GateFailed
 def report(app: CliContext, results: tuple[str, ...], width: int, **kw: Any) -> None:
     """Tables, plots and regression verdicts from RESULTS (results.jsonl files, release or artifact
     directories). Exit 1 when --baseline is given and something regressed."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     request = api.ReportRequest(
         results=list(results),
@@ -98,7 +99,8 @@ def report(app: CliContext, results: tuple[str, ...], width: int, **kw: Any) -> 
 def release(app: CliContext, **kw: Any) -> None:
     """Build, verify, benchmark and package a release into dist/<name>-<version>/ (artifacts,
     release.json, SHA256SUMS, report.html/md/json and a .tar.gz). Exit 1 when a gate fails."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     def progress(message: str) -> None:
         if not app.json or app.debug:
@@ -207,7 +209,8 @@ def release(app: CliContext, **kw: Any) -> None:
 @common
 def split(app: CliContext, model: str, **kw: Any) -> None:
     """Cut MODEL into shards (ONNX) + pipeline.json; the shards are checked against MODEL at once."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
     from edgekit.ingest import parse_input_shapes
 
     def names(value: str | None) -> list[str]:

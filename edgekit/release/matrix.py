@@ -45,9 +45,9 @@ class Item:
 
 
 def artifact_name(model: ModelSpec, target: str, precision: str) -> str:
-    from edgekit.api import artifact_name as api_artifact_name
+    from edgekit.services import exporting
 
-    return api_artifact_name(model.path, target, precision)
+    return exporting.artifact_name(model.path, target, precision)
 
 
 def model_info(spec: ModelSpec) -> ModelInfo:

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit.api.fleet import load_inventory
-from edgekit.api.records import (
+from edgekit.inventory import load_inventory
+from edgekit.records import (
     DemoRecord,
     DemoRequest,
     DeviceCheckRecord,

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.errors import BadInput
+from edgekit.onnx_run import cpu_session, run_each
 
 if TYPE_CHECKING:
-    from edgekit.split.graph import PartitionGraph
+    from edgekit.split.partition_graph import PartitionGraph
 
 #: verification compares exact kernels: graph optimizations (fusions, layout changes) are off on both
 #: sides, so a correct split reproduces the full model bit for bit up to threading order
@@ -30,13 +31,7 @@ class StageSpec:
 
 
 def session(path: str | Path, optimize: bool = False) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return cpu_session(path, "all" if optimize else "none")
 
 
 class Chain:
@@ -82,9 +77,7 @@ class Chain:
 def full_outputs(
     model_path: Path, feeds: Iterable[Mapping[str, np.ndarray]], optimize: bool = False
 ) -> list[dict[str, np.ndarray]]:
-    sess = session(model_path, optimize)
-    names = [o.name for o in sess.get_outputs()]
-    return [dict(zip(names, sess.run(names, dict(feed)), strict=True)) for feed in feeds]
+    return list(run_each(session(model_path, optimize), feeds))
 
 
 def compare(
@@ -115,21 +108,18 @@ def compare(
 def random_feeds(
     specs: Sequence[tuple[str, Sequence[int], str]], samples: int, seed: int = 0
 ) -> list[dict[str, np.ndarray]]:
-    """Seeded inputs: standard normal floats, small non-negative integers, random booleans."""
-    rng = np.random.default_rng(seed)
-    feeds = []
-    for _ in range(samples):
-        feed = {}
-        for name, shape, dtype_name in specs:
-            dtype = np.dtype(dtype_name)
-            if np.issubdtype(dtype, np.floating):
-                feed[name] = rng.standard_normal(list(shape)).astype(dtype)
-            elif dtype == np.bool_:
-                feed[name] = rng.integers(0, 2, list(shape)).astype(dtype)
-            else:
-                feed[name] = rng.integers(0, 4, list(shape)).astype(dtype)
-        feeds.append(feed)
-    return feeds
+    """Seeded inputs, made as the device agent makes them (`edgekit.agent.random_input`: standard normal
+    floats, integers in [-128, 127] within their type's range, random booleans)."""
+    from edgekit.agent import random_input
+
+    rng = np.random.RandomState(seed)
+    return [
+        {
+            name: random_input(np, rng, {"shape": list(shape), "dtype": np.dtype(dtype_name).name})
+            for name, shape, dtype_name in specs
+        }
+        for _ in range(samples)
+    ]
 
 
 def verify(

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from edgekit import __version__
-from edgekit.api.records import SplitRequest
+from edgekit.records import SplitRequest
 from edgekit.split import pipeline as pipeline_file
 from edgekit.split import planner
-from edgekit.split.graph import PartitionGraph
+from edgekit.split.partition_graph import PartitionGraph
 
 
 def describe(

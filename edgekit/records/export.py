@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.api.records.base import (
+from edgekit.records.base import (
     Request,
     as_path,
     as_paths,

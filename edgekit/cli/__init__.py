@@ -1,7 +1,8 @@
 """The `edgekit` command: parses arguments into an `edgekit.api` request, calls the verb and renders
-its record (`edgekit.render`, or the record's JSON with --json). Only the CLI modules and render print:
-this one holds the group and the entry point; the commands live in cli_export (export, verify),
-cli_fleet (targets, inspect, devices, bench, demo) and cli_release (report, release, split).
+its record (`edgekit.cli.render`, or the record's JSON with --json). Only the CLI package prints:
+this module holds the group and the entry point; the commands live in `exporting` (export, verify),
+`fleet` (targets, inspect, devices, bench, demo) and `releasing` (report, release, split), their shared
+options in `options`.
 
 Exit codes (DESIGN.md): 0 ok, 1 a gate failed, 2 bad usage or input, 3 missing optional dependency,
 unreachable device or missing hardware, 4 internal error. Errors are one line; `--debug` adds the
@@ -16,10 +17,10 @@ import traceback
 import click
 
 from edgekit import __version__, lifecycle
-from edgekit.cli_export import export, verify
-from edgekit.cli_fleet import bench, demo, devices, inspect, targets
-from edgekit.cli_options import CliContext
-from edgekit.cli_release import release, report, split
+from edgekit.cli.exporting import export, verify
+from edgekit.cli.fleet import bench, demo, devices, inspect, targets
+from edgekit.cli.options import CliContext
+from edgekit.cli.releasing import release, report, split
 from edgekit.errors import BadInput, EdgekitError, GateFailed
 
 

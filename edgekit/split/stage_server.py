@@ -1,6 +1,6 @@
 """edgekit pipeline stage server: runs one shard of a split model on a device, fed over its stdin.
 
-Copied to the device next to edgekit's agent and started as ``python3 stage.py AGENT.py JOB.json``.
+Copied to the device next to edgekit's agent and started as ``python3 stage_server.py AGENT.py JOB.json``.
 It loads the artifact with the agent's own runners (so every backend the agent runs works here) and
 then serves frames until stdin closes or an empty frame arrives:
 

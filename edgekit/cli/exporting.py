@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from edgekit.cli_options import (
+from edgekit.cli.options import (
     CliContext,
     common,
     devices_option,
@@ -80,8 +80,9 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
 
     MODEL may be a split directory (`edgekit split`): every shard is exported, for one target
     (--target A) or one per shard (--target A,B,...), into OUT/<model>.pipeline/."""
-    from edgekit import api, render
+    from edgekit import api
     from edgekit.backends.base import ExportOptions
+    from edgekit.cli import render
     from edgekit.ingest import parse_input_shapes
 
     options = ExportOptions(
@@ -129,7 +130,8 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
 
 
 def _export_pipeline(app: CliContext, split_dir: str, options: Any, kw: dict[str, Any]) -> None:
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     if kw["input_shapes"]:
         raise BadInput("--input-shape is fixed at split time: give it to `edgekit split`")
@@ -188,7 +190,8 @@ def shard_gates(record: Any) -> None:
 @common
 def verify(app: CliContext, artifact_dir: str, **kw: Any) -> None:
     """Check ARTIFACT_DIR against its FP32 source on a validation set; exit 1 when a gate fails."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     request = api.VerifyRequest(
         artifact_dir=artifact_dir,

@@ -1,4 +1,4 @@
-"""The host side of a pipeline bench's stage servers: start one per shard on its device (stage.py,
+"""The host side of a pipeline bench's stage servers: start one per shard on its device (stage_server.py,
 through the device's transport), send a sample's inputs and read its outputs back (length-prefixed
 frames of npz), stop them; and the two passes over the samples (latency, throughput)."""
 
@@ -13,18 +13,32 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgekit.errors import Unreachable
 
-if TYPE_CHECKING:
-    from edgekit.split.bench import PipelineBenchSettings
+STAGE_SCRIPT = Path(__file__).resolve().with_name("stage_server.py")
 
-STAGE_SCRIPT = Path(__file__).resolve().with_name("stage.py")
+
+@dataclass
+class PipelineBenchSettings:
+    samples: int = 50
+    warmup: int = 5
+    val: Path | None = None
+    val_samples: int | None = None
+    threads: int | None = None
+    timeout_s: float = 600.0
+    seed: int = 0
+    #: end-to-end fidelity gates: the last shard's target profile, with these overrides
+    gate_overrides: Mapping[str, float | None] = field(default_factory=dict)
+    targets_dirs: Sequence[str] = ()
+    #: what the unsplit model is for (None: infer_task on it) and a user metric (callable or module:function)
+    task: str | None = None
+    metric: Any = None
 
 
 @dataclass
@@ -73,7 +87,7 @@ async def _read_frame(stage: Stage, timeout: float) -> tuple[dict[str, Any], byt
     return meta, body[meta_len:]
 
 
-async def _start(stage: Stage, settings: PipelineBenchSettings) -> None:
+async def start_stage(stage: Stage, settings: PipelineBenchSettings) -> None:
     from edgekit import runner
     from edgekit.digest import file_sha256
 
@@ -104,7 +118,7 @@ async def _start(stage: Stage, settings: PipelineBenchSettings) -> None:
     stage.ready, _ = await _read_frame(stage, settings.timeout_s)
 
 
-async def _stop(stage: Stage) -> None:
+async def stop_stage(stage: Stage) -> None:
     if stage.process is not None:
         with contextlib.suppress(Exception):
             stage.process.stdin.write(struct.pack(">Q", 0))
@@ -123,7 +137,7 @@ async def _stop(stage: Stage) -> None:
         await stage.transport.close()
 
 
-async def _call(stage: Stage, values: dict[str, np.ndarray], timeout: float) -> dict[str, float]:
+async def call_stage(stage: Stage, values: dict[str, np.ndarray], timeout: float) -> dict[str, float]:
     """Send one sample's inputs to a stage, put its outputs into `values`; returns timings (ms)."""
     payload = _encode({name: values[name] for name in stage.inputs})
     started = time.perf_counter()
@@ -145,7 +159,7 @@ async def _call(stage: Stage, values: dict[str, np.ndarray], timeout: float) -> 
     }
 
 
-async def _latency_pass(
+async def latency_pass(
     stages: list[Stage], feeds: list[dict[str, np.ndarray]], timeout: float, outputs: Sequence[str]
 ) -> tuple[list[float], list[list[dict[str, float]]], list[dict[str, np.ndarray]]]:
     e2e: list[float] = []
@@ -155,13 +169,13 @@ async def _latency_pass(
         values = dict(feed)
         started = time.perf_counter()
         for stage in stages:
-            per_stage[stage.index].append(await _call(stage, values, timeout))
+            per_stage[stage.index].append(await call_stage(stage, values, timeout))
         e2e.append((time.perf_counter() - started) * 1000.0)
         results.append({name: values[name] for name in outputs})
     return e2e, per_stage, results
 
 
-async def _throughput_pass(stages: list[Stage], feeds: list[dict[str, np.ndarray]], timeout: float) -> float:
+async def throughput_pass(stages: list[Stage], feeds: list[dict[str, np.ndarray]], timeout: float) -> float:
     """All stages busy: a queue between consecutive stages; returns inferences per second."""
     queues: list[asyncio.Queue[dict[str, np.ndarray] | None]] = [
         asyncio.Queue() for _ in range(len(stages) + 1)
@@ -176,7 +190,7 @@ async def _throughput_pass(stages: list[Stage], feeds: list[dict[str, np.ndarray
             if values is None:
                 queues[stage.index + 1].put_nowait(None)
                 return
-            await _call(stage, values, timeout)
+            await call_stage(stage, values, timeout)
             queues[stage.index + 1].put_nowait(values)
 
     started = time.perf_counter()

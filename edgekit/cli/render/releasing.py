@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.render.base import stderr, stdout
+from edgekit.cli.render.base import stderr, stdout
 
 
 def _plain(text: str) -> None:

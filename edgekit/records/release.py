@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.api.records.base import Request, as_paths
 from edgekit.errors import BadInput
+from edgekit.records.base import Request, as_paths
 
 if TYPE_CHECKING:
     pass

@@ -30,9 +30,10 @@ MIN_ROUND_S = 0.3
 TIE = 0.05  # p50s this close count as equally fast
 
 
-def export_auto(req: Any, progress: Callable[[str], None]) -> Any:
-    """api.export for `precision="auto"` (req: api.ExportRequest); returns the winner's ExportOutcome."""
-    from edgekit import api
+def export_auto(req: Any, progress: Callable[[str], None], export_one: Callable[..., Any]) -> Any:
+    """`export` for `precision="auto"` (req: an ExportRequest); returns the winner's ExportOutcome.
+    `export_one(request, progress)` exports one precision: the export service passes its own `export`,
+    so this module needs nothing above it."""
     from edgekit import targets as target_profiles
     from edgekit.fsio import replace_dir, write_json_atomic
     from edgekit.manifest import MANIFEST
@@ -56,7 +57,7 @@ def export_auto(req: Any, progress: Callable[[str], None]) -> Any:
             row: dict[str, Any] = {"precision": precision}
             rows.append(row)
             try:
-                outcome = api.export(sub, progress)
+                outcome = export_one(sub, progress)
             except EdgekitError as exc:
                 row.update(status="export failed", error=str(exc))
                 continue

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edgekit.int8.adapter import Settings
 from edgekit.int8.scoring import Feed, ScoringSet, split
-from edgekit.int8.seam import Settings
 
 if TYPE_CHECKING:
     from edgekit.backends.base import ExportJob

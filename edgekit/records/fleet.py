@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.api.records.base import Request, as_path, as_paths, checked_gates, checked_task, task_json
+from edgekit.records.base import Request, as_path, as_paths, checked_gates, checked_task, task_json
 
 if TYPE_CHECKING:
     from edgekit.runner import BenchSettings

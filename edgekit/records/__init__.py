@@ -9,9 +9,9 @@ release: report, release; split: split and pipelines); every name is importable 
 
 from __future__ import annotations
 
-# re-exported: edgekit.api.records.X is every public name of the submodules
-from edgekit.api.records.base import GATE_FLAGS, BenchProgress, Progress, R, Request, noop
-from edgekit.api.records.export import (
+# re-exported: edgekit.records.X is every public name of the submodules
+from edgekit.records.base import GATE_FLAGS, BenchProgress, Progress, R, Request, noop
+from edgekit.records.export import (
     ExportOutcome,
     ExportRecord,
     ExportRequest,
@@ -19,7 +19,7 @@ from edgekit.api.records.export import (
     VerifyLayersRecord,
     VerifyRequest,
 )
-from edgekit.api.records.fleet import (
+from edgekit.records.fleet import (
     BenchRecord,
     BenchRequest,
     DemoRecord,
@@ -34,8 +34,8 @@ from edgekit.api.records.fleet import (
     TargetsRequest,
     TrustRecord,
 )
-from edgekit.api.records.release import ReleaseRecord, ReleaseRequest, ReportRecord, ReportRequest
-from edgekit.api.records.split import (
+from edgekit.records.release import ReleaseRecord, ReleaseRequest, ReportRecord, ReportRequest
+from edgekit.records.split import (
     SPLIT_PRECISIONS,
     PipelineBenchRecord,
     PipelineExportRecord,

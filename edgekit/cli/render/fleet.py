@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from edgekit.render.base import mb, num, stdout, table
+from edgekit.cli.render.base import mb, num, stdout, table
 
 
 # ---- per verb ------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from edgekit.cli_options import (
+from edgekit.cli.options import (
     CliContext,
     common,
     devices_option,
@@ -27,7 +27,8 @@ from edgekit.memory_model import ESTIMATE_FORMULA
 @common
 def targets(app: CliContext, targets_dir: tuple[str, ...]) -> None:
     """List target profiles and whether their backend is installed here."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     record = api.targets(api.TargetsRequest(list(targets_dir)))
     if not app.emit(record):
@@ -50,7 +51,8 @@ def inspect(
     results: tuple[str, ...],
 ) -> None:
     """Parameters, sizes per precision, MACs, peak activations and which devices can hold MODEL."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
     from edgekit.ingest import parse_input_shapes
 
     request = api.InspectRequest(model, parse_input_shapes(input_shapes), devices_file, list(results))
@@ -69,7 +71,8 @@ def devices() -> None:
 @common
 def devices_list(app: CliContext, devices_file: str | None) -> None:
     """Devices with their resolved host, port, user, key and target."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     record = api.devices_list(api.DevicesRequest(devices_file))
     if not app.emit(record):
@@ -82,7 +85,8 @@ def devices_list(app: CliContext, devices_file: str | None) -> None:
 @common
 def devices_check(app: CliContext, devices_file: str | None, names: tuple[str, ...]) -> None:
     """Reachability, auth, Python and runtimes, free disk and memory of every device, in parallel."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     with render.Steps("checking devices"):
         record = api.devices_check(api.DevicesRequest(devices_file, list(names)))
@@ -100,7 +104,8 @@ def devices_check(app: CliContext, devices_file: str | None, names: tuple[str, .
 @common
 def devices_trust(app: CliContext, name: str, devices_file: str | None, yes: bool) -> None:
     """Fetch NAME's host key, show its fingerprint and add it to the device's known_hosts."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     def confirm(question: str) -> bool:
         click.echo(question, err=True)
@@ -151,7 +156,8 @@ def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
     An exported split (`edgekit export SPLIT_DIR`) runs as a pipeline: one shard per device (the
     planned ones, or --device A --device B ... in shard order), intermediate tensors relayed through
     this host; --iterations samples are timed one at a time, then with every stage busy."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     request = api.BenchRequest(
         artifacts=list(artifacts),
@@ -189,7 +195,8 @@ def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
 
 
 def _bench_pipelines(app: CliContext, request: Any) -> None:
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     with render.Steps("bench pipeline") as steps:
         record = api.bench_pipeline(request, steps)
@@ -208,7 +215,8 @@ def _bench_pipelines(app: CliContext, request: Any) -> None:
 def demo(app: CliContext, out_dir: str, only: tuple[str, ...], iterations: int) -> None:
     """The embedded default: the bundled digits CNN and shapes detector through every installed target,
     verified and timed."""
-    from edgekit import api, render
+    from edgekit import api
+    from edgekit.cli import render
 
     console = render.stderr()
 

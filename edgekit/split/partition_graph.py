@@ -23,17 +23,17 @@ from onnx import TensorProto, helper
 
 from edgekit import analysis, ingest
 from edgekit import graph as onnx_graph
-from edgekit.analysis.shapes import _itemsize
+from edgekit.analysis.shapes import itemsize
 from edgekit.errors import BadInput
 from edgekit.split.nodes import MB as MB  # planner, measure and split read it from here
 from edgekit.split.nodes import (
     SegmentStats,
     Tensor,
-    _foldable,
-    _is_sorted,
-    _reads,
-    _value_infos,
-    _weightless,
+    is_foldable,
+    is_sorted,
+    node_reads,
+    value_infos,
+    weightless,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class PartitionGraph:
         ingest.drop_initializer_inputs(model)
         if input_shapes:
             ingest.fix_input_shapes(model, dict(input_shapes))
-        if not _is_sorted(model.graph) and not ingest.toposort(model.graph):
+        if not is_sorted(model.graph) and not ingest.toposort(model.graph):
             raise BadInput(f"{path}: the graph has a cycle or reads a tensor nothing produces")
         self.model = model
         graph = model.graph
@@ -68,8 +68,8 @@ class PartitionGraph:
         const_producer: dict[str, onnx.NodeProto] = {}
         compute: list[onnx.NodeProto] = []
         for node in graph.node:
-            reads = _reads(node)
-            if _foldable(node, reads, const_producer, self.constant_values):
+            reads = node_reads(node)
+            if is_foldable(node, reads, const_producer, self.constant_values):
                 for out in node.output:
                     if out:
                         const_producer[out] = node
@@ -88,7 +88,7 @@ class PartitionGraph:
 
         # shapes for sizes: dynamic dims assumed 1 unless --input-shape fixed them
         sized = onnx.ModelProto()
-        sized.CopyFrom(_weightless(model))
+        sized.CopyFrom(weightless(model))
         assumed = analysis.assume_ones(sized)
         if assumed:
             self.notes.append(
@@ -98,7 +98,7 @@ class PartitionGraph:
         shapes, dtypes, self.shape_inference, unknown = analysis.static_shapes(sized, self.notes)
         self.shapes, self.dtypes = shapes, dtypes
         # value infos for shard I/O: inferred on the model as given (symbolic dims kept)
-        self.value_infos = _value_infos(model)
+        self.value_infos = value_infos(model)
 
         # tensors between compute nodes
         position: dict[str, int] = {}
@@ -117,7 +117,7 @@ class PartitionGraph:
         self.node_reads: list[list[str]] = []  # non-constant tensors each compute node reads
         self.node_consts: list[set[str]] = []  # constant tensors each compute node reads (directly)
         for index, node in enumerate(compute):
-            reads = _reads(node)
+            reads = node_reads(node)
             tensors, consts = [], set()
             for name in dict.fromkeys(reads):
                 if name in self.tensors:
@@ -160,7 +160,7 @@ class PartitionGraph:
         elem = self.dtypes.get(name, TensorProto.FLOAT)
         size = 0
         if shape is not None:
-            size = int(np.prod(shape, dtype=np.int64) * _itemsize(elem)) if shape else int(_itemsize(elem))
+            size = int(np.prod(shape, dtype=np.int64) * itemsize(elem)) if shape else int(itemsize(elem))
         return Tensor(name, producer, [], shape, elem, size)
 
     def const_closure(self, names: set[str]) -> tuple[list[onnx.NodeProto], set[str]]:
@@ -183,7 +183,7 @@ class PartitionGraph:
             if producer.op_type == "Constant" and name in self.constant_values:
                 leaves.add(name)
             nodes[id(producer)] = producer
-            stack.extend(n for n in _reads(producer) if n)
+            stack.extend(n for n in node_reads(producer) if n)
         order = {id(node): i for i, node in enumerate(self.model.graph.node)}
         return sorted(nodes.values(), key=lambda node: order[id(node)]), leaves
 
@@ -307,7 +307,7 @@ class PartitionGraph:
         float_bytes = analysis.ACTIVATION_BYTES[precision] if precision else None
         sizes = self.t_bytes.astype(np.float64)
         if float_bytes is not None:
-            itemsizes = np.array([_itemsize(self.tensors[t].elem_type) or 1.0 for t in self.tensor_names])
+            itemsizes = np.array([itemsize(self.tensors[t].elem_type) or 1.0 for t in self.tensor_names])
             sizes = np.where(self.t_float, sizes / itemsizes * float_bytes, sizes)
         prod = self.t_producer
         inside = (prod >= start) & (prod < end)
