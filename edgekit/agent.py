@@ -12,7 +12,11 @@ Job file keys (written by edgekit.runner):
   entry         artifact entry file (absolute, or relative to the job file)
   backend       onnxruntime | openvino | tflite | tensorrt
   precision     fp32 | fp16 | int8 (openvino: fp32 pins the f32 inference precision hint)
-  inputs        [{name, source_name, shape, dtype, layout, quant}]  (manifest input specs)
+  inputs        [{name, source_name, shape, dtype, layout, quant}]  (manifest input specs; shapes as
+                timed: a dynamic dim other than a leading batch is an error naming it)
+  input_ranges  {input name: {"kind": "ids", "high": vocab} | {"kind": "ones"} | {"kind": "zeros"} |
+                {"kind": "positions"}}: what integer inputs are fed (ids in [0, vocab), masks 1, token
+                types 0, positions 0..T-1); an integer input without one is fed 0, never random negatives
   outputs       [{name, source_name, shape, dtype, layout, quant}]  (optional)
   iterations, warmup, min_duration_s, threads, device (e.g. "CPU", "GPU"), seed
   validation    optional .npz path (arrays keyed by source input name, first axis = samples,
@@ -114,7 +118,9 @@ def compact_samples(samples_ms, keep=20000):
     for value in samples_ms:
         index = int(math.floor(math.log(max(value, 1e-6)) / log_step))
         counts[index] = counts.get(index, 0) + 1
-    return {"latency_histogram": {"step": HISTOGRAM_STEP, "buckets": [[k, counts[k]] for k in sorted(counts)]}}
+    return {
+        "latency_histogram": {"step": HISTOGRAM_STEP, "buckets": [[k, counts[k]] for k in sorted(counts)]}
+    }
 
 
 def block_medians(samples_ms, blocks=5):
@@ -782,16 +788,50 @@ def static_shape(spec, batch_default=1):
     return shape
 
 
-def random_input(np, rng, spec):
-    shape = static_shape(spec)
+def timed_shape(spec):
+    """The shape a benchmark times: every dim stated, a leading dynamic batch taken as 1."""
+    for axis, dim in enumerate(spec["shape"]):
+        if axis > 0 and not (isinstance(dim, int) and dim > 0):
+            raise AgentError(
+                "input %r dimension %d (%r) is dynamic and no shape was given: state it with "
+                "--input-shape" % (spec.get("source_name", spec["name"]), axis, dim)
+            )
+    return static_shape(spec)
+
+
+def random_input(np, rng, spec, ranges=None):
+    shape = timed_shape(spec)
     dtype = np_dtype(np, spec.get("dtype", "float32"))
     if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        lo, hi = max(info.min, -128), min(info.max, 127)
-        return rng.randint(lo, hi + 1, size=shape).astype(dtype)
+        kind = (ranges or {}).get(spec["name"]) or {}
+        if kind.get("kind") == "ids" and int(kind.get("high") or 0) > 0:
+            return rng.randint(0, int(kind["high"]), size=shape).astype(dtype)
+        if kind.get("kind") == "ones":
+            return np.ones(shape, dtype=dtype)
+        if kind.get("kind") == "positions" and shape:
+            return np.broadcast_to(np.arange(shape[-1]), shape).astype(dtype)
+        return np.zeros(shape, dtype=dtype)
     if dtype == np.bool_:
         return rng.randint(0, 2, size=shape).astype(np.bool_)
     return rng.standard_normal(shape).astype(dtype)
+
+
+def input_source(seed, specs, ranges):
+    """What the timed feed holds: random floats, and per integer input what it was fed."""
+    parts = []
+    for spec in specs:
+        kind = (ranges or {}).get(spec["name"]) or {}
+        if spec.get("dtype", "float32").startswith(("int", "uint")):
+            if kind.get("kind") == "ids":
+                parts.append("%s ids [0, %s)" % (spec["name"], kind.get("high")))
+            elif kind.get("kind") == "ones":
+                parts.append("%s all 1" % spec["name"])
+            elif kind.get("kind") == "positions":
+                parts.append("%s positions" % spec["name"])
+            else:
+                parts.append("%s 0" % spec["name"])
+    text = "random(seed=%d)" % seed
+    return text + ("; " + ", ".join(parts) if parts else "")
 
 
 def channel_last(spec, ndim):
@@ -887,7 +927,13 @@ def bench(job, job_dir):
     np = import_numpy()
     seed = int(job.get("seed", 0))
     rng = np.random.RandomState(seed)
-    feed = [random_input(np, rng, spec) for spec in job["inputs"]]
+    ranges = job.get("input_ranges") or {}
+    try:
+        feed = [random_input(np, rng, spec, ranges) for spec in job["inputs"]]
+    except AgentError:
+        if not job.get("validation"):
+            raise
+        feed = first_validation_sample(np, job, job_dir)  # its shapes are the set's own
 
     t0 = time.perf_counter()
     runner.infer(feed)
@@ -909,7 +955,8 @@ def bench(job, job_dir):
         "warmup": int(job.get("warmup", 10)),
         "iterations": len(samples),
         "threads": job.get("threads"),
-        "input_source": "random(seed=%d)" % seed,
+        "input_source": input_source(seed, job["inputs"], ranges),
+        "shapes": dict((s.get("source_name", s["name"]), list(a.shape)) for s, a in zip(job["inputs"], feed)),
         "latency_ms": stats,
         "throughput_fps": (len(samples) * batch / wall) if wall > 0 else None,
         "rss_before_load_mb": rss_before,
@@ -936,7 +983,9 @@ def repeat_runs(job, entry, runner, feed, samples, wall):
         runner = RUNNERS[job["backend"]](job, entry)
         for _ in range(int(job.get("warmup", 10))):
             runner.infer(feed)
-        more, more_wall = timed_loop(lambda: runner.infer(feed), iterations, float(job.get("min_duration_s", 0)))
+        more, more_wall = timed_loop(
+            lambda: runner.infer(feed), iterations, float(job.get("min_duration_s", 0))
+        )
         repeat_p50.append(percentile(sorted(more), 50))
         counts.append(len(more))
         samples = samples + more
@@ -959,6 +1008,23 @@ def sample_fields(job, samples, repeats, before, after):
     out["run_spread_pct"] = spread_pct(repeat_p50)
     out["conditions"] = conditions(before, after)
     return out
+
+
+def first_validation_sample(np, job, job_dir):
+    """The validation set's first sample per input (the timing feed of a run whose shapes the set
+    states: dynamic dims take the set's sizes)."""
+    data = np.load(resolve(job_dir, job["validation"]))
+    feed = []
+    for spec in job["inputs"]:
+        key = spec.get("source_name") or spec["name"]
+        key = key if key in data.files else spec["name"]
+        if key not in data.files:
+            raise AgentError("validation set has no array %r (it has %s)" % (key, data.files))
+        sample = data[key][0]
+        if sample.ndim + 1 == len(spec["shape"]):  # samples stored without the batch axis
+            sample = sample[None]
+        feed.append(adapt_input(np, spec, sample))
+    return feed
 
 
 def run_validation(np, runner, job, job_dir):
@@ -1064,6 +1130,7 @@ def bench_trtexec(job, engine, job_dir):
             version = line.strip()
             break
     stats = latency_stats(samples)
+    batch = static_shape(job["inputs"][0])[0] if job.get("inputs") else 1
     result = {
         "status": "ok",
         "runtime": {"name": "trtexec", "version": version},
@@ -1074,13 +1141,16 @@ def bench_trtexec(job, engine, job_dir):
         "threads": None,
         "input_source": "trtexec random",
         "latency_ms": stats,
-        "throughput_fps": (1000.0 / stats["mean"]) if samples and stats["mean"] > 0 else None,
+        # one trtexec query runs a whole batch: inferences per second count its samples
+        "throughput_fps": (batch * 1000.0 / stats["mean"]) if samples and stats["mean"] > 0 else None,
         "wall_s": time.perf_counter() - t0,
         "peak_rss_mb": None,
         "environment": environment({"trtexec": version}),
     }
     if samples:
-        result.update(sample_fields(job, samples, ([stats["p50"]], [len(samples)]), before, conditions_snapshot()))
+        result.update(
+            sample_fields(job, samples, ([stats["p50"]], [len(samples)]), before, conditions_snapshot())
+        )
     return result
 
 

@@ -4,7 +4,8 @@ An entry is a directory named by a key derived from content (model sha256, optio
 holding a `meta.json`. It is written whole or not at all: files go into a temp sibling that is renamed
 into place (`edgekit.fsio.replace_dir`), so a reader never sees half an entry, a crash leaves only a
 `.tmp-*` directory that the next store ignores, and two processes storing the same key at once both
-succeed (the second keeps the first's entry). Prepared models (`edgekit.ingest`) live here; so can any
+succeed: the later store's entry replaces the earlier's (the same key is the same content, so either is
+right), atomically where the kernel can exchange directories. Prepared models (`edgekit.ingest`) live here; so can any
 converter output worth keeping between runs (onnx2tf's is the next user).
 
 No heavy imports here: the cache is usable from modules that must not load onnx or numpy.
@@ -60,7 +61,12 @@ class ContentCache:
         """(entry directory, its meta) for a complete entry, else None (missing or unreadable)."""
         entry = self.path(key)
         meta = read_meta(entry)
-        return None if meta is None else (entry, meta)
+        if meta is None:
+            return None
+        from edgekit.cache_policy import touch
+
+        touch(entry)  # used now: least-recently-used eviction keeps it
+        return entry, meta
 
     def entries(self, prefix: str = "") -> Iterator[tuple[Path, dict[str, Any]]]:
         """Complete entries whose key starts with `prefix`, sorted by key; temp dirs are skipped."""
@@ -77,10 +83,12 @@ class ContentCache:
     def store(self, key: str, meta: Mapping[str, Any]) -> Iterator[Path]:
         """Write an entry: the block fills the yielded temp directory, then `meta` is written and the
         directory renamed to the key's path, replacing an older entry. Raising in the block stores
-        nothing. If another process stored the same key meanwhile, its entry is kept."""
+        nothing. If another process stored the same key meanwhile, this entry replaces it (or, when
+        that replace fails, the other's complete entry is kept)."""
         final = self.path(key)
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
+        # the pid in the name: edgekit.cache_policy sweeps the folder once that process is gone
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-{os.getpid()}-", dir=self.root))
         try:
             yield tmp
             write_json_atomic(tmp / META, dict(meta))
@@ -92,6 +100,9 @@ class ContentCache:
                 log.debug("cache entry %s was stored by another process meanwhile", final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        from edgekit.cache_policy import after_store
+
+        after_store(final)  # the cache's bound (EDGEKIT_CACHE_MAX_MB): least recently used entries go
 
     def remove(self, key: str) -> None:
         shutil.rmtree(self.path(key), ignore_errors=True)

@@ -123,6 +123,9 @@ def run_demo(
                     )
                     row["p50_ms"] = bench["latency_ms"]["p50"]
                     row["timed_as"] = _runtime(bench)
+                    if bench.get("host_proxy"):  # an arm64 target timed on this x86 host
+                        row["timed_as"] += " (host proxy)"
+                        row["host_proxy"] = bench["host_proxy"]
                 except EdgekitError as exc:
                     row["p50_ms"] = None
                     row["bench_error"] = str(exc)
@@ -216,7 +219,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
         _fmt(row.get("drop"), "+.2f"),
         row.get("task") or "-",
         _fmt(row.get("cosine"), ".4f"),
-        _fmt(row.get("p50_ms"), ".3f", "on device" if row.get("status") == "ok" else "-"),
+        _fmt(row.get("p50_ms"), ".3f", "on device" if row.get("status") == "ok" else "-")
+        + (" (host proxy)" if row.get("host_proxy") and row.get("p50_ms") is not None else ""),
         row["status"] + (f": {row['error']}" if row.get("error") else ""),
     ]
 

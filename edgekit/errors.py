@@ -58,6 +58,12 @@ class MissingHardware(Unavailable):
     engine here. Not a device problem: say where the step can run instead (on the device, build.sh)."""
 
 
+class NotVerifiedHere(MissingHardware):
+    """This host cannot run the artifact as its device does (an FP16 TensorRT engine without TensorRT
+    and a GPU here, an engine that does not load): nothing was verified, which is never a pass.
+    Verify it on the device (`edgekit verify DIR --device NAME --val SET`)."""
+
+
 class InternalError(EdgekitError):
     """A bug in edgekit or a library misbehaving: not the user's input (exit 4)."""
 

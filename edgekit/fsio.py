@@ -1,13 +1,22 @@
 """Atomic file output, the one implementation: a temp file (or directory) beside the target, fsync,
-then rename, so a reader never sees half a file and an interrupted run leaves nothing behind."""
+then rename (and fsync the directory, so the rename itself survives a power cut), so a reader never
+sees half a file and an interrupted run leaves nothing behind.
+
+A directory replaces an older one by an atomic exchange where the kernel offers it (Linux renameat2
+RENAME_EXCHANGE): the target never goes missing, and the old content ends up in the temp directory,
+which is then removed. Elsewhere two renames, through a `.old-<name>-<pid>` sibling; leftovers of runs
+that died between them are swept by the next replace of that name."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +37,17 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: str | Path) -> None:
+    """fsync a directory, so that a rename into it is durable (best effort: not every OS allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -39,14 +59,55 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a finished temp dir into place, replacing an older one of the same name."""
+    """Move a finished temp dir into place, replacing an older one of the same name: an atomic
+    exchange where the kernel has one (the target never goes missing), else two renames."""
+    tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
+    _sweep_old(final_dir)
+    if final_dir.exists() and _exchange(tmp_dir, final_dir):
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # now the old content
+        fsync_dir(final_dir.parent)
+        return
     old = None
     if final_dir.exists():
         old = final_dir.with_name(f".old-{final_dir.name}-{os.getpid()}")
         os.replace(final_dir, old)
     os.replace(tmp_dir, final_dir)
+    fsync_dir(final_dir.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the libc,
+    kernel or file system does not offer it (the caller falls back to two renames)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _sweep_old(final_dir: Path) -> None:
+    """Remove `.old-<name>-<pid>` siblings left by replaces whose process died between their renames."""
+    from edgekit.lifecycle import alive
+
+    for old in final_dir.parent.glob(f".old-{final_dir.name}-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def make_dirs(path: Path) -> list[Path]:

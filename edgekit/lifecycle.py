@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 # the signals that mean "stop now, cleanly" besides SIGINT (which Python already handles)
@@ -90,16 +91,23 @@ def child_argv(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-I", "-c", _PDEATHSIG_STUB, str(os.getpid()), *argv]
 
 
+def checked_child_argv(argv: Sequence[str]) -> list[str]:
+    """`child_argv`, raising FileNotFoundError (as Popen would) for a program that is not there: the
+    exec stub would only report it from inside the child. For asyncio's create_subprocess_exec too."""
+    if not argv:
+        raise ValueError("empty argv")
+    missing = not Path(argv[0]).is_file() if os.sep in argv[0] else shutil.which(argv[0]) is None
+    if missing:
+        raise FileNotFoundError(2, f"No such file or directory: '{argv[0]}'", argv[0])
+    return child_argv(argv)
+
+
 def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
     """Start `argv` as a child that dies with edgekit: its own process group (see `stop`) and a
     parent-death signal. Keyword arguments go to `subprocess.Popen` (start_new_session is forced)."""
-    if not argv:
-        raise ValueError("popen: empty argv")
-    if os.sep not in argv[0] and shutil.which(argv[0]) is None:
-        # what Popen would raise; the exec stub would only report it from inside the child
-        raise FileNotFoundError(2, f"No such file or directory: '{argv[0]}'", argv[0])
+    wrapped = checked_child_argv(argv)
     kwargs["start_new_session"] = True
-    return subprocess.Popen(child_argv(argv), **kwargs)
+    return subprocess.Popen(wrapped, **kwargs)
 
 
 def stop(proc: subprocess.Popen[Any]) -> int:

@@ -83,8 +83,10 @@ def preprocess(model_path: Path, out_path: Path) -> str:
     """onnxruntime's quant_pre_process with fallbacks; returns a note of what worked."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    # the symbolic shape inference runs here (edgekit.symbolic_shapes): onnxruntime's own saves its
+    # partial model into the working directory when it stops short
     attempts = [
-        ("full pre-processing", {}),
+        ("full pre-processing", {"symbolic": True}),
         ("without symbolic shape inference", {"skip_symbolic_shape": True}),
         (
             "without optimization or symbolic shape inference",
@@ -93,7 +95,13 @@ def preprocess(model_path: Path, out_path: Path) -> str:
     ]
     for label, kwargs in attempts:
         try:
-            quant_pre_process(str(model_path), str(out_path), **kwargs)
+            model: str | onnx.ModelProto = str(model_path)
+            if kwargs.pop("symbolic", False):
+                from edgekit import symbolic_shapes
+
+                model = symbolic_shapes.infer(onnx.load(str(model_path)))
+                kwargs["skip_symbolic_shape"] = True
+            quant_pre_process(model, str(out_path), **kwargs)
             onnx.checker.check_model(str(out_path))
             return f"quant pre-processing: {label}"
         except Exception as exc:  # noqa: BLE001 - known crashes in ORT's helpers; try the next

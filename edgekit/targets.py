@@ -20,7 +20,7 @@ from edgekit.resources import data_dir
 from edgekit.tomlio import load_toml
 
 ENV_VAR = "EDGEKIT_TARGETS_PATH"
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 BUILD_MODES = ("host", "on-device")
 MIN_OPSET = 7  # onnxruntime, the FP32 reference of every verify, runs nothing older
 KNOWN_KEYS = {
@@ -239,3 +239,21 @@ def gates_for_artifact(
             f"profile with --targets-dir DIR or {ENV_VAR})"
         ) from None
     return gates_for(target, overrides)
+
+
+def host_arch() -> str:
+    """This machine's CPU architecture in normalize_arch's spelling."""
+    import platform
+
+    return normalize_arch(platform.machine())
+
+
+def host_proxy(profile: TargetProfile | None) -> str | None:
+    """Why timing this target's artifact on this machine is not the target's latency (its profile's
+    architecture differs from this host's), or None when the host is of the target's kind."""
+    if profile is None or profile.is_host_arch():
+        return None
+    return (
+        f"host proxy: timed on this {host_arch()} host, not on the target's {profile.architecture} CPU "
+        f"({profile.name}); bench it on the device for the target's latency (edgekit bench --device NAME)"
+    )

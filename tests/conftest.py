@@ -14,6 +14,18 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("EDGEKIT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "edgekit-cache"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _edgekit_temp(tmp_path_factory: pytest.TempPathFactory):
+    """The suite's temp files go into one edgekit run directory (edgekit.tempdirs), removed at the end:
+    the test suite leaves no edgekit-* directories in the temp directory. pytest's own tmp_path base
+    is made first and stays where it is."""
+    tmp_path_factory.getbasetemp()
+    from edgekit.tempdirs import run_dir
+
+    with run_dir():
+        yield
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run `edgekit ARGS...` in-process; returns (exit code, stdout, stderr)."""

@@ -88,8 +88,10 @@ def test_precisions_and_calibration() -> None:
     assert not ort.needs_calibration("fp16", ExportOptions())
     assert ov.needs_calibration("int8", ExportOptions(dynamic_int8=True))  # NNCF is static only
     assert trt.needs_calibration("int8", ExportOptions(dynamic_int8=True))
-    with pytest.raises(BadInput, match="exports fp32, fp16, int8, not 'int4'"):
-        ort.check_precision("int4", targets.get("x86-cpu"))
+    assert not ort.needs_calibration("int8", ExportOptions(weights_only=True))
+    assert not ort.needs_calibration("int4", ExportOptions())  # weight-only: a set refines, never required
+    with pytest.raises(BadInput, match="exports fp32, fp16, int8, int4, not 'int2'"):
+        ort.check_precision("int2", targets.get("x86-cpu"))
     with pytest.raises(BadInput, match="target 'intel-npu' supports fp16, int8, not fp32"):
         ov.check_precision("fp32", targets.get("intel-npu"))
 

@@ -277,8 +277,8 @@ def test_precision_auto_keeps_the_fastest_passing_precision_and_says_why(tmp_pat
     result = json.loads(out)
     choice = result["manifest"]["precision_choice"]
     rows = {r["precision"]: r for r in choice["alternatives"]}
-    assert set(rows) == {"fp32", "fp16", "int8"}
-    assert all(r["p50_ms"] > 0 and r["cosine"] is not None for r in rows.values())
+    assert set(rows) == {"fp32", "fp16", "int8", "int4"}  # int4: weight-only (the CNN's Gemm)
+    assert all(r["p50_ms"] > 0 and r["cosine"] is not None for r in rows.values() if r["status"] == "ok")
     chosen = rows[choice["chosen"]]
     assert chosen["passed"] and result["manifest"]["precision"] == choice["chosen"]
     fastest = min(r["p50_ms"] for r in rows.values() if r["passed"])

@@ -78,12 +78,40 @@ def test_a_small_change_under_the_floor_is_not(tmp_path):
     assert comp.latency.verdict == "unchanged" and not comp.regressed  # ... but under the 10% floor
 
 
-def test_the_same_artifact_under_the_same_conditions_is_never_a_regression(tmp_path):
+def _sessions(median: float, seed: int, spread: tuple[float, ...] = (1.0, 1.02, 0.98)) -> dict:
+    """A record of three sessions (the agent's --repeats) whose medians differ by a few percent."""
+    rng = np.random.default_rng(seed)
+    parts = [median * m * rng.lognormal(0.0, 0.05, 200) for m in spread]
+    record = _record("a" * 64, np.concatenate(parts))
+    record["repeat_counts"] = [200] * len(parts)
+    return record
+
+
+def test_the_same_artifact_with_one_session_per_side_is_not_called_either_way(tmp_path):
     base = _write(tmp_path / "base.jsonl", _record("a" * 64, _samples(1.0, 1)))
     new = _write(tmp_path / "new.jsonl", _record("a" * 64, _samples(1.6, 2)))
     (comp,) = build_report([new], baseline=[base]).comparisons
     assert comp.latency.verdict == "slower" and not comp.regressed and not comp.changed
-    assert any("device's own variation" in n for n in comp.notes)
+    assert any("repeat the bench" in n for n in comp.notes), comp.notes
+
+
+def test_a_device_that_became_slower_is_a_device_side_regression(tmp_path):
+    """Same artifact, runtime, settings and device software; repeated sessions agree on each side and
+    the new ones are 60% slower: the device itself regressed (throttling, firmware, power mode)."""
+    base = _write(tmp_path / "base.jsonl", _sessions(1.0, 1))
+    new = _write(tmp_path / "new.jsonl", _sessions(1.6, 2))
+    (comp,) = build_report([new], baseline=[base]).comparisons
+    assert not comp.changed and comp.latency.verdict == "slower"
+    assert comp.regressed, comp.notes
+    (why,) = comp.regressions
+    assert why.startswith("device-side regression") and "3 sessions" in why and "floor" in why
+
+
+def test_the_same_artifact_twice_with_repeated_sessions_is_not_a_regression(tmp_path):
+    base = _write(tmp_path / "base.jsonl", _sessions(1.0, 1))
+    new = _write(tmp_path / "new.jsonl", _sessions(1.02, 2))
+    (comp,) = build_report([new], baseline=[base]).comparisons
+    assert comp.latency.verdict == "unchanged" and not comp.regressed
 
 
 def test_the_same_artifact_on_a_new_runtime_or_fewer_threads_is_judged(tmp_path):

@@ -23,8 +23,8 @@ def _profile(directory: Path, body: str, name: str = "mine") -> Path:
     ("body", "needle"),
     [
         (
-            'backend = "onnxruntime"\nprecisions = ["fp32", "int4"]\n',
-            "precision 'int4' is not one of fp32, fp16, int8",
+            'backend = "onnxruntime"\nprecisions = ["fp32", "int2"]\n',
+            "precision 'int2' is not one of fp32, fp16, int8, int4",
         ),
         (
             'backend = "onnxruntime"\nprecisions = ["int8"]\ndefault_precision = "fp32"\n',

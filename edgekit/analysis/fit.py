@@ -52,6 +52,7 @@ def fit_table(
     for device in devices:
         memory, source = device_memory_mb(device)
         runtime = _device_runtime(device)
+        exportable = _exportable(device)
         model_runtime = runtime if runtime in report.runtime_memory_bytes else DEFAULT_RUNTIME
         for precision in precisions:
             if precision not in report.memory_estimate_bytes:
@@ -73,6 +74,7 @@ def fit_table(
                 "headroom_mb": None,
                 "headroom_pct": None,
                 "fits": None,
+                "fits_basis": _fits_basis(seen, precision, device, exportable),
             }
             if memory:
                 row["headroom_mb"] = round(memory - basis, 1)
@@ -80,6 +82,35 @@ def fit_table(
                 row["fits"] = basis <= memory
             rows.append(row)
     return rows
+
+
+def _fits_basis(
+    seen: float | None, precision: str, device: Mapping[str, Any], exportable: Sequence[str] | None
+) -> str:
+    """What `fits` rests on: a bench measurement, or an estimate; an estimate for a precision that no
+    target (or not the device's target) can export yet says so: nothing built it, nothing ran it."""
+    if seen is not None:
+        return "measured"
+    if exportable is not None and precision not in exportable:
+        return f"estimate: {device.get('target')} cannot export {precision} yet"
+    from edgekit.targets import PRECISIONS as EXPORTABLE
+
+    if exportable is None and precision not in EXPORTABLE:
+        return f"estimate: no target exports {precision} yet"
+    return "estimate"
+
+
+def _exportable(device: Mapping[str, Any]) -> list[str] | None:
+    """The precisions the device's target profile exports (None without a known target)."""
+    target = device.get("target")
+    if not target:
+        return None
+    from edgekit import targets
+
+    try:
+        return list(targets.get(str(target)).precisions)
+    except BadInput:
+        return None
 
 
 def _device_runtime(device: Mapping[str, Any]) -> str | None:

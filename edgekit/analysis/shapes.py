@@ -134,9 +134,9 @@ def infer(model: onnx.ModelProto, notes: list[str]) -> tuple[onnx.ModelProto, st
     total = sum(len(n.output) for n in model.graph.node) or 1
     if missing > max(0, 0.05 * total):
         try:
-            from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+            from edgekit import symbolic_shapes  # onnxruntime's, minus its save into the working directory
 
-            symbolic = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+            symbolic = symbolic_shapes.infer(model, auto_merge=True, guess_output_rank=True)
             if symbolic is not None and _missing(symbolic) < missing:
                 inferred, how, missing = symbolic, "onnxruntime-symbolic", _missing(symbolic)
         except Exception as exc:  # noqa: BLE001

@@ -122,6 +122,7 @@ def bench(req: BenchRequest, progress: BenchProgress | None = None) -> BenchReco
     jobs, warnings = runner.plan(artifacts, load_inventory(req.devices_file), req.devices or None)
     if not jobs:
         raise BadInput("nothing to run: no device matches the artifacts' targets; name devices with --device")
+    jobs = _with_shapes(jobs, req.input_shapes)
     on_record = _OnDeviceFidelity(artifacts, req) if req.val is not None else None
     records = asyncio.run(
         runner.run_bench(
@@ -135,6 +136,22 @@ def bench(req: BenchRequest, progress: BenchProgress | None = None) -> BenchReco
         )
     )
     return BenchRecord(records, warnings)
+
+
+def _with_shapes(jobs: list[runner.Job], specs: list[str]) -> list[runner.Job]:
+    """One job per stated shape set (`--input-shape` given more than once), each with every input's
+    shape resolved: a dynamic dimension nobody stated is BadInput naming it (never a silent 1)."""
+    import dataclasses
+
+    from edgekit.runner.shapes import parse_shape_sets, resolve
+
+    sets = parse_shape_sets(specs)
+    out = []
+    for job in jobs:
+        for given in sets:
+            shapes = resolve(job.artifact.manifest["inputs"], given)
+            out.append(dataclasses.replace(job, shapes=shapes, warnings=list(job.warnings)))
+    return out
 
 
 def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
@@ -177,8 +194,15 @@ def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityR
 
 # ---- local timing ------------------------------------------------------------------------------
 def bench_local(
-    artifact_dir: str | Path, iterations: int = 100, warmup: int = 10, threads: int | None = None
+    artifact_dir: str | Path,
+    iterations: int = 100,
+    warmup: int = 10,
+    threads: int | None = None,
+    shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Time an artifact on this machine through the same path as `edgekit bench --device local` (the
-    runner, the local transport and the device agent's timing loop and statistics)."""
-    return runner.bench_local(artifact_dir, iterations=iterations, warmup=warmup, threads=threads)
+    runner, the local transport and the device agent's timing loop and statistics); `shapes` states
+    the shape of inputs with dynamic dims (by input name)."""
+    return runner.bench_local(
+        artifact_dir, iterations=iterations, warmup=warmup, threads=threads, shapes=shapes
+    )

@@ -28,7 +28,7 @@ import importlib.util
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -44,6 +44,15 @@ if TYPE_CHECKING:
     from edgekit.ingest import PreparedModel
     from edgekit.targets import Gates, TargetProfile
     from edgekit.transport import Transport
+
+
+def looks_channels_last(shape: Sequence[Any]) -> bool:
+    """[N, H, W, C] with C in 1..4 and H, W > 4: an image fed channels-last (TF/Keras, Caffe
+    exports), never a channels-first one ([N, C, H, W] has a small dim 1, not a small dim 3)."""
+    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        return False
+    _, h, w, c = shape
+    return 1 <= c <= 4 and h > 4 and w > 4
 
 
 class OnDeviceArtifact(Protocol):
@@ -117,7 +126,9 @@ class TensorSpec:
         dims: list[int | str] = [d if isinstance(d, int) else (str(d) if d else "?") for d in shape]
         np_dtype = np.dtype(dtype)
         if layout is None:
-            layout = "NCHW" if len(dims) == 4 and np.issubdtype(np_dtype, np.floating) else ""
+            layout = ""
+            if len(dims) == 4 and np.issubdtype(np_dtype, np.floating):
+                layout = "NHWC" if looks_channels_last(dims) else "NCHW"
         return cls(name, source_name or name, dims, np_dtype.name, layout, quant)
 
     @classmethod
@@ -161,6 +172,13 @@ class ExportOptions:
     max_revert: float = 0.25  # share of quantized nodes fallback may keep in float (--max-revert)
     search_budget_s: float = 600.0  # wall-clock bound of the search (--search-budget)
     allow_float_ops: bool = False  # full-integer targets: fallback may leave float ops (--allow-float-ops)
+    # weight-only quantization (edgekit.int4): --int4, and --int8 --weights-only (INT8 weights, float
+    # activations: transformer CPUs where static INT8 does not pay). MatMul/Gemm weights only.
+    weights_only: bool = False
+    int4_group_size: int = 128  # block of K per scale; clipped to K (power of two >= 16) per layer
+    int4_symmetric: bool = False  # False: uint4 with zero points (TensorRT: always symmetric)
+    int4_ratio: float = 1.0  # share of MatMul/Gemm weights (by parameters) at INT4, the rest INT8
+    int4_method: str = "rtn"  # rtn | hqq | gptq (onnxruntime targets; gptq uses the calibration set)
 
 
 @dataclass
@@ -212,6 +230,11 @@ class HostRunner(ABC):
     transpose / quantize as their artifact needs, and must hand back outputs keyed by source names in
     the source layout so that every backend is compared like with like.
     """
+
+    #: what produces its outputs, for the fidelity record: the runtime ("onnxruntime CPU", "tensorrt
+    #: GPU") and the precision it computes in, where that differs from the backend's own or the manifest's
+    runtime: str | None = None
+    precision: str | None = None
 
     def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
         self.inputs = inputs
@@ -304,8 +327,9 @@ class Backend(ABC):
 
     def needs_calibration(self, precision: str, options: ExportOptions) -> bool:
         """Whether an export at `precision` with `options` needs a calibration set (checked before any
-        work). Static INT8 does; dynamic-range INT8 and float precisions do not."""
-        return precision == "int8" and not options.dynamic_int8
+        work). Static INT8 does; dynamic-range INT8, weight-only INT8/INT4 and float precisions do not
+        (weight-only search and GPTQ use a calibration set when one is given)."""
+        return precision == "int8" and not options.dynamic_int8 and not options.weights_only
 
     def parse_options(self, items: Iterable[str] | Mapping[str, Any] | None) -> BackendOptions:
         """`--option KEY=VALUE` strings (or a mapping) -> this backend's typed Options (BadInput on

@@ -90,6 +90,7 @@ class OnnxRuntimeBackend(Backend):
     needs_static_shapes = False
     name_pattern = None
     min_opset = 13  # per-channel Q/DQ needs 13; raised only for int8
+    precisions = ("fp32", "fp16", "int8", "int4")
 
     def export(self, job: ExportJob) -> ExportResult:
         self.require()
@@ -111,6 +112,9 @@ class OnnxRuntimeBackend(Backend):
             if blocked:
                 details["kept_fp32_ops"] = blocked
                 warnings.append(f"op types kept in FP32 (no FP16 kernel): {', '.join(blocked)}")
+        elif job.precision == "int4" or job.options.weights_only:
+            details["weight_only"] = self._weight_only(job, out)
+            warnings.extend(details["weight_only"]["notes"])
         else:
             details.update(self._int8(job, out))
             warnings.extend(n for n in details.get("notes", []) if "fell back" in n or "without" in n)
@@ -162,6 +166,17 @@ class OnnxRuntimeBackend(Backend):
             "qdq_numerics": numerics,  # what scored the candidates and what host verify runs
             "notes": search["notes"],
         }
+
+    def _weight_only(self, job: ExportJob, out: Path) -> dict[str, Any]:
+        """INT4 (or INT8, --weights-only) MatMul/Gemm weights as com.microsoft MatMulNBits, the levels
+        chosen by edgekit.int4's search against the gate."""
+        from edgekit.int4.graph import to_matmulnbits
+        from edgekit.int4.search import spec_of, weight_only
+
+        level = "int4" if job.precision == "int4" else "int8"
+        result = weight_only(job, spec_of(job, level), to_matmulnbits)
+        save_onnx(result.model, out)
+        return {"format": "MatMulNBits (com.microsoft, accuracy_level 0)", **result.details}
 
     def open_runner(self, artifact_dir: Path, manifest: Mapping[str, Any]) -> HostRunner:
         self.require()

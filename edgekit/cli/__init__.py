@@ -17,6 +17,7 @@ import traceback
 import click
 
 from edgekit import __version__, lifecycle
+from edgekit.cli.caching import cache
 from edgekit.cli.exporting import export, verify
 from edgekit.cli.fleet import bench, demo, devices, inspect, targets
 from edgekit.cli.options import CliContext
@@ -35,7 +36,7 @@ def cli() -> None:
     """
 
 
-for _command in (targets, inspect, export, verify, devices, bench, demo, report, release, split):
+for _command in (targets, inspect, export, verify, devices, bench, demo, report, release, split, cache):
     cli.add_command(_command)
 
 
@@ -90,4 +91,8 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     install_signal_handlers()
-    sys.exit(run(argv))
+    from edgekit.tempdirs import run_dir
+
+    with run_dir():  # one temp directory per run: removed after it, swept after a killed one
+        code = run(argv)
+    sys.exit(code)

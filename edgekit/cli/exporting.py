@@ -19,6 +19,8 @@ from edgekit.cli.options import (
     targets_dir_option,
     task_and_metric,
     task_options,
+    weight_only_fields,
+    weight_only_options,
 )
 from edgekit.errors import BadInput, GateFailed
 
@@ -31,13 +33,21 @@ def _fidelity_gate(report: Any) -> None:
 @click.command()
 @click.argument("model", type=click.Path())
 @click.option("--target", "-t", required=True, help="Target profile name (see `edgekit targets`).")
-@click.option("--int8", "precision", flag_value="int8", help="INT8 (needs --calib unless --dynamic).")
+@click.option(
+    "--int8", "precision", flag_value="int8", help="INT8 (needs --calib unless --dynamic or --weights-only)."
+)
+@click.option(
+    "--int4",
+    "precision",
+    flag_value="int4",
+    help="Weight-only INT4 MatMul/Gemm weights (--calib: searched, gated).",
+)
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16.")
 @click.option("--fp32", "precision", flag_value="fp32", help="FP32.")
 @click.option(
     "--precision",
     "precision_choice",
-    type=click.Choice(["fp32", "fp16", "int8", "auto"]),
+    type=click.Choice(["fp32", "fp16", "int8", "int4", "auto"]),
     help="Precision by name; auto: every precision the target offers, the fastest here that passes the gate.",
 )
 @click.option("--calib", type=click.Path(), help="Calibration set (.npz or image dir + calibration.toml).")
@@ -73,6 +83,7 @@ def _fidelity_gate(report: Any) -> None:
 @targets_dir_option
 @int8_search_options
 @task_options
+@weight_only_options
 @gate_options
 @common
 def export(app: CliContext, model: str, **kw: Any) -> None:
@@ -97,6 +108,7 @@ def export(app: CliContext, model: str, **kw: Any) -> None:
         max_revert=kw["max_revert"],
         search_budget_s=kw["search_budget"],
         allow_float_ops=kw["allow_float_ops"],
+        **weight_only_fields(kw),
     )
     if kw["precision"] and kw["precision_choice"] and kw["precision"] != kw["precision_choice"]:
         raise BadInput(f"--{kw['precision']} and --precision {kw['precision_choice']} disagree; give one")

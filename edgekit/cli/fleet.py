@@ -146,6 +146,13 @@ def devices_trust(app: CliContext, name: str, devices_file: str | None, yes: boo
 @click.option("--resume", is_flag=True, help="Skip (artifact, device) pairs already ok in the results file.")
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1), help="Devices at once.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds per job.")
+@click.option(
+    "--input-shape",
+    "bench_shapes",
+    multiple=True,
+    metavar="NAME:D0,D1,..",
+    help="Shape to time; give a name more than once to time several (e.g. sequence 16 and 128).",
+)
 @targets_dir_option
 @task_options
 @gate_options
@@ -175,6 +182,7 @@ def bench(app: CliContext, artifacts: tuple[str, ...], **kw: Any) -> None:
         targets_dirs=list(kw["targets_dir"]),
         gate_overrides=gates(kw),
         **task_and_metric(kw),
+        input_shapes=list(kw["bench_shapes"]),
     )
     if any(api.is_pipeline_dir(a) for a in artifacts):
         _bench_pipelines(app, request)
@@ -205,6 +213,12 @@ def _bench_pipelines(app: CliContext, request: Any) -> None:
     failed = record.fidelity_failed()
     if failed:
         raise GateFailed(f"end-to-end fidelity failed for {len(failed)} pipeline(s); see {request.results}")
+    unmeasured = record.fidelity_not_measured()
+    if unmeasured:
+        reasons = "; ".join(str((r.get("fidelity") or {}).get("reason", "no fidelity")) for r in unmeasured)
+        raise GateFailed(
+            f"end-to-end fidelity not measured for {len(unmeasured)} pipeline(s) (not a pass): {reasons}"
+        )
 
 
 @click.command()

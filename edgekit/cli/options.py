@@ -142,6 +142,53 @@ int8_search_options = _options(
     ),
 )
 
+# weight-only quantization (edgekit.int4): --int4, --int8 --weights-only
+weight_only_options = _options(
+    click.option(
+        "--weights-only",
+        is_flag=True,
+        help="Weight-only: MatMul/Gemm weights quantized, activations float (with --int8; --int4 always is).",
+    ),
+    click.option(
+        "--int4-group-size",
+        type=click.IntRange(min=16),
+        default=128,
+        show_default=True,
+        help="INT4: weights per scale along K (clipped per layer to K, a power of two >= 16).",
+    ),
+    click.option(
+        "--int4-symmetric/--int4-asymmetric",
+        default=False,
+        show_default=True,
+        help="INT4: signed codes without zero points, or unsigned with one per block (TensorRT: symmetric).",
+    ),
+    click.option(
+        "--int4-ratio",
+        type=click.FloatRange(0.0, 1.0),
+        default=1.0,
+        show_default=True,
+        help="INT4: share of MatMul/Gemm weights at INT4, the most sensitive rest at INT8 (as NNCF's ratio).",
+    ),
+    click.option(
+        "--int4-method",
+        type=click.Choice(["rtn", "hqq", "gptq"]),
+        default="rtn",
+        show_default=True,
+        help="INT4 on onnxruntime targets: round-to-nearest, HQQ, or GPTQ (uses --calib).",
+    ),
+)
+
+
+def weight_only_fields(kw: dict[str, Any]) -> dict[str, Any]:
+    """The ExportOptions fields of `weight_only_options`."""
+    return {
+        "weights_only": kw["weights_only"],
+        "int4_group_size": kw["int4_group_size"],
+        "int4_symmetric": kw["int4_symmetric"],
+        "int4_ratio": kw["int4_ratio"],
+        "int4_method": kw["int4_method"],
+    }
+
 
 def gates(kw: dict[str, Any]) -> dict[str, float | None]:
     """The gate flags of a command's keyword arguments (None: the target's default)."""

@@ -13,7 +13,7 @@ against FP32 on `--val`, or else on the calibration samples themselves (see `tfl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,3 +152,151 @@ def search_tflite(
     if would_take and not result.passed:
         record["would_take"] = would_take
     return path, chosen_variant, record
+
+
+# ---- the per-node fallback through ai-edge-quantizer (edgekit.backends.tflite.selective) -------------
+# build([(label, rules), ...]) -> one .tflite per entry, made in one quantizer run
+Build = Callable[[list[tuple[str, list[dict[str, Any]]]]], list[Path]]
+MAX_RANKED_OPS = 32  # revert-one builds measured per search (one quantizer run builds them all)
+
+
+def search_selective(
+    job: ExportJob,
+    mapping: dict[str, Any],
+    rules_of: Callable[[list[int]], list[dict[str, Any]]],
+    revertible: list[int],
+    full_integer: bool,
+    build: Build,
+    run: Run,
+    data: ScoringSet,
+    progress: Callable[[str], None] = lambda _: None,
+    reverted_to: str = "float",
+    forced: Sequence[int] = (),
+    quantizer: str = "ai-edge-quantizer static_wi8_ai8 on onnx2tf's float32 file (selective: by op output names)",
+) -> tuple[Path, dict[str, Any]]:
+    """`rules_of([])` first (e.g. int8 everywhere ai-edge-quantizer can, but `forced` ops: float outputs,
+    --ignore); when that fails the gate, the `revertible` ops whose revert (to `reverted_to`: float, or
+    INT8 weights for --int4) recovers most, fewest first (at most --max-revert of them; on a
+    full-integer target float ops only with --allow-float-ops). Returns (the chosen .tflite, record)."""
+    from edgekit.backends.tflite.selective import onnx_names_of
+    from edgekit.int8.search_inputs import settings_for
+    from edgekit.targets import Gates
+
+    started = time.perf_counter()
+    settings = settings_for(job)
+    gates: Gates = job.gates or job.target.fidelity
+    candidates: list[dict[str, Any]] = []
+    notes: list[str] = []
+    by_index = {op["index"]: op for op in mapping["ops"]}
+    sources = mapping.get("sources", {})
+    rules = rules_of
+
+    def describe(index: int) -> dict[str, Any]:
+        op = by_index[index]
+        return {
+            "tflite_op": op["type"],
+            "tflite_tensor": op["names"][0] if op["names"] else "",
+            "onnx_nodes": onnx_names_of(mapping, index),
+            # the user's own node names (ingest may rename or split nodes)
+            "source_nodes": sorted({sources.get(n) or n for n in onnx_names_of(mapping, index)}),
+        }
+
+    def evaluate(stage: str, entries: list[tuple[str, list[int]]]) -> list[tuple[Path, Score, list[int]]]:
+        t0 = time.perf_counter()
+        paths = build([(label, rules(ops)) for label, ops in entries])
+        results = []
+        for (label, ops), path in zip(entries, paths, strict=True):
+            result = score(run(path, data), data, gates)
+            candidates.append(
+                {
+                    "stage": stage,
+                    f"ops_{reverted_to}": [describe(i) for i in ops],
+                    "label": label,
+                    "seconds": round((time.perf_counter() - t0) / len(entries), 3),
+                    **result.to_json(),
+                }
+            )
+            results.append((path, result, ops))
+        return results
+
+    progress(f"{job.precision}: ai-edge-quantizer, every op it can")
+    best = evaluate("recipe", [("base", [])])[0]
+    default_score = best[1]
+    quantizable = [i for i in revertible if i not in forced]
+    max_k = max(1, int(settings.max_revert * len(quantizable)))
+    ranking: list[dict[str, Any]] = []
+    would_take = None
+    if not best[1].passed and settings.search and settings.fallback and quantizable:
+        if full_integer and reverted_to == "float" and not settings.allow_float_ops:
+            would_take = (
+                "ops kept in float by ai-edge-quantizer's selective quantization (the fallback), which leaves "
+                "float ops in this full-integer artifact: rerun with --allow-float-ops if the device's runtime "
+                "may run them (an integer-only delegate may not)"
+            )
+        else:
+            # revert-one ranking: the ops nearest the outputs first when there are more than we measure
+            order = quantizable[::-1][:MAX_RANKED_OPS]
+            progress(
+                f"{job.precision}: ranking {len(order)} TFLite ops by what each at {reverted_to} recovers"
+            )
+            ranked = evaluate("rank", [(f"{reverted_to} {by_index[i]['type']}", [i]) for i in order])
+            base_budget = best[1].budget
+            rows = sorted(ranked, key=lambda r: (not r[1].passed, r[1].budget))
+            for _, result, ops in rows:
+                ranking.append(
+                    {
+                        **describe(ops[0]),
+                        "recovery": round(base_budget - result.budget, 4),
+                        "passes_alone": result.passed,
+                    }
+                )
+            top = [r[2][0] for r in rows]
+            steps, k = [], 1
+            while k <= min(max_k, len(top)):
+                steps.append(k)
+                k *= 2
+            if steps and steps[-1] != min(max_k, len(top)):
+                steps.append(min(max_k, len(top)))
+            progress(
+                f"{job.precision}: fallback with the top {', '.join(map(str, steps))} ops at {reverted_to}"
+            )
+            for path, result, ops in evaluate(
+                "fallback", [(f"top {k} at {reverted_to}", top[:k]) for k in steps]
+            ):
+                if result.passed:  # steps ascend: the first that passes keeps the fewest ops back
+                    best = (path, result, ops)
+                    break
+                if not best[1].passed and result.budget < best[1].budget:
+                    best = (path, result, ops)
+            if not best[1].passed:
+                would_take = (
+                    f"no selection of at most {max_k} ops at {reverted_to} (--max-revert) meets the gate"
+                )
+    path, result, ops = best
+    if not result.passed and would_take is None:
+        would_take = "search is off (--no-search)" if not settings.search else "the gate is out of reach"
+    if ops:
+        notes.append(f"{len(ops)} of {len(quantizable)} TFLite ops kept at {reverted_to} to meet the gate")
+    record: dict[str, Any] = {
+        "passed": result.passed,
+        "summary": ("passes" if result.passed else "FAILS")
+        + f" the gate: {result.summary()}"
+        + ("" if result.passed or not would_take else f"; {would_take}"),
+        "quantizer": quantizer,
+        "goal": gates.to_json(),
+        "scored_on": data.source,
+        "runtime_semantics": "LiteRT with XNNPACK on this host (as verify runs the artifact)",
+        "default_score": default_score.to_json(),
+        "score": result.to_json(),
+        "forced_float": [describe(i) for i in forced],
+        "reverted_to": reverted_to,
+        "reverted": [describe(i) for i in ops],
+        "ranking": ranking,
+        "candidates": candidates,
+        "onnx_to_tflite": mapping["counts"],
+        "seconds": round(time.perf_counter() - started, 2),
+        "notes": notes,
+    }
+    if would_take and not result.passed:
+        record["would_take"] = would_take
+    return path, record

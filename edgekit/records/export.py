@@ -136,6 +136,12 @@ class ExportRecord:
             return text
         if search and not search.get("passed", True):
             return f"INT8 {search['summary']} (on {search['scored_on']}); artifact kept in {self.path}"
+        weights = (self.manifest.get("details") or {}).get("weight_only") or {}
+        record = weights.get("search") or {}
+        if record.get("passed") is False:
+            final = record.get("final") or record.get("final_preview") or {}
+            failed = "; ".join(final.get("failures", [])) or "gate failed"
+            return f"weight-only {weights.get('level')}: {failed} (on {record['scored_on']}); artifact kept in {self.path}"
         return None
 
 

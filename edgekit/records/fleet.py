@@ -35,12 +35,15 @@ class BenchRequest(Request):
     targets_dirs: Sequence[str | Path] = field(default_factory=list)
     task: str | None = None  # with `val`: None judges each artifact by the task its manifest recorded
     metric: str | Callable[..., Any] | None = None  # None: the "module:function" recorded at export
+    # "NAME:D0,D1,.." as `--input-shape`; a name given k times times k shape sets
+    input_shapes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return task_json(super().to_json())
 
     def __post_init__(self) -> None:
         checked_task(self.task, self.metric)
+        self.input_shapes = [str(s) for s in self.input_shapes]
         self.artifacts, self.devices = as_paths(self.artifacts), [str(d) for d in self.devices]
         self.devices_file, self.val, self.results = (
             as_path(self.devices_file),

@@ -197,4 +197,8 @@ class PipelineBenchRecord:
         return cls([dict(r) for r in data])
 
     def fidelity_failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.pipelines if r.get("fidelity") and not r["fidelity"].get("passed", True)]
+        return [r for r in self.pipelines if r.get("fidelity") and r["fidelity"].get("passed") is False]
+
+    def fidelity_not_measured(self) -> list[dict[str, Any]]:
+        """Pipelines whose end-to-end fidelity was never measured (no unsplit model): not a pass."""
+        return [r for r in self.pipelines if (r.get("fidelity") or {}).get("passed") is None]

@@ -125,21 +125,27 @@ def run_task(task: Task, work: Path) -> dict[str, Any]:
         if task.val is not None:
             stage = "verify"
             started = time.perf_counter()
-            report = verification.verify(
-                VerifyRequest(
-                    artifact,
-                    task.val,
-                    reference=task.model,
-                    val_samples=task.val_samples,
-                    gate_overrides=dict(task.gates),
-                    targets_dirs=list(task.targets_dirs),
-                    write=False,
-                    task=task.task,
-                    metric=task.metric,
+            from edgekit.errors import NotVerifiedHere
+            from edgekit.services.verification import fidelity_json
+
+            try:
+                report = verification.verify(
+                    VerifyRequest(
+                        artifact,
+                        task.val,
+                        reference=task.model,
+                        val_samples=task.val_samples,
+                        gate_overrides=dict(task.gates),
+                        targets_dirs=list(task.targets_dirs),
+                        write=False,
+                        task=task.task,
+                        metric=task.metric,
+                    )
                 )
-            )
+                result["fidelity"] = fidelity_json(report)
+            except NotVerifiedHere as exc:  # no fidelity (never a pass); the release record says why
+                result["verification"] = {"status": "not verified here", "reason": str(exc)}
             result["verify_s"] = time.perf_counter() - started
-            result["fidelity"] = report.to_json()
     except EdgekitError as exc:
         result.update(status="failed", stage=stage, error=str(exc), error_type=type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - a converter crash is this artifact's failure, not the release's

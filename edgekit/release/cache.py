@@ -74,6 +74,9 @@ class Store(ContentCache):
     def commit(self, key: str, staged: Path, meta: Mapping[str, Any]) -> Path:
         write_json_atomic(staged / META, dict(meta))
         replace_dir(staged, self.path(key))
+        from edgekit.cache_policy import after_store
+
+        after_store(self.path(key))  # the cache's bound: least recently used entries go
         return self.path(key)
 
     def put_json(self, key: str, data: Mapping[str, Any]) -> None:

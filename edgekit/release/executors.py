@@ -120,9 +120,11 @@ class LocalExecutor:
 
 # ---- Ray -------------------------------------------------------------------------------------------
 def _pack(path: Path, names: Sequence[Path] | None = None) -> bytes:
-    """A file, its siblings `names`, or a folder, as tar bytes (arcnames relative to the parent)."""
+    """A file, its siblings `names`, or a folder, as tar bytes (arcnames relative to the parent). Links
+    are followed: a model cache (the Hugging Face hub's) stores every file as a link into its blobs,
+    and the worker needs the bytes under the link's name, not a link to a path it does not have."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buf, mode="w:gz", dereference=True) as tar:
         for item in names or [path]:
             tar.add(str(item), arcname=item.name)
     return buf.getvalue()

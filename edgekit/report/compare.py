@@ -100,10 +100,7 @@ def compare_rows(base: Row | None, new: Row | None, limits: Thresholds) -> Compa
         )
         v = out.latency
         if v.verdict in ("slower", "faster") and not out.changed:
-            out.notes.append(
-                f"p50 {v.change_pct:+.1f}% with the same artifact, runtime, settings and device software: "
-                "the device's own variation (its load, clocks, temperature), not a regression"
-            )
+            _same_conditions_shift(base, new, v, out)
         elif v.regression:
             out.regressions.append(
                 f"p50 {v.baseline_p50:.4g} -> {v.new_p50:.4g} ms (+{v.change_pct:.1f}%, "
@@ -114,6 +111,34 @@ def compare_rows(base: Row | None, new: Row | None, limits: Thresholds) -> Compa
     if out.changed:
         out.notes.append("changed: " + "; ".join(out.changed))
     return out
+
+
+def _same_conditions_shift(base: Row, new: Row, v: LatencyVerdict, out: Comparison) -> None:
+    """A latency shift with the artifact, runtime, settings and device software unchanged. Noise is
+    decided by repeated sessions, not by that identity: with several sessions on each side the two-level
+    bootstrap carries their run-to-run spread, so an interval beyond the floor is the device itself
+    (thermal throttling, a firmware or power-mode change). With one session on a side, run-to-run noise
+    is unknown and nothing is called."""
+    sessions = len(base.latency_clusters), len(new.latency_clusters)
+    same = "with the same artifact, runtime, settings and device software"
+    if min(sessions) < 2:
+        out.notes.append(
+            f"p50 {v.change_pct:+.1f}% {same}, but one session on a side: its run-to-run noise is unknown; "
+            "repeat the bench (--repeats 3 or more) to tell a device-side change from noise"
+        )
+        return
+    evidence = (
+        f"baseline {sessions[0]} sessions, new {sessions[1]} sessions; p50 {v.baseline_p50:.4g} -> "
+        f"{v.new_p50:.4g} ms ({v.change_pct:+.1f}%, {v.confidence:.0%} CI {v.ci_pct[0]:+.1f}..{v.ci_pct[1]:+.1f}% "
+        f"beyond the floor {v.floor_pct:.1f}% from {v.floor_from})"
+    )
+    if v.verdict == "slower":
+        out.regressions.append(
+            f"device-side regression {same}: the device itself became slower (thermal throttling, a "
+            f"firmware or power-mode change); evidence: {evidence}"
+        )
+    else:
+        out.notes.append(f"the device became faster {same}; evidence: {evidence}")
 
 
 def what_changed(base: Row, new: Row) -> list[str]:

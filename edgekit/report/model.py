@@ -34,6 +34,7 @@ class Row:
     precision: str
     backend: str = ""
     device: str | None = None
+    shape: str | None = None  # the input shapes timed, when a run stated them (bench --input-shape)
     state: str = "ok"
     stage: str | None = None  # export | verify | bench: where a failure happened
     reason: str | None = None
@@ -67,17 +68,24 @@ class Row:
     block_spread_pct: float | None = None
     other_cpu_pct: float | None = None
     timestamp: str | None = None
+    host_proxy: str | None = None  # timed on a machine of another architecture than the target's
     latency_samples: np.ndarray | None = field(default=None, repr=False)
     latency_clusters: list[np.ndarray] = field(default_factory=list, repr=False)  # sessions
     conditions: dict[str, Any] = field(default_factory=dict)  # what a latency depends on besides the artifact
 
     @property
     def key(self) -> tuple[str, str, str, str]:
-        return (self.model, self.target, self.precision, self.device or "-")
+        return (
+            self.model,
+            self.target,
+            self.precision,
+            (self.device or "-") + (f" [{self.shape}]" if self.shape else ""),
+        )
 
     @property
     def label(self) -> str:
-        return f"{self.target} {self.precision}" + (f" @ {self.device}" if self.device else "")
+        shape = f" [{self.shape}]" if self.shape else ""
+        return f"{self.target} {self.precision}" + (f" @ {self.device}" if self.device else "") + shape
 
     def noise(self) -> dict[str, float | None]:
         """Spreads a single session leaves out of the bootstrap: with several sessions the two-level
@@ -147,6 +155,9 @@ def _add_reason(row: Row, text: str | None, first: bool = False) -> None:
 def _apply_manifest(row: Row, manifest: Mapping[str, Any] | None, facts: Mapping[str, Any] | None) -> None:
     if not manifest:
         return
+    unverified = manifest.get("verification") or {}
+    if unverified.get("status") and not manifest.get("fidelity"):
+        _add_reason(row, f"{unverified['status']}: {unverified.get('reason', '')}")
     size = manifest.get("size") or {}
     row.backend = row.backend or str(manifest.get("backend", ""))
     row.artifact = row.artifact or str(manifest.get("name", ""))
@@ -173,6 +184,8 @@ def _apply_latency(row: Row, ok: list[dict[str, Any]]) -> None:
     row.first_ms = latest.get("first_inference_ms")
     row.peak_rss_mb = max((r["peak_rss_mb"] for r in ok if r.get("peak_rss_mb") is not None), default=None)
     row.timestamp = latest.get("timestamp")
+    row.host_proxy = next((str(r["host_proxy"]) for r in ok if r.get("host_proxy")), None)
+    _add_reason(row, row.host_proxy)
     if pooled:
         samples = np.concatenate(pooled)
         row.latency_samples = samples
@@ -201,7 +214,7 @@ def _apply_latency(row: Row, ok: list[dict[str, Any]]) -> None:
 def run_conditions(record: Mapping[str, Any]) -> dict[str, Any]:
     """What besides the artifact decides its latency: the runtime and its version, the run's settings,
     and the device's software and power state. Two runs that agree on all of it (and on the
-    artifact) can only differ by the device's own variation."""
+    artifact) differ only by the device: its noise, or the device itself changing (compare.py)."""
     env = (record.get("device") or {}).get("environment") or {}
     settings = record.get("settings") or {}
     runtime = record.get("runtime") or {}
@@ -280,6 +293,7 @@ class RowBuilder:
             artifact=str(art.get("name", "")),
             sha256=art.get("sha256"),
             state="unverified",
+            shape=_shape_label(latest.get("shapes")),
         )
         _apply_manifest(row, manifest, self.facts(manifest))
         ok = [r for r in records if r.get("status") == "ok"]
@@ -297,6 +311,15 @@ class RowBuilder:
         if build is not None and build.note:
             _add_reason(row, build.note)
         return row
+
+
+def _shape_label(shapes: Mapping[str, Any] | None) -> str | None:
+    """A stated shape set as a short label: the first input's dims ("1x128"), which for a token model is
+    batch x sequence (the other inputs follow it)."""
+    if not shapes:
+        return None
+    name, dims = next(iter(shapes.items()))
+    return f"{name} " + "x".join(str(d) for d in dims)
 
 
 def model_facts(path: str | None, sha256: str) -> dict[str, Any] | None:
@@ -320,9 +343,17 @@ def build_rows(inputs: Inputs) -> list[Row]:
     for record in inputs.records:
         art = record["artifact"]
         ident = art.get("sha256") or f"{art.get('name')}|{art.get('target')}|{art.get('precision')}"
-        groups.setdefault((ident, str(record["device"].get("name"))), []).append(record)
+        shape = _shape_label(record.get("shapes")) or ""  # each stated shape set is its own row
+        groups.setdefault((ident, str(record["device"].get("name")), shape), []).append(record)
     rows = [builder.from_records(group) for group in groups.values()]
-    benched = {ident for ident, _ in groups}
+    # a shape is part of a row's identity only where one artifact was timed at several shapes
+    shapes: dict[tuple[str, str, str, str | None], set[str | None]] = {}
+    for row in rows:
+        shapes.setdefault((row.model, row.target, row.precision, row.device), set()).add(row.shape)
+    for row in rows:
+        if len(shapes[(row.model, row.target, row.precision, row.device)]) < 2:
+            row.shape = None
+    benched = {ident for ident, _, _ in groups}
     for build in inputs.builds:
         if build.sha256 and build.sha256 in benched:
             continue
@@ -340,7 +371,11 @@ def add_speedups(rows: list[Row]) -> None:
         peers = [
             r
             for r in rows
-            if r.model == row.model and r.device == row.device and r.p50 and r.precision == "fp32"
+            if r.model == row.model
+            and r.device == row.device
+            and r.shape == row.shape  # the same shapes timed: latency grows with sequence length
+            and r.p50
+            and r.precision == "fp32"
         ]
         ref = next((r for r in peers if r.target == row.target), None) or next(
             (r for r in peers if r.backend == row.backend), None

@@ -77,6 +77,7 @@ COLUMNS: list[Column] = [
     Column("prec", fmt_precision, key=True, left=True, max_width=10),
     Column("device", lambda r: r.device or "-", key=True, left=True, max_width=12),
     Column("state", lambda r: TEXT_STATES[r.state], left=True, max_width=11),
+    Column("timed on", lambda r: "host proxy" if r.host_proxy else "-", left=True, max_width=10),
     Column("p50 ms", lambda r: fmt_ms(r.p50)),
     Column("p90 ms", lambda r: fmt_ms(r.p90)),
     Column("p99 ms", lambda r: fmt_ms(r.p99)),
@@ -97,6 +98,18 @@ COLUMNS: list[Column] = [
     Column("spread", lambda r: fmt_num(r.run_spread_pct or r.block_spread_pct, ".1f", "%")),
     Column("busy", lambda r: fmt_num(r.other_cpu_pct, ".0f", "%")),
 ]
+
+
+SHAPE_COLUMN = Column("shape", lambda r: r.shape or "-", key=True, left=True, max_width=24)
+
+
+def columns_for(rows: Sequence[Row]) -> list[Column]:
+    """COLUMNS, with the timed shape as a key column after the device when runs stated shapes (bench
+    --input-shape given more than once: latency reads against sequence length, row by row)."""
+    if not any(r.shape for r in rows):
+        return list(COLUMNS)
+    at = next(i for i, c in enumerate(COLUMNS) if c.header == "device") + 1
+    return [*COLUMNS[:at], SHAPE_COLUMN, *COLUMNS[at:]]
 
 
 def _clip(text: str, width: int) -> str:
@@ -153,7 +166,7 @@ def render_text(report: Report, width: int = 80) -> str:
     for table in report.tables:
         title = _clip(f"== {table.model}: {len(table.rows)} row(s) ", width - 2) + " "
         lines.append(title + "=" * max(0, width - len(title)))
-        lines += text_table(table.rows, width=width)
+        lines += text_table(table.rows, columns_for(table.rows), width=width)
         why = reasons(table.rows, width)
         if why:
             lines += ["", *why]
@@ -206,7 +219,7 @@ def markdown(report: Report) -> str:
     lines = ["# edgekit report", "", f"Sources: {', '.join(f'`{s}`' for s in report.sources)}", ""]
     for table in report.tables:
         lines += [f"## {_md_escape(table.model)}", ""]
-        cols = [c for c in COLUMNS if c.header != "state"]
+        cols = [c for c in columns_for(table.rows) if c.header != "state"]
         lines.append("| state | " + " | ".join(c.header for c in cols) + " |")
         lines.append("|---|" + "|".join("---" if c.left else "--:" for c in cols) + "|")
         for row in table.rows:

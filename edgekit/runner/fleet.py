@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 ProgressHook = Callable[[dict[str, Any]], None]
 
 
+def shape_label(shapes: dict[str, list[int]]) -> str:
+    from edgekit.runner.shapes import label
+
+    return label(shapes)
+
+
 async def run_bench(
     jobs: list[Job],
     settings: BenchSettings,
@@ -56,7 +62,8 @@ async def run_bench(
 
     by_device: dict[str, list[Job]] = {}
     for job in jobs:
-        if (job.artifact.sha256, job.device.name) in skip:
+        stated = f" [{shape_label(job.shapes)}]" if job.shapes else ""
+        if (job.artifact.sha256, job.device.name + stated) in skip:
             notify({"stage": "skipped", "device": job.device.name, "artifact": job.artifact.name})
             continue
         by_device.setdefault(job.device.name, []).append(job)
@@ -109,6 +116,7 @@ def bench_local(
     min_duration_s: float = 0.0,
     targets_dirs: Sequence[str | Path] = (),
     results: str | Path | None = None,
+    shapes: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Time one artifact on this machine exactly as `edgekit bench --device local` does (the runner,
     the local transport and the device agent's timing loop and statistics), so the two agree.
@@ -121,7 +129,10 @@ def bench_local(
     settings = BenchSettings(
         iterations=iterations, warmup=warmup, threads=threads, min_duration_s=min_duration_s
     )
-    jobs = [Job(artifact, local_device())]
+    from edgekit.runner.shapes import resolve
+
+    # `shapes` as `--input-shape` (by input name); a dynamic dim nobody stated is BadInput naming it
+    jobs = [Job(artifact, local_device(), shapes=resolve(artifact.manifest["inputs"], shapes or {}))]
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
         path = Path(results) if results is not None else Path(tmp) / "results.jsonl"
         (record,) = asyncio.run(run_bench(jobs, settings, path))

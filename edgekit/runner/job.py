@@ -42,6 +42,19 @@ STATISTICS_KEYS = (
 
 def base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:
     art, dev = job.artifact, job.device
+    record = _base_record(job, settings)
+    if dev.transport == "local":  # this machine: an artifact for another architecture is a host proxy
+        from edgekit.targets import host_proxy
+
+        proxy = host_proxy(art.profile)
+        if proxy:
+            record["host_proxy"] = proxy
+            record["warnings"].append(proxy)
+    return record
+
+
+def _base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:
+    art, dev = job.artifact, job.device
     return {
         "schema": SCHEMA,
         "timestamp": now(),
@@ -75,6 +88,7 @@ def base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:
             "repeats": settings.repeats,
             "input_source": "validation" if settings.validation else f"random(seed={settings.seed})",
         },
+        "shapes": job.shapes,  # what was timed, by source input name
         "runtime": None,
         "latency_ms": None,
         "throughput_fps": None,
@@ -128,11 +142,19 @@ def job_spec(job: Job, entry: str, settings: BenchSettings) -> dict[str, Any]:
     """The job file the agent reads (see edgekit/agent.py's docstring for its keys)."""
     art = job.artifact
     backend = art.backend_impl()
+    inputs = [dict(spec) for spec in art.manifest["inputs"]]
+    for spec in inputs:  # the shapes this run times (stated, or left for the agent to refuse by name)
+        shape = (job.shapes or {}).get(str(spec.get("source_name", spec["name"])))
+        if shape is not None:
+            spec["shape"] = list(shape)
+    from edgekit.runner.shapes import artifact_ranges
+
     return {
         "entry": entry,
         "backend": backend.agent_backend(),
         "precision": art.precision,
-        "inputs": art.manifest["inputs"],
+        "inputs": inputs,
+        "input_ranges": artifact_ranges(art.manifest, art.dir),
         "outputs": art.manifest.get("outputs", []),
         "iterations": settings.iterations,
         "warmup": settings.warmup,
@@ -164,6 +186,9 @@ async def run_job(
         art_dir = transport.path("artifacts", art.sha256[:16])
         for rel, digest in art.files():
             await transport.upload(art.dir / rel, f"{art_dir}/{rel}", digest)
+        from edgekit.runner.workdir_bound import prune_workdir
+
+        record["warnings"].extend(await prune_workdir(transport, art_dir))  # the device's bound, LRU
         entry = await art.backend_impl().on_device_entry(transport, job, art_dir, settings, emit)
         run_dir = transport.path("runs", uuid.uuid4().hex[:12])
         await transport.mkdirs(run_dir)
@@ -208,6 +233,8 @@ async def run_job(
                     record[key] = result[key]
             record["settings"]["iterations"] = result.get("iterations")
             record["settings"]["input_source"] = result.get("input_source")
+            if result.get("shapes"):  # what the agent fed (the stated shapes, a dynamic batch as 1)
+                record["shapes"] = result["shapes"]
             if result.get("validation"):
                 local_out = outputs_dir / f"{art.sha256[:12]}-{safe_name(job.device.name)}.npz"
                 await transport.download(result["validation"]["outputs_file"], local_out)

@@ -28,8 +28,15 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
 
 def done_pairs(path: str | Path) -> set[tuple[str, str]]:
+    """(artifact sha256, device name) of finished runs; a run of stated shapes adds them to the name
+    (edgekit.runner.shapes.label), so each shape set resumes on its own."""
+    from edgekit.runner.shapes import label
+
     return {
-        (r["artifact"]["sha256"], r["device"]["name"])
+        (
+            r["artifact"]["sha256"],
+            r["device"]["name"] + (f" [{label(r['shapes'])}]" if r.get("shapes") else ""),
+        )
         for r in read_results(path)
         if r.get("status") == "ok" and "artifact" in r and "device" in r
     }

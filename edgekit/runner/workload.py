@@ -119,6 +119,9 @@ class Job:
     artifact: Artifact
     device: Device
     warnings: list[str] = field(default_factory=list)
+    # the input shapes this run times, by source input name (edgekit.runner.shapes); None: resolved
+    # from the artifact's shapes when the job file is written (a dynamic dim then fails by name)
+    shapes: dict[str, list[int]] | None = None
 
 
 def load_artifacts(dirs: Iterable[str | Path], targets_dirs: Sequence[str | Path] = ()) -> list[Artifact]:

@@ -125,13 +125,18 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
         write_json_atomic(tmp / MANIFEST, manifest)
         report = None
         if verdict_reader is not None:
-            from edgekit.services.verification import verify_dir
+            from edgekit.errors import NotVerifiedHere
+            from edgekit.services.verification import not_verified_here, verify_dir
 
             progress(f"verifying on {len(verdict_reader)} samples")
-            report = verify_dir(tmp, manifest, verdict_reader, model_path, gates, task=task, metric=metric)
-            manifest["fidelity"] = report.to_json()
+            try:
+                report = verify_dir(tmp, manifest, verdict_reader, model_path, gates, task=task, metric=metric)
+                manifest["fidelity"] = report.to_json()
+            except NotVerifiedHere as exc:  # never a pass: no fidelity, and the manifest says why
+                progress(str(exc))
+                manifest["verification"] = not_verified_here(exc, manifest)
             manifest["validation"] = verdict_reader.record()
-            if plan is not None:
+            if plan is not None and report is not None:
                 assert calib_reader is not None and val_reader is not None
                 manifest["samples"] = plan.record(
                     calib_reader, val_reader, _selection_score(manifest), _verdict_score(report)
@@ -205,6 +210,19 @@ def _search_options(options: ExportOptions) -> dict[str, Any]:
     }
 
 
+def _weight_only_options(options: ExportOptions, precision: str) -> dict[str, Any]:
+    """What weight-only quantization (edgekit.int4) was asked for."""
+    out: dict[str, Any] = {"weights_only": True}
+    if precision == "int4":
+        out.update(
+            int4_group_size=options.int4_group_size,
+            int4_symmetric=options.int4_symmetric,
+            int4_ratio=options.int4_ratio,
+            int4_method=options.int4_method,
+        )
+    return {**out, "search": options.search, "max_revert": options.max_revert}
+
+
 def source_io(prepared: ingest.PreparedModel) -> tuple[list[InputInfo], list[InputInfo]]:
     """The prepared model's I/O under the user's original names (shapes as fixed by ingest)."""
     return (
@@ -236,7 +254,8 @@ def _manifest(
     source["path"] = str(prepared.source_path)
     source["inputs"] = _io_json(src_inputs)
     source["outputs"] = _io_json(src_outputs)
-    uses_calib = backend.needs_calibration(precision, options)
+    weight_only = precision == "int4" or (precision == "int8" and options.weights_only)
+    uses_calib = backend.needs_calibration(precision, options) or (weight_only and calib is not None)
     return {
         "schema": 1,
         "edgekit_version": __version__,
@@ -266,6 +285,7 @@ def _manifest(
             "input_shapes": req.input_shapes,
             "simplify": req.simplify,
             **(_search_options(options) if uses_calib and precision == "int8" else {}),
+            **(_weight_only_options(options, precision) if weight_only else {}),
         },
         "threads": options.threads,
         "name_map": prepared.name_map,

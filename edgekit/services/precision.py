@@ -64,7 +64,7 @@ def export_auto(req: Any, progress: Callable[[str], None], export_one: Callable[
             outcomes[precision] = outcome
             row.update(_fidelity_row(outcome))
         timed = _time_here(target, outcomes, rows, progress)
-        passing = [r for r in rows if r.get("passed")]
+        passing = [r for r in rows if r.get("passed") is True]
         if not passing:
             chosen_row = None
         elif timed and any(r.get("p50_ms") for r in passing):
@@ -83,7 +83,8 @@ def export_auto(req: Any, progress: Callable[[str], None], export_one: Callable[
             if best is None:
                 raise BadInput("--precision auto: no precision could be exported: " + _errors(rows))
             chosen_row = best
-        choice = _choice_record(chosen_row, rows, timed)
+        proxy = target_profiles.host_proxy(target) if timed else None
+        choice = _choice_record(chosen_row, rows, timed, proxy=proxy)
         outcome = outcomes[chosen_row["precision"]]
         manifest = dict(outcome.manifest)
         manifest["precision_choice"] = choice
@@ -99,9 +100,10 @@ def _fidelity_row(outcome: Any) -> dict[str, Any]:
     report = outcome.fidelity
     manifest = outcome.manifest
     search = search_record(manifest) or {}
-    passed = report.passed if report is not None else search.get("passed", True)
+    # nothing measured (no verification, no search record, e.g. --dynamic) is never a pass
+    passed = report.passed if report is not None else search.get("passed")
     return {
-        "status": "ok" if passed else "gate failed",
+        "status": "not measured" if passed is None else "ok" if passed else "gate failed",
         "passed": passed,
         "effective_precision": manifest.get("effective_precision"),
         "cosine": min((o.cosine for o in report.outputs), default=None) if report else None,
@@ -121,6 +123,7 @@ def _time_here(
     import statistics
 
     from edgekit import runner
+    from edgekit import targets as target_profiles
     from edgekit.backends import get_backend
 
     here = {p: o for p, o in outcomes.items() if get_backend(target.backend).times_here(target, o.manifest)}
@@ -148,12 +151,19 @@ def _time_here(
         if rounds.get(precision):
             row["p50_ms"] = round(statistics.median(rounds[precision]), 4)
             row["timed_as"] = f"{runtime.get(precision) or target.backend} on this host"
+            proxy = target_profiles.host_proxy(target)
+            if proxy:
+                row["timed_as"] += " (host proxy)"
+                row["host_proxy"] = proxy
         else:
             row["p50_ms"] = None
     return any(rounds.values())
 
 
-def _choice_record(chosen: dict[str, Any], rows: list[dict[str, Any]], timed: bool) -> dict[str, Any]:
+def _choice_record(
+    chosen: dict[str, Any], rows: list[dict[str, Any]], timed: bool, proxy: str | None = None
+) -> dict[str, Any]:
+    """`proxy`: why this host's timings are not the target's (another architecture), when they are not."""
     why: list[str] = []
     if not chosen.get("passed"):
         why.append(f"no precision passes the gate; {chosen['precision']} comes closest")
@@ -177,7 +187,9 @@ def _choice_record(chosen: dict[str, Any], rows: list[dict[str, Any]], timed: bo
                 f"{fastest['precision'].upper()} here ({int8['p50_ms']:.3f} vs {fastest['p50_ms']:.3f} ms p50): "
                 "this runtime's INT8 kernels do not pay off for this model on this CPU"
             )
-    return {"chosen": chosen["precision"], "why": why, "alternatives": rows}
+    if proxy and timed:
+        why.append(f"chosen on a {proxy}")
+    return {"chosen": chosen["precision"], "why": why, "alternatives": rows, "host_proxy": proxy}
 
 
 def _errors(rows: list[dict[str, Any]]) -> str:

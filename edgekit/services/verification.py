@@ -66,7 +66,11 @@ def verify_dir(
     if missing:
         raise BadInput(f"the artifact does not produce output(s) {', '.join(missing)} of the reference model")
     report = compare(reference, actual, val.labels, gates, task=task, metric=metric)
-    return stamped(report, manifest, host_runtime(manifest), f"this host ({platform.machine()})")
+    # a runner that names what it ran (TensorRT's: the engine, or onnxruntime on the bundle's ONNX) wins
+    report = stamped(report, manifest, runner.runtime or host_runtime(manifest), f"this host ({platform.machine()})")
+    if runner.precision:
+        report.precision = runner.precision
+    return report
 
 
 def host_runtime(manifest: Mapping[str, Any]) -> str:
@@ -89,6 +93,25 @@ def stamped(report: FidelityReport, manifest: Mapping[str, Any], runtime: str, d
     return report
 
 
+def fidelity_json(report: FidelityReport) -> dict[str, Any]:
+    """The report's JSON with the runtime and precision that produced it."""
+    out = report.to_json()
+    for key in ("runtime", "precision"):
+        if out.get(key) is None and getattr(report, key, None) is not None:
+            out[key] = getattr(report, key)
+    return out
+
+
+def not_verified_here(exc: Exception, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's `verification` entry for an artifact this host cannot run as its device does."""
+    return {
+        "status": "not verified here",
+        "reason": str(exc),
+        "precision": manifest.get("effective_precision") or manifest.get("precision"),
+        "backend": manifest.get("backend"),
+    }
+
+
 def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
     """Verify an exported artifact against its FP32 source on a validation set on this host
     (`edgekit.api.verify` sends a request naming a `device` to the device instead)."""
@@ -104,7 +127,7 @@ def verify(req: VerifyRequest, progress: Progress = noop) -> FidelityReport:
     progress(f"running {len(val)} samples through {artifact_dir.name} and its FP32 source")
     report = verify_dir(artifact_dir, manifest, val, reference_model, gates, task, metric)
     if req.write:
-        manifest["fidelity"] = report.to_json()
+        manifest["fidelity"] = fidelity_json(report)
         manifest["validation"] = val.record()
         write_json_atomic(artifact_dir / MANIFEST, manifest)
     return report

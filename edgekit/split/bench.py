@@ -142,16 +142,18 @@ def _fidelity(
     actual: list[dict[str, np.ndarray]],
     gates: Any,
     settings: PipelineBenchSettings | None = None,
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     """The pipeline's outputs vs the unsplit FP32 model run here (the same metrics as verify), judged by
-    the unsplit model's task (--task overrides what infer_task reads from it)."""
+    the unsplit model's task (--task overrides what infer_task reads from it); without that model, a
+    record that says the fidelity was not measured (passed None: never a pass)."""
     from edgekit import ingest, task_options
     from edgekit.fidelity import compare
 
     source = Path(data["source"].get("path", ""))
     if not source.is_file() or ingest.model_sha256(source) != data["source"]["sha256"]:
-        log.warning("the unsplit model is not at %s (or changed): no end-to-end fidelity", source)
-        return None
+        reason = f"the unsplit model is not at {source} (or changed since the split): no end-to-end fidelity"
+        log.warning("%s", reason)
+        return {"where": "pipeline", "status": "not measured", "passed": None, "reason": reason}
     reference = run_shards.full_outputs(source, feeds, optimize=True)
     names = list(reference[0])
     ref = {n: np.stack([np.asarray(r[n]) for r in reference]) for n in names}

@@ -87,6 +87,12 @@ def build_device_models(
             speed_source=source,
         )
         model.exact.update(_measured_shards(records, source_sha, name))
+        if model.runtime not in (None, "onnxruntime"):
+            notes.append(
+                f"{name}: its shard times spread the device's whole-model time by node shares from "
+                f"onnxruntime on this host, not from {model.runtime} on the device (its fusions and kernels "
+                "differ); bench the pipeline for measured stage times, which later plans read back"
+            )
         models.append(model)
     return models
 

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgekit import lifecycle
 from edgekit.split import extract
 from edgekit.split.partition_graph import MB, PartitionGraph
 
@@ -81,16 +82,14 @@ def shard_memory_mb(
                 [name, list(graph.tensors[name].shape or []), str(graph.tensors[name].dtype)]
                 for name in shard.inputs
             ]
-            proc = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(shard.path), json.dumps(specs)],
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-            )
+            argv = [sys.executable, "-c", _CHILD, str(shard.path), json.dumps(specs)]
+            # lifecycle.child: the measurement dies with edgekit, even when edgekit is SIGKILLed
+            with lifecycle.child(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+                stdout, stderr = proc.communicate(timeout=timeout_s)
             if proc.returncode != 0:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                tail = (stderr.strip().splitlines() or ["no output"])[-1]
                 raise RuntimeError(f"measuring shard {index} failed: {tail}")
-            out.append(json.loads(proc.stdout.strip().splitlines()[-1])["growth"] / MB)
+            out.append(json.loads(stdout.strip().splitlines()[-1])["growth"] / MB)
             for item in shard.files:
                 (Path(tmp) / str(item["path"])).unlink()
     return out

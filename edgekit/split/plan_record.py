@@ -69,6 +69,9 @@ def describe(
                 "memory_measured_mb": round(measured_memory, 2) if measured_memory is not None else None,
                 "memory_mb": round(memory_fn(start, end), 2),
                 "predicted_ms": _finite(predicted),
+                "predicted_from": "this shard measured in an earlier pipeline bench"
+                if (start, end) in model_of(index).exact
+                else f"node time shares ({shares_source}) x {model_of(index).speed_source or 'MACs'}",
             }
         )
     for shard in shards:  # who reads each output
@@ -142,6 +145,7 @@ def describe(
             "where": "the planned devices"
             if req.devices
             else "this host (one device per shard, no link cost)",
+            "basis": _basis(shares_source, devices, shards),
             "latency_ms": _finite(latency),
             "throughput_fps": _finite(1000.0 / bottleneck) if bottleneck else None,
             "bottleneck_ms": _finite(bottleneck),
@@ -153,6 +157,23 @@ def describe(
         },
         "notes": [],
     }
+
+
+def _basis(shares_source: str, devices: Sequence[planner.DeviceModel], shards: list[dict[str, Any]]) -> str:
+    """Where the predictions come from: each node's share of the time (onnxruntime's per-node profile on
+    this host with optimisations off, or MACs) times each device's whole-model time, except shards
+    that an earlier pipeline bench measured."""
+    speeds = sorted({f"{d.name}: {d.speed_source or 'unknown'}" for d in devices})
+    measured = [s["index"] for s in shards if s["predicted_from"].startswith("this shard measured")]
+    text = (
+        f"node time shares from {shares_source}"
+        + (" (onnxruntime with graph optimisations off, on this host)" if "onnxruntime" in shares_source else
+           " (not profiled; this host's onnxruntime was not run)")
+        + f", scaled to each device's whole-model time ({'; '.join(speeds)})"
+    )
+    if measured:
+        text += f"; shard(s) {', '.join(map(str, measured))} measured in an earlier pipeline bench"
+    return text
 
 
 def _io(graph: PartitionGraph, name: str, source: Any) -> dict[str, Any]:

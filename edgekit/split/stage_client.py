@@ -74,7 +74,7 @@ async def _read_frame(stage: Stage, timeout: float) -> tuple[dict[str, Any], byt
         raise Unreachable(
             f"{stage.device.name}: the stage server for shard {stage.index} stopped: {tail}"
         ) from exc
-    except TimeoutError as exc:
+    except (TimeoutError, asyncio.TimeoutError) as exc:  # noqa: UP041 - distinct before Python 3.11
         tail = (stage.process.stderr_tail().strip().splitlines() or ["nothing on stderr"])[-1]
         raise Unreachable(
             f"{stage.device.name}: shard {stage.index} did not answer in {timeout:.0f} s ({tail})"

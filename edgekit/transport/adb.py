@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit import lifecycle
 from edgekit.errors import EdgekitError, MissingDependency
 from edgekit.transport.base import DeviceConfig, Transport, TransportError, quote_argv
 
@@ -136,7 +137,7 @@ class AdbTransport(Transport):
         want_pipe = stdin is not None or keep_stdin
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *lifecycle.child_argv(argv),  # the adb client dies with edgekit, even when it is SIGKILLed
                 stdin=asyncio.subprocess.PIPE if want_pipe else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit import lifecycle
 from edgekit.transport.base import StreamProcess, Transport, TransportError
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class LocalTransport(Transport):
     ) -> tuple[int, str, str]:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *lifecycle.checked_child_argv(argv),  # dies with edgekit, even when it is SIGKILLed
                 stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -65,7 +66,8 @@ class LocalTransport(Transport):
             return 127, "", f"{argv[0]}: not found ({exc})"
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
-        except (TimeoutError, asyncio.CancelledError) as exc:
+        # asyncio.TimeoutError is not TimeoutError before Python 3.11 (requires-python >= 3.10)
+        except (TimeoutError, asyncio.TimeoutError, asyncio.CancelledError) as exc:  # noqa: UP041
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
@@ -76,7 +78,7 @@ class LocalTransport(Transport):
 
     async def open_process(self, argv: list[str]) -> StreamProcess:
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *lifecycle.checked_child_argv(argv),  # the local agent dies with edgekit (lifecycle)
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

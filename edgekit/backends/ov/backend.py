@@ -42,12 +42,14 @@ class OpenVinoBackend(Backend):
     name_pattern = None  # IR tensor and node names may hold any character ('@', ':', '/', ...)
     # the ONNX frontend reads old opsets itself and no Q/DQ is written into the ONNX: nothing to raise
     min_opset = 7
+    precisions = ("fp32", "fp16", "int8", "int4")
     Options = OpenVinoOptions
     model_suffixes = (".xml", ".bin")
 
     # ---- the questions asked of a backend ----------------------------------------------------------
     def needs_calibration(self, precision: str, options: ExportOptions) -> bool:
-        return precision == "int8"  # NNCF post-training quantization is static: always calibrated
+        # NNCF post-training quantization is static: always calibrated; weight compression is not
+        return precision == "int8" and not options.weights_only
 
     def deployable_files(self, directory: Path, entry: str) -> list[str]:
         """The IR: model.xml and its weights, model.bin."""
@@ -84,9 +86,14 @@ class OpenVinoBackend(Backend):
         details: dict[str, Any] = {
             "device": device,
             "files": [ENTRY, WEIGHTS],
-            "weights": {"fp32": "float32", "fp16": "float16 (compressed)", "int8": "int8 FakeQuantize"}[
-                precision
-            ],
+            "weights": {
+                "fp32": "float32",
+                "fp16": "float16 (compressed)",
+                "int8": "int8 weights (NNCF compress_weights)"
+                if job.options.weights_only
+                else "int8 FakeQuantize",
+                "int4": "int4 blocks (NNCF compress_weights), int8 backup",
+            }[precision],
         }
         dynamic = {
             info.name: _shape(info.shape)
@@ -101,7 +108,14 @@ class OpenVinoBackend(Backend):
                 + "); fix them with --input-shape for a static IR, which benchmarks faster"
             )
 
-        if precision == "int8":
+        if precision == "int4" or (precision == "int8" and job.options.weights_only):
+            from edgekit.backends.ov.weights import compress
+
+            ov_model, details["weight_only"] = compress(
+                lambda: ov.convert_model(str(job.prepared.path)), job, precision
+            )
+            warnings.extend(details["weight_only"]["notes"])
+        elif precision == "int8":
             ov_model, quant = quantize(ov_model, job, options, device, warnings)
             details["quantization"] = quant
 

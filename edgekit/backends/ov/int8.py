@@ -170,7 +170,7 @@ class _Capture(logging.Handler):
 
 
 @contextlib.contextmanager
-def _nncf_quietly() -> Iterator[_Capture]:
+def nncf_quietly() -> Iterator[_Capture]:
     """Run NNCF with its log captured and its stdout output (log handler, progress bars) sent to
     stderr, so `--json` output on stdout stays clean."""
     nncf_logger = logging.getLogger("nncf")
@@ -270,7 +270,7 @@ def quantize(
         )
         accuracy = False
     try:
-        with _nncf_quietly() as capture:
+        with nncf_quietly() as capture:
             if accuracy:
                 quantized = _accuracy_controlled(ov_model, job, calibration, kwargs, record)
             else:

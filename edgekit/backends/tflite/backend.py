@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgekit.backends.base import Backend, ExportJob, ExportResult, HostRunner, manifest_specs
+from edgekit.backends.base import Backend, ExportJob, ExportOptions, ExportResult, HostRunner, manifest_specs
 from edgekit.backends.tflite import convert
 from edgekit.backends.tflite.cache import CACHE_META, LOG_NAME, ConversionCache
 from edgekit.backends.tflite.flatbuffer import analyze_flatbuffer, post_checks
@@ -21,6 +21,7 @@ from edgekit.backends.tflite.options import TFLiteOptions
 from edgekit.backends.tflite.plan import (
     InputPlan,
     Plan,
+    channels_last_inputs,
     convert_args,
     plan,
     thread_count,
@@ -33,16 +34,32 @@ from edgekit.sandbox import keep_log, last_error_line
 log = logging.getLogger(__name__)
 
 ENTRY = "model.tflite"
-DISTRIBUTIONS = ("onnx2tf", "tensorflow", "tf-keras", "ai-edge-litert", "onnx-graphsurgeon")
+DISTRIBUTIONS = (
+    "onnx2tf",
+    "tensorflow",
+    "tf-keras",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
+    "onnx-graphsurgeon",
+)
 
 
 class TFLiteBackend(Backend):
     name = "tflite"
     extra = "tflite"
-    modules = ("onnx2tf", "tensorflow", "tf_keras", "ai_edge_litert", "onnx_graphsurgeon", "sng4onnx")
+    modules = (
+        "onnx2tf",
+        "tensorflow",
+        "tf_keras",
+        "ai_edge_litert",
+        "ai_edge_quantizer",
+        "onnx_graphsurgeon",
+        "sng4onnx",
+    )
     needs_static_shapes = True
     name_pattern = "[A-Za-z0-9_]"  # TensorFlow rejects '@', ':', '/', ... in op names
     min_opset = 13
+    precisions = ("fp32", "fp16", "int8", "int4")  # int4 and --weights-only through ai-edge-quantizer
     Options = TFLiteOptions
     model_suffixes = (".tflite",)
 
@@ -56,18 +73,25 @@ class TFLiteBackend(Backend):
                 out[dist] = "not installed"
         return out
 
+    def needs_calibration(self, precision: str, options: ExportOptions) -> bool:
+        """Weight-only INT8 and INT4 quantize weights only (a given set still scores the search)."""
+        return super().needs_calibration(precision, options) and not getattr(options, "weights_only", False)
+
     def export(self, job: ExportJob) -> ExportResult:
         self.require()
         chosen = plan(job)
         prepared = job.prepared
-        inputs = [InputPlan.of(info) for info in prepared.inputs]
+        kept_nhwc = channels_last_inputs(prepared.path, prepared.inputs)
+        inputs = [InputPlan.of(info, kept_nhwc) for info in prepared.inputs]
         job.out_dir.mkdir(parents=True, exist_ok=True)
         log_path = job.out_dir / LOG_NAME
         warnings: list[str] = list(prepared.warnings)
         entry_path = job.out_dir / ENTRY
         model_name = prepared.source_path.name
         searching = chosen.int8 == "static" and job.calib is not None
-        if searching:
+        aeq_plan = chosen.int8 in ("aeq", "weights")
+        onnx2tf_variant = "float32" if aeq_plan else chosen.variant
+        if searching or (aeq_plan and job.calib is not None):
             from edgekit.int8.search_inputs import bound
 
             job = bound(job)
@@ -89,17 +113,28 @@ class TFLiteBackend(Backend):
                 key = str(args.get("quant_type"))
                 if key not in conversions:
                     conversions[key] = self._convert(
-                        box, conv_job, args, chosen.variant, log_path, model_name
+                        box, conv_job, args, onnx2tf_variant, log_path, model_name
                     )
                 return conversions[key][0]
 
             folder = converted()
-            shutil.copyfile(folder / f"model_{chosen.variant}.tflite", entry_path)
+            shutil.copyfile(folder / f"model_{onnx2tf_variant}.tflite", entry_path)
+            selective: dict[str, Any] | None = None
+            if aeq_plan or searching:
+                from edgekit.backends.tflite.selective_export import SelectiveExport
+
+                aeq = SelectiveExport(
+                    self, box, job, chosen, inputs, folder / "model_float32.tflite", log_path
+                )
+            if aeq_plan:
+                best_path, selective = aeq.export_plan()
+                shutil.copyfile(best_path, entry_path)
+                warnings += aeq.warnings
             if searching:
                 from edgekit.int8.tflite_search import search_tflite, tflite_scoring_set
 
                 def run(path: Path, data: Any) -> Any:
-                    return self._run_candidate(path, inputs, conv_job, data)
+                    return self.run_candidate(path, inputs, conv_job, data)
 
                 best, variant, search = search_tflite(
                     job,
@@ -119,6 +154,20 @@ class TFLiteBackend(Backend):
                     chosen = Plan(
                         variant, "dynamic-range int8 (int8 weights, float activations)", "float32", "dynamic"
                     )
+            if searching and search is not None:
+                replaced = aeq.after_onnx2tf(search, chosen, entry_path)
+                if replaced is not None:
+                    was_dynamic = chosen.int8 == "dynamic"
+                    chosen, selective = replaced
+                    if was_dynamic and chosen.int8 == "aeq":
+                        # the per-op fallback replaced onnx2tf's every-activation-in-float file
+                        warnings = [w for w in warnings if not w.startswith("--allow-float-ops: INT8 met")]
+                        warnings.append(
+                            "--allow-float-ops: INT8 met the gate with "
+                            f"{len(selective.get('reverted', []))} TFLite op(s) in float (ai-edge-quantizer "
+                            "selective quantization), instead of onnx2tf's every activation in float"
+                        )
+                warnings += aeq.warnings
             _, network, convert_s, cache_note = conversions[str(base_args.get("quant_type"))]
 
         analysis = analyze_flatbuffer(entry_path.read_bytes())
@@ -128,7 +177,7 @@ class TFLiteBackend(Backend):
         warnings += post_checks(chosen, analysis, in_specs, out_specs, model_name)
         details = {
             "variant": chosen.variant,
-            "onnx2tf_file": f"<stem>_{chosen.variant}.tflite",
+            "onnx2tf_file": f"<stem>_{'float32' if chosen.int8 in ('aeq', 'weights') else chosen.variant}.tflite",
             "quantization": chosen.label,
             "io_dtype": chosen.io,
             "convert_seconds": round(convert_s, 2),
@@ -146,6 +195,10 @@ class TFLiteBackend(Backend):
         }
         if search is not None:
             details["int8_search"] = search
+        if selective is not None:
+            details["selective_quantization"] = selective
+            if selective.get("float_outputs"):
+                details["float_outputs"] = selective["float_outputs"]
         return ExportResult(
             entry=ENTRY,
             inputs=in_specs,
@@ -192,7 +245,7 @@ class TFLiteBackend(Backend):
             shutil.copyfile(path, kept_dir / path.name)
         return kept_dir, network, convert_s, {"hit": False, "entry": stored.name if stored else None}
 
-    def _run_candidate(self, path: Path, inputs: list[InputPlan], job: ExportJob, data: Any) -> Any:
+    def run_candidate(self, path: Path, inputs: list[InputPlan], job: ExportJob, data: Any) -> Any:
         """A candidate .tflite through the host runner `verify` uses, on the search's scoring set."""
         from edgekit.int8.tflite_search import run_tflite
 

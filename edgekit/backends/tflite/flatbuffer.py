@@ -73,7 +73,7 @@ def post_checks(
     int8 model, and I/O types other than requested: reported, never hidden."""
     warnings: list[str] = []
     flex = analysis["flex_ops"]
-    if flex and plan.int8 == "static":
+    if flex and plan.int8 in ("static", "aeq"):
         raise TFLiteConversionFailed(
             f"the full-int8 model of {model_name} needs TensorFlow (Flex) ops {', '.join(flex)}, which "
             "LiteRT on the device does not have; change those ops in the model or export --fp16"
@@ -84,7 +84,7 @@ def post_checks(
         )
     if analysis["custom_ops"]:
         warnings.append(f"the model uses custom ops {', '.join(analysis['custom_ops'])}")
-    if plan.int8 == "static" and analysis["float_ops"]:
+    if plan.int8 in ("static", "aeq") and analysis["float_ops"]:
         listing = ", ".join(f"{k} x{v}" for k, v in analysis["float_ops"].items())
         warnings.append(f"ops left in float in the int8 model: {listing}")
     want = plan.io

@@ -77,7 +77,7 @@ def static_shape(shape: Sequence[int | str | None]) -> list[int]:
     return dims
 
 
-def _probe_feed(job: ExportJob) -> dict[str, np.ndarray]:
+def probe_feed(job: ExportJob) -> dict[str, np.ndarray]:
     """One sample in the prepared model's layout: from the calibration set, else seeded noise."""
     feed = {}
     rng = np.random.default_rng(0)
@@ -115,9 +115,12 @@ def map_io(path: Path, inputs: Sequence[InputPlan], job: ExportJob, threads: int
                 f"match ONNX input '{spec.name}' {spec.shape} in any layout"
             )
         perm = spec.perm if spec.perm in perms else perms[0]
-        entries_in.append(io_entry(spec.name, detail, perm))
+        entry = io_entry(spec.name, detail, perm)
+        if spec.channels_last:
+            entry["layout"] = "NHWC"  # the source model's own layout, kept as it is
+        entries_in.append(entry)
 
-    feed = _probe_feed(job)
+    feed = probe_feed(job)
     reference = _onnx_outputs(job.prepared.path, feed)
     raw = _run_raw(interpreter, entries_in, feed)
     order, how = _output_order(interpreter, len(job.prepared.outputs))
@@ -206,6 +209,9 @@ def specs(io_map: Mapping[str, Any], prepared: Any) -> tuple[list[TensorSpec], l
         rank = len(entry["shape"])
         channel_last = rank in LAYOUTS and entry["perm"] != list(range(rank))
         layout = LAYOUTS[rank][1 if channel_last else 0] if rank in LAYOUTS else ""
+        layout = entry.get("layout", layout)
+        if np.dtype(entry["dtype"]).kind in "iub" and entry["quant"] is None:
+            layout = ""  # token ids, masks: no image layout
         return TensorSpec.build(
             entry["tflite_name"],
             entry["shape"],

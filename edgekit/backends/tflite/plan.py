@@ -33,28 +33,64 @@ from edgekit.backends.tflite.options import TFLiteOptions
 from edgekit.errors import BadInput
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+# variants made by ai-edge-quantizer from onnx2tf's float32 file (edgekit.backends.tflite.selective)
+AEQ_INT8 = "aeq_int8"
+AEQ_WI8 = "aeq_weight_only_int8"
+AEQ_INT4 = "aeq_weight_only_int4"
+AEQ_BLOCKS = (32, 64, 128, 256)
 # source layout -> artifact layout for the ranks onnx2tf turns channel-last
 LAYOUTS = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
 
 
 class InputPlan:
-    """One prepared ONNX input: its shape, and the permutation onnx2tf will apply (channel-last)."""
+    """One prepared ONNX input: its shape, and the permutation onnx2tf will apply (channel-last).
 
-    def __init__(self, name: str, shape: list[int], dtype: np.dtype) -> None:
+    A channels-last input (`channels_last`: [N, H, W, C] images, see `channels_last_inputs`) is kept
+    exactly as it is (onnx2tf's keep_shape_absolutely_input_names): permuting it again would give
+    [N, H, C, W], a layout no app feeds."""
+
+    def __init__(self, name: str, shape: list[int], dtype: np.dtype, channels_last: bool = False) -> None:
         self.name = name
         self.shape = shape
         self.dtype = dtype
+        self.channels_last = channels_last
         rank = len(shape)
-        self.perm = [0, *range(2, rank), 1] if rank in LAYOUTS else list(range(rank))
-        self.layouts = LAYOUTS.get(rank, ("", ""))
+        if channels_last:
+            self.perm = list(range(rank))
+            self.layouts = ("NHWC", "NHWC")
+        else:
+            self.perm = [0, *range(2, rank), 1] if rank in LAYOUTS else list(range(rank))
+            self.layouts = LAYOUTS.get(rank, ("", ""))
 
     @classmethod
-    def of(cls, info: Any) -> InputPlan:
-        return cls(info.name, [int(d) for d in info.shape], np.dtype(info.dtype))
+    def of(cls, info: Any, channels_last: Sequence[str] = ()) -> InputPlan:
+        return cls(info.name, [int(d) for d in info.shape], np.dtype(info.dtype), info.name in channels_last)
 
     @property
     def tf_shape(self) -> list[int]:
         return [self.shape[i] for i in self.perm]
+
+
+def channels_last_inputs(model_path: Path, inputs: Sequence[Any]) -> list[str]:
+    """Inputs fed channels-last: rank 4 and either read by a Transpose to NCHW (perm 0,3,1,2) - the
+    graph says so - or shaped [N, H, W, C] with C in 1..4 and H, W > 4."""
+    import onnx
+
+    from edgekit.backends.base import looks_channels_last
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    transposed = set()
+    for node in model.graph.node:
+        if node.op_type == "Transpose" and node.input:
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+            if perm == [0, 3, 1, 2]:
+                transposed.add(node.input[0])
+    names = []
+    for info in inputs:
+        shape = [int(d) if isinstance(d, int) else d for d in info.shape]
+        if len(shape) == 4 and (info.name in transposed or looks_channels_last(shape)):
+            names.append(info.name)
+    return names
 
 
 @dataclass(frozen=True)
@@ -69,14 +105,29 @@ class Plan:
 
 def plan(job: ExportJob) -> Plan:
     precision = job.precision
-    if precision not in ("fp32", "fp16", "int8"):
-        raise BadInput(f"the tflite backend exports fp32, fp16 or int8, not '{precision}'")
+    if precision not in ("fp32", "fp16", "int8", "int4"):
+        raise BadInput(f"the tflite backend exports fp32, fp16, int8 or int4, not '{precision}'")
     if precision == "fp32":
         return Plan("float32", "float32", "float32", None)
     if precision == "fp16":
         return Plan("float16", "float16 weights", "float32", None)
+    options = job.options
+    if precision == "int4":
+        if getattr(options, "int4_symmetric", True):
+            label = (
+                f"int4 weights, block-wise {block_size(job)}, symmetric, on FULLY_CONNECTED/EMBEDDING_LOOKUP "
+                "(LiteRT's dynamic kernels quantize activations on the fly), other weights int8; ai-edge-quantizer"
+            )
+        else:
+            label = (
+                "int4 weights, per channel, asymmetric (ai-edge-quantizer 0.10 has block-wise INT4 only "
+                "symmetric), dequantized to float compute; other weights int8"
+            )
+        return Plan(AEQ_INT4, label, "float32", "weights")
+    if getattr(options, "weights_only", False):
+        return Plan(AEQ_WI8, "weight-only int8 (ai-edge-quantizer), float activations", "float32", "weights")
     mode = str(job.target.quantization.get("mode", "static"))
-    if job.options.dynamic_int8 or mode == "dynamic":
+    if options.dynamic_int8 or mode == "dynamic":
         return Plan(
             "dynamic_range_quant",
             "dynamic-range int8 (int8 weights, float activations)",
@@ -88,20 +139,37 @@ def plan(job: ExportJob) -> Plan:
             "full-integer TFLite export needs a calibration set: pass --calib calib.npz "
             "(or use --fp16 / dynamic-range int8)"
         )
-    bad = [i.name for i in job.prepared.inputs if np.dtype(i.dtype) != np.float32]
-    if bad:
-        raise BadInput(
-            f"full-integer TFLite needs float32 inputs; '{bad[0]}' is {job.prepared.inputs[0].dtype} "
-            "(onnx2tf cannot calibrate it): use --fp16 or dynamic-range int8"
-        )
-    io = job.options.io_dtype
+    io = options.io_dtype
     if io == "auto":
         io = str(job.target.io.get("dtype", "int8"))
+    if io not in ("int8", "uint8", "float", "float32"):
+        raise BadInput(f"TFLite int8 I/O type must be float, int8 or uint8, not '{io}'")
+    bad = [i for i in job.prepared.inputs if np.dtype(i.dtype) != np.float32]
+    if bad:
+        # onnx2tf's calibration takes float inputs only; ai-edge-quantizer keeps integer inputs as they
+        # are and quantizes the activations from the first float tensor on
+        names = ", ".join(f"'{i.name}' ({np.dtype(i.dtype).name})" for i in bad)
+        io_label = "float" if io in ("float", "float32") else io
+        return Plan(
+            AEQ_INT8,
+            f"int8 activations and weights (ai-edge-quantizer; integer inputs {names} kept, "
+            f"{io_label} float-side I/O)",
+            "float32" if io in ("float", "float32") else io,
+            "aeq",
+        )
     if io in ("float", "float32"):
         return Plan("integer_quant", "full int8 (float I/O)", "float32", "static")
-    if io not in ("int8", "uint8"):
-        raise BadInput(f"TFLite int8 I/O type must be float, int8 or uint8, not '{io}'")
     return Plan("full_integer_quant", f"full int8 ({io} I/O)", io, "static")
+
+
+def block_size(job: ExportJob) -> int:
+    """The INT4 group size as ai-edge-quantizer's block-wise granularities allow (32, 64, 128, 256)."""
+    size = int(getattr(job.options, "int4_group_size", 128) or 128)
+    if size not in AEQ_BLOCKS:
+        raise BadInput(
+            f"TFLite INT4 (ai-edge-quantizer) takes group sizes {', '.join(map(str, AEQ_BLOCKS))}, not {size}"
+        )
+    return size
 
 
 def thread_count(value: Any) -> int:
@@ -124,7 +192,8 @@ def tf_arrays(job: ExportJob, inputs: Sequence[InputPlan]) -> dict[str, np.ndarr
         arr = np.asarray(job.calib.arrays[spec.name])
         if arr.ndim == len(spec.shape) + 1:  # (N, *model shape): fold a fixed batch into samples
             arr = arr.reshape(-1, *spec.shape[1:])
-        out[spec.name] = np.ascontiguousarray(arr.astype(np.float32).transpose(spec.perm))
+        dtype = spec.dtype if np.dtype(spec.dtype).kind in "iub" else np.float32
+        out[spec.name] = np.ascontiguousarray(arr.astype(dtype).transpose(spec.perm))
     return out
 
 
@@ -163,11 +232,18 @@ def convert_args(
         "output_signaturedefs": True,
         "verbosity": "info",
     }
-    if job.calib is not None:
+    kept = [spec.name for spec in inputs if spec.channels_last]
+    if kept:
+        # channels-last inputs stay [N, H, W, C]: onnx2tf would otherwise permute them once more
+        args["keep_shape_absolutely_input_names"] = kept
+    if job.calib is not None and all(np.dtype(spec.dtype).kind == "f" for spec in inputs):
+        # (integer inputs, e.g. token ids: onnx2tf's -cind takes float data only; ai-edge-quantizer
+        # calibrates those models, see `selective`)
         # mean 0 / std 1: the set is already preprocessed as the ONNX model takes it
         args["custom_input_op_name_np_data_path"] = [
             [spec.name, str(work / f"calib_{index}.npy"), 0.0, 1.0] for index, spec in enumerate(inputs)
         ]
+    # plan.int8 "aeq" / "weights": onnx2tf's float32 file only, ai-edge-quantizer quantizes it
     if plan.int8 == "dynamic":
         args["output_dynamic_range_quantized_tflite"] = True
     elif plan.int8 == "static":

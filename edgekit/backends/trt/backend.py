@@ -42,7 +42,7 @@ from edgekit.backends.trt import formats as fmt
 from edgekit.backends.trt.cuda import gpu_present
 from edgekit.backends.trt.options import TensorRTOptions
 from edgekit.backends.trt.profiles import Shapes, optimization_profile
-from edgekit.errors import BadInput, EdgekitError, MissingDependency
+from edgekit.errors import BadInput, EdgekitError, MissingDependency, NotVerifiedHere
 from edgekit.fsio import write_text_atomic
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"  # the FP32 ONNX the engine is built from
 QDQ_FILE = "model.qdq.onnx"  # explicit quantization, same scales as the cache
+WEIGHTS_FILE = "model.wq.onnx"  # weight-only INT4/INT8: DequantizeLinear on weights (opset 21)
+WEIGHT_ONLY_TRT = "10.0"  # the first TensorRT with INT4 weight-only (block-quantized) DequantizeLinear
 CACHE_FILE = "calib.cache"
 ENGINE_FILE = "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
@@ -110,6 +112,7 @@ class TensorRTBackend(Backend):
     # TensorRT takes any tensor name; trtexec shape specs quote names holding ',' or ':'
     name_pattern = None
     min_opset = 13
+    precisions = ("fp32", "fp16", "int8", "int4")
     Options = TensorRTOptions
     model_suffixes = (".onnx", ".data", ".engine", ".plan")
 
@@ -140,11 +143,18 @@ class TensorRTBackend(Backend):
     # -- export ----------------------------------------------------------------------------------
     def export(self, job: ExportJob) -> ExportResult:
         target, out, precision = job.target, Path(job.out_dir), job.precision
-        if precision not in ("fp32", "fp16", "int8"):
-            raise BadInput(f"precision '{precision}' is not one of fp32, fp16, int8 for TensorRT")
-        out.mkdir(parents=True, exist_ok=True)
+        if precision not in self.precisions:
+            raise BadInput(f"precision '{precision}' is not one of {', '.join(self.precisions)} for TensorRT")
         trt_version = str(target.runtime.get("tensorrt", DEFAULT_TRT))
         major = fmt.parse_version(trt_version)[0]
+        weight_only = precision == "int4" or (precision == "int8" and job.options.weights_only)
+        if weight_only and major < int(WEIGHT_ONLY_TRT.split(".")[0]):
+            what = "INT4" if precision == "int4" else "weight-only INT8"
+            raise BadInput(
+                f"{what} on TensorRT needs TensorRT >= {WEIGHT_ONLY_TRT} (block-quantized DequantizeLinear); "
+                f"target '{target.name}' runs TensorRT {trt_version}: choose --int8 or --fp16"
+            )
+        out.mkdir(parents=True, exist_ok=True)
         _copy_model(Path(job.prepared.path), out / MODEL_FILE)
         options = self.options_of(job.options)
         profile = optimization_profile(job.prepared.inputs, job.calib, vars(options))
@@ -160,9 +170,24 @@ class TensorRTBackend(Backend):
         )
         notes: list[str] = []
         int8: _Int8 | None = None
-        if precision == "fp16":
+        weights: dict[str, Any] | None = None
+        if weight_only:
+            weights = self._weight_only(job, out)
+            cmd.onnx = WEIGHTS_FILE
+            if major >= 11:
+                cmd.strongly_typed = True
+            else:
+                cmd.fp16 = True  # activations in FP16 (weight-only: no activation scales)
+            notes.append(
+                f"weight-only {precision}: {WEIGHTS_FILE} holds DequantizeLinear weights at opset 21 (above the "
+                f"profile's opset_max, which is TensorRT's ONNX parser for other ops); not built on a GPU here"
+            )
+        elif precision == "fp16":
             cmd.fp16 = major < 11
-            notes.append("fp16: the host verifies the FP32 ONNX; FP16 kernels are chosen on the device")
+            notes.append(
+                "fp16: FP16 kernels are chosen on the device; the host cannot run them, so this bundle is "
+                "not verified here (verify it on the device)"
+            )
         elif precision == "int8":
             int8 = self._int8(job, out, trt_version)
             if major >= 11:
@@ -173,7 +198,7 @@ class TensorRTBackend(Backend):
                 cmd.int8, cmd.calib, cmd.fp16 = True, CACHE_FILE, True
         recipe = self._write_recipe(out, cmd, profile)
         engine, build_facts = self._maybe_build_here(job, out, cmd, int8, profile, notes)
-        entry = QDQ_FILE if int8 else MODEL_FILE
+        entry = QDQ_FILE if int8 else (WEIGHTS_FILE if weights else MODEL_FILE)
         details = {
             "build": recipe,
             "calib_cache": CACHE_FILE if int8 else None,
@@ -192,6 +217,8 @@ class TensorRTBackend(Backend):
             "where TensorRT and a GPU are present",
             "notes": notes,
         }
+        if weights is not None:
+            details["weight_only"] = weights
         return ExportResult(
             entry=entry,
             inputs=_specs(job.prepared.inputs, job.prepared),
@@ -201,6 +228,27 @@ class TensorRTBackend(Backend):
             warnings=int8.warnings if int8 else [],
             effective_precision=int8.effective if int8 else None,
         )
+
+    def _weight_only(self, job: ExportJob, out: Path) -> dict[str, Any]:
+        """INT4 (blocks along K) or INT8 (per output channel) weights as DequantizeLinear -> MatMul/Gemm
+        at opset 21, symmetric (TensorRT's INT4 takes no zero point), levels searched against the gate."""
+        from edgekit.backends.ort import save_onnx
+        from edgekit.int4.graph import to_block_dq
+        from edgekit.int4.search import spec_of, weight_only
+        from edgekit.opset import convert_opset
+
+        def writer(model: Any, layers: Any, quantized: Any) -> Any:
+            return to_block_dq(convert_opset(model, 21), layers, quantized)
+
+        level = "int4" if job.precision == "int4" else "int8"
+        asked_asymmetric = level == "int4" and not job.options.int4_symmetric
+        result = weight_only(job, spec_of(job, level, force_symmetric=True, int8_per_channel=True), writer)
+        save_onnx(result.model, out / WEIGHTS_FILE)
+        if asked_asymmetric:
+            result.details["notes"].append(
+                "symmetric INT4: TensorRT's INT4 DequantizeLinear takes no zero point"
+            )
+        return {"format": "DequantizeLinear (opset 21, block_size along K)", **result.details}
 
     def _int8(self, job: ExportJob, out: Path, trt_version: str) -> _Int8:
         """Calibrate once; write the cache and the Q/DQ ONNX from the same scales."""
@@ -337,29 +385,50 @@ class TensorRTBackend(Backend):
 
     # -- verify ----------------------------------------------------------------------------------
     def open_runner(self, artifact_dir: Path, manifest: Mapping[str, Any]) -> HostRunner:
+        """The engine where TensorRT and a GPU are here; else the ONNX the engine is built from, through
+        onnxruntime, only where that computes what the engine does (FP32; INT8's Q/DQ ONNX with exact
+        Q/DQ numerics). An FP16 bundle or an engine that does not load is NotVerifiedHere: the FP32
+        ONNX is not their verdict."""
         from edgekit.backends.ort import OrtRunner
 
         artifact_dir = Path(artifact_dir)
         inputs, outputs = manifest_specs(manifest)
+        precision = str(manifest.get("effective_precision") or manifest.get("precision") or "fp32")
         engine = (manifest.get("details") or {}).get("engine")
         if engine and (artifact_dir / engine).exists() and self.engine_available() and gpu_present():
-            from edgekit.backends.trt.engine import EngineRunner
+            from edgekit.backends.trt import engine as trt_engine
 
             try:
-                return EngineRunner(artifact_dir / engine, inputs, outputs)
+                runner = trt_engine.EngineRunner(artifact_dir / engine, inputs, outputs)
             except EdgekitError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - an engine from another GPU: verify the ONNX
-                log.warning("cannot run %s here (%s); verifying %s instead", engine, exc, manifest["entry"])
+            except Exception as exc:  # noqa: BLE001 - e.g. an engine from another GPU or TensorRT
+                raise NotVerifiedHere(
+                    f"the engine {engine} does not load here ({exc}): not verified here; rebuild it here "
+                    "(re-export) or verify on its device (edgekit verify DIR --device NAME --val SET)"
+                ) from exc
+            runner.runtime, runner.precision = "tensorrt GPU", precision
+            return runner
+        if precision == "fp16":
+            raise NotVerifiedHere(
+                "a TensorRT FP16 bundle is not verified here: its FP16 kernels run only in TensorRT on a "
+                "GPU, and the FP32 ONNX through onnxruntime would not test them; verify it on the device "
+                "(edgekit verify DIR --device NAME --val SET)"
+            )
         path = artifact_dir / manifest["entry"]
         if not path.exists():
             raise BadInput(f"{path} is missing from the artifact directory")
         # the Q/DQ ONNX runs with exact Q/DQ semantics, as TensorRT computes it: this CPU's fused int8
         # kernels would add errors of their own (u8 x s8 saturation on x86 without VNNI)
-        return OrtRunner(path, inputs, outputs, reference_qdq=path.name == QDQ_FILE)
+        qdq = path.name in (QDQ_FILE, WEIGHTS_FILE)
+        runner = OrtRunner(path, inputs, outputs, reference_qdq=qdq)
+        runner.runtime = f"onnxruntime CPU on {path.name}" + (" (reference Q/DQ numerics)" if qdq else "")
+        runner.precision = precision
+        return runner
 
     def needs_calibration(self, precision: str, options: Any) -> bool:
-        return precision == "int8"  # host calibration writes the cache and the Q/DQ ONNX
+        # host calibration writes the cache and the Q/DQ ONNX (weight-only INT8 has no activation scales)
+        return precision == "int8" and not options.weights_only
 
     # -- on the device ---------------------------------------------------------------------------
     def device_files(self, manifest: Mapping[str, Any]) -> list[tuple[str, str | None]]:

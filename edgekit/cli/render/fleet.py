@@ -78,6 +78,9 @@ def _fit_table(fit: list[dict[str, Any]]) -> Table:
     rows = []
     for row in fit:
         fits = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "unknown"}[row["fits"]]
+        basis = row.get("fits_basis") or "estimate"
+        if row["fits"] is not None and basis != "measured":
+            fits += f" ({basis})"  # an estimate, never presented as a measured fit
         headroom = (
             "-" if row["headroom_mb"] is None else f"{row['headroom_mb']:.0f} MB ({row['headroom_pct']:.0f}%)"
         )
@@ -157,12 +160,17 @@ def bench(records: list[dict[str, Any]], results: str) -> None:
     from edgekit.runner import table_rows
 
     cells = []
+    varying = _varying_shapes(records)
     for row, record in zip(table_rows(records), records, strict=True):
         note = _fidelity_note(record["fidelity"]) if record.get("fidelity") else row["error"] or ""
+        if record.get("host_proxy"):  # timed on this host for a target of another architecture
+            note = "host proxy" + (f"; {note}" if note else "")
+        shapes = record.get("shapes") or {}
         cells.append(
             [
                 row["artifact"],
                 row["device"],
+                *(["; ".join("x".join(map(str, shapes.get(n, []))) for n in varying)] if varying else []),
                 row["status"],
                 num(row["p50_ms"], ".3f"),
                 num(row["p95_ms"], ".3f"),
@@ -172,9 +180,31 @@ def bench(records: list[dict[str, Any]], results: str) -> None:
                 note,
             ]
         )
-    columns = ("artifact", "device", "status", "p50 ms", "p95 ms", "FPS", "init ms", "peak RSS MB")
+    shape_column = (" / ".join(varying) + " shape",) if varying else ()
+    columns = (
+        "artifact",
+        "device",
+        *shape_column,
+        "status",
+        "p50 ms",
+        "p95 ms",
+        "FPS",
+        "init ms",
+        "peak RSS MB",
+    )
     title = f"benchmark ({len(records)} run(s); results in {results})"
     stdout().print(table(title, (*columns, "fidelity / error"), cells, fold=True))
+
+
+def _varying_shapes(records: list[dict[str, Any]]) -> list[str]:
+    """Inputs whose timed shape differs between records (several shapes were timed): the table's
+    shape column, so latency reads against sequence length (or batch)."""
+    seen: dict[str, set[tuple[int, ...]]] = {}
+    for record in records:
+        for name, dims in (record.get("shapes") or {}).items():
+            seen.setdefault(name, set()).add(tuple(dims))
+    varying = [n for n, shapes in seen.items() if len(shapes) > 1]
+    return varying[:1] if varying else []
 
 
 def demo(rows: list[dict[str, Any]]) -> None:

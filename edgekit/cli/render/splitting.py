@@ -94,6 +94,8 @@ def split_plan(record: Mapping[str, Any]) -> None:
         f"predicted on {pred['where']}: end-to-end {_ms(pred.get('latency_ms'))} ms, pipelined "
         f"{'-' if fps is None else f'{fps:.1f}'} inferences/s ({pred['relay']})"
     )
+    if pred.get("basis"):
+        console.print(f"[dim]predictions from {pred['basis']}[/dim]", markup=True, highlight=False)
     check = record["verification"]
     console.print(
         f"[green]verified[/green]: the shards in sequence reproduce the model on {check['samples']} "
@@ -172,7 +174,9 @@ def pipeline_bench(records: Sequence[Mapping[str, Any]], results: str) -> None:
                 f"[yellow]note:[/yellow] the plan predicted for {', '.join(map(str, pred['planned_devices']))}"
             )
         fid = record.get("fidelity")
-        if fid:
+        if fid and fid.get("passed") is None:
+            console.print(f"[yellow]end-to-end fidelity not measured:[/yellow] {fid.get('reason')}")
+        elif fid:
             console.print(
                 f"end-to-end fidelity vs the unsplit FP32 model: {_cosine_verdict(fid)}, {fid['samples']} samples"
             )
