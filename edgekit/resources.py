@@ -19,3 +19,19 @@ def demo_paths() -> dict[str, Path]:
     """The embedded default: the trained digits CNN and its calibration / labelled validation sets."""
     root = data_dir("calibration") / "digits"
     return {"model": root / "digits_cnn.onnx", "calib": root / "calib.npz", "val": root / "val.npz"}
+
+
+def detector_paths() -> dict[str, Path]:
+    """The embedded detector: Ultralytics-style head and metadata, its calibration / validation sets
+    and the validation set's ground-truth boxes (calibration/shapes/README.md)."""
+    root = data_dir("calibration") / "shapes"
+    return {
+        "model": root / "shapes_det.onnx",
+        "calib": root / "calib.npz",
+        "val": root / "val.npz",
+        "boxes": root / "val_boxes.npz",
+    }
+
+
+# the detector's export size: height and width are dynamic, as in Ultralytics' dynamic=True export
+DETECTOR_INPUT_SHAPE = {"images": [1, 3, 640, 640]}

@@ -42,6 +42,25 @@ def test_rows_say_where_to_time_what_is_not_timed_here() -> None:
         {"target": "jetson-nano", "precision": "fp32", "status": "export failed", "error": "no calib"},
     ]
     text = demo.markdown(rows)
-    assert "| x86-cpu | int8 | 30.0 kB | 3.90x | 98.50 | -0.20 | 0.9993 | 0.042 | ok |" in text
-    assert "| intel-gpu | fp16 | - | - | - | - | - | on device | ok |" in text
-    assert "| jetson-nano | fp32 | - | - | - | - | - | - | export failed: no calib |" in text
+    assert "| digits | x86-cpu | int8 | 30.0 kB | 3.90x | 98.50 | -0.20 | - | 0.9993 | 0.042 | ok |" in text
+    assert "| digits | intel-gpu | fp16 | - | - | - | - | - | - | on device | ok |" in text
+    assert "| digits | jetson-nano | fp32 | - | - | - | - | - | - | - | export failed: no calib |" in text
+
+
+def test_detector_rows_carry_the_task_verdict() -> None:
+    row = {
+        "model": "detector",
+        "target": "x86-cpu",
+        "precision": "int8",
+        "bytes": 120_000,
+        "compression_ratio": 3.6,
+        "task": "F1 0.99 [0.97, 1.00] on 24 samples",
+        "cosine": 0.99991,
+        "p50_ms": 9.5,
+        "status": "ok",
+    }
+    text = demo.markdown([row])
+    assert "| detector | x86-cpu | int8 | 0.12 MB | 3.60x | - | - | F1 0.99 [0.97, 1.00] on 24 samples |" in text
+    models = {m["name"]: m for m in demo.demo_models()}
+    assert models["detector"]["input_shapes"] == {"images": [1, 3, 640, 640]}
+    assert all(p.exists() for m in models.values() for p in m["paths"].values())

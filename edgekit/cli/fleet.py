@@ -256,7 +256,8 @@ def _bench_pipelines(app: CliContext, request: Any) -> None:
 @click.option("--iterations", default=200, show_default=True, help="Timed iterations per artifact.")
 @common
 def demo(app: CliContext, out_dir: str, only: tuple[str, ...], iterations: int) -> None:
-    """The embedded default: the bundled digits CNN through every installed target, verified and timed."""
+    """The embedded default: the bundled digits CNN and shapes detector through every installed target,
+    verified and timed."""
     from edgekit import api
     from edgekit.cli import render
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.int8.head import head_dimension
 from edgekit.int8.recipes import Dimension, Recipe, Space, ordered
 from edgekit.int8.scoring import Outputs, Score, ScoringSet, sample_errors, score, stack
 from edgekit.targets import Gates
@@ -95,9 +96,10 @@ class NncfOutcome:
         }
 
 
-def nncf_space(base: Mapping[str, Any], transformer: bool) -> Space:
+def nncf_space(base: Mapping[str, Any], transformer: bool, head: bool = False) -> Space:
     """preset (symmetric PERFORMANCE vs asymmetric-activation MIXED) and bias correction; SmoothQuant
-    for transformer-shaped graphs, where outlier channels in activations are the common failure."""
+    for transformer-shaped graphs, where outlier channels in activations are the common failure; with
+    a mixed-scale head (edgekit.int8.head), the head's Concat or decode in NNCF's ignored scope."""
     preset = base.get("preset", "performance")
     preset = str(getattr(preset, "value", preset)).lower()  # an nncf.QuantizationPreset or its name
     dims = [
@@ -110,11 +112,15 @@ def nncf_space(base: Mapping[str, Any], transformer: bool) -> Space:
     ]
     if transformer:
         dims.append(Dimension("smooth_quant", (False, True), "SmoothQuant migrates activation outliers"))
+    if head:
+        dims.insert(0, head_dimension())
     return Space(tuple(dims))
 
 
 def _key(recipe: Recipe, result: Score) -> tuple[int, int, float]:
     """Passing first; among passing recipes the faster symmetric PERFORMANCE preset; then fidelity."""
+    # a head recipe is not "slower": its few float ops are what a mixed-scale output needs (as in the
+    # Q/DQ search), so among passing recipes the one closest to FP32 wins
     slower = int(recipe.get("preset") == "mixed") + int(bool(recipe.get("smooth_quant")))
     return (0 if result.passed else 1, slower if result.passed else 0, result.budget)
 
@@ -132,11 +138,13 @@ def search_nncf(
     time_budget_s: float = 600.0,
     compile_fn: Callable[[Any], Any] | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    head_scopes: Mapping[str, Sequence[str]] | None = None,
 ) -> NncfOutcome:
     """nncf.quantize over the recipe space (coordinate search, default first), then, when the best
     misses the gate, nncf.quantize_with_accuracy_control from the best recipe with edgekit's gate as
     the metric, restoring at most `max_revert` of the quantizers. `base_kwargs` are nncf.quantize's
-    (preset, target_device, subset_size, model_type, ignored_scope, ...)."""
+    (preset, target_device, subset_size, model_type, ignored_scope, ...). `head_scopes`: IR node names
+    each `head` recipe value adds to the ignored scope (a mixed-scale head's Concat, or its decode)."""
     import nncf
     import openvino as ov
 
@@ -144,7 +152,8 @@ def search_nncf(
     core = ov.Core()
     compile_fn = compile_fn or (lambda model: core.compile_model(model, "CPU"))
     calibration = nncf.Dataset(list(calib_items))
-    space = nncf_space(base_kwargs, transformer)
+    head_scopes = {k: list(v) for k, v in (head_scopes or {}).items() if v}
+    space = nncf_space(base_kwargs, transformer, head=bool(head_scopes))
     candidates: list[dict[str, Any]] = []
 
     def kwargs_for(recipe: Recipe) -> dict[str, Any]:
@@ -156,6 +165,11 @@ def search_nncf(
 
             kwargs["model_type"] = nncf.ModelType.TRANSFORMER
             kwargs["advanced_parameters"] = AdvancedQuantizationParameters(smooth_quant_alpha=0.5)
+        extra = head_scopes.get(str(recipe.get("head")), [])
+        if extra:
+            scope = kwargs.get("ignored_scope")
+            names = list(dict.fromkeys([*(scope.names if scope is not None else []), *extra]))
+            kwargs["ignored_scope"] = nncf.IgnoredScope(names=names, validate=False)
         return kwargs
 
     def evaluate(recipe: Recipe) -> tuple[Any, Score]:
@@ -236,6 +250,7 @@ def search_openvino(
     *,
     transformer: bool = False,
     progress: Callable[[str], None] = lambda _: None,
+    head_scopes: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """For the OpenVINO backend's INT8 export (job: ExportJob): the quantized ov.Model and the manifest's
     `int8_search` section. Calibrates on the job's calibration set (less its held-out part when there
@@ -257,8 +272,19 @@ def search_openvino(
         max_revert=settings.max_revert,
         time_budget_s=settings.time_budget_s,
         progress=progress,
+        head_scopes=head_scopes,
     )
     record = outcome.record()
+    if head_scopes:
+        value = str(outcome.recipe.get("head", "int8"))
+        kept = head_scopes.get(value, [])
+        record["head"] = {
+            "recipe": value,
+            "kept_in_float": [{"node": n} for n in kept],
+            # the head's IR ops are elementwise and tiny beside the convolutions; not timed apart here
+            # (that would take a second nncf.quantize): the candidates list has each head value's score
+            "cost": {"nodes_in_float": len(kept), "timed": False},
+        }
     record["tool"] = "nncf.quantize_with_accuracy_control" if outcome.accuracy_control else "nncf.quantize"
     record["calibration_samples"] = len(inputs.calib_feeds)
     record["quantized_nodes"] = sum(

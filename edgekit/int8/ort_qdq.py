@@ -29,6 +29,7 @@ from edgekit import quant
 from edgekit.errors import BadInput
 from edgekit.int8 import activation_stats
 from edgekit.int8.adapter import Adapter, Candidate
+from edgekit.int8.head import find_heads, head_dimension, head_nodes
 from edgekit.int8.names import NodeOrigins, name_unnamed_nodes
 from edgekit.int8.qdq_surgery import (
     DATA_MOVEMENT,
@@ -131,6 +132,8 @@ class OrtQdqAdapter(Adapter):
         self.always_exclude = [n for n in always_exclude if n in self.origins.nodes]
         self.stats = activation_stats.collect(self.pre, calib_feeds, threads)
         self._ranges: dict[tuple[str, bool], dict[str, tuple[float, float]]] = {}
+        # mixed-scale heads (boxes + scores on one Concat): the `head` dimension's nodes
+        self.heads = find_heads(model, self.ranges("minmax", False))
         self._count = 0
         self._reference_session: Any = None
 
@@ -161,6 +164,8 @@ class OrtQdqAdapter(Adapter):
             ),
             Dimension("scope", SCOPES, "all supported ops in INT8, or only Conv/MatMul/Gemm"),
         ]
+        if self.heads:  # searched first: on a detector nothing else matters until the scores survive
+            dims.insert(0, head_dimension())
         allowed = self.settings.get("search") or {}
         for key in allowed:
             if key not in {d.name for d in dims}:
@@ -175,7 +180,13 @@ class OrtQdqAdapter(Adapter):
         return Space(tuple(d for d in dims if d.values))
 
     def float_share(self, recipe: Recipe) -> int:
+        # not the head recipe: its few float ops are what a mixed-scale output needs, not a choice to give
+        # back, so a passing head recipe may settle the search (split, the cheaper, is tried first)
         return int(recipe.get("scope") == "compute") + int(recipe.get("outputs") == "float")
+
+    def head_nodes(self, recipe: Recipe) -> list[str]:
+        """The nodes the recipe's `head` value keeps in float (none without a mixed-scale head)."""
+        return head_nodes(self.heads, recipe.get("head"))
 
     # ---- building ------------------------------------------------------------------------------
     def ranges(self, calibration: str, symmetric: bool) -> dict[str, tuple[float, float]]:
@@ -200,7 +211,7 @@ class OrtQdqAdapter(Adapter):
             reduce_range=weights.endswith("7bit"),
             symmetric_activations=symmetric,
             op_types=quant.COMPUTE_OPS if recipe.get("scope") == "compute" else None,
-            nodes_to_exclude=list(dict.fromkeys([*self.always_exclude, *exclude])),
+            nodes_to_exclude=list(dict.fromkeys([*self.always_exclude, *self.head_nodes(recipe), *exclude])),
             keep_activations=keep_activations,
         )
         if recipe.get("outputs") == "float":
@@ -271,7 +282,7 @@ class OrtQdqAdapter(Adapter):
         reverting a layer carries those along (see `revert_nodes`)."""
         model = self._model(candidate)
         writers = {out: node.op_type for node in model.graph.node for out in node.output}
-        skip = set(self.always_exclude)
+        skip = set(self.always_exclude) | set(self.head_nodes(candidate.recipe))
         return [
             node.name
             for node in model.graph.node

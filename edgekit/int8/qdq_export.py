@@ -195,24 +195,64 @@ def _record(
         record["would_take"] = outcome.would_take
     if outcome.before_fallback is not None:
         record["fallback_cost"] = _fallback_cost(adapter, outcome, data)
+    if adapter.heads:
+        record["head"] = _head_record(adapter, outcome, data)
     return record
 
 
-def _fallback_cost(adapter: OrtQdqAdapter, outcome: Outcome, data: ScoringSet) -> dict[str, Any]:
-    """Bytes and host p50 of the artifact with and without the nodes kept in float."""
+def _head_record(adapter: OrtQdqAdapter, outcome: Outcome, data: ScoringSet) -> dict[str, Any]:
+    """The mixed-scale heads found, what the chosen recipe keeps in float for them, and what that
+    costs against the same recipe with the head in INT8 (bytes, host p50)."""
+    recipe = outcome.candidate.recipe
+    value = recipe.get("head", "int8")
+    nodes = adapter.head_nodes(recipe)
+    out: dict[str, Any] = {
+        "mixed_scale": [h.to_json() for h in adapter.heads],
+        "recipe": value,
+        "kept_in_float": [adapter.describe(n) for n in nodes],
+    }
+    if not nodes:
+        return out
+    try:
+        plain = adapter.build(recipe.with_("head", "int8"), outcome.excluded)
+    except Exception as exc:  # noqa: BLE001 - the cost is a note, the artifact stands
+        out["cost"] = {"error": str(exc)}
+        return out
+    try:
+        timed = _p50s(adapter, {"head_int8": adapter.path(plain), "chosen": adapter.path(outcome.candidate)}, data)
+        out["cost"] = {
+            "nodes_in_float": len(nodes),
+            "bytes_added": _bytes(adapter.path(outcome.candidate)) - _bytes(adapter.path(plain)),
+            "p50_ms_head_int8": round(timed["head_int8"], 4),
+            "p50_ms_chosen": round(timed["chosen"], 4),
+            "timed_on": "this host, onnxruntime CPU",
+        }
+    finally:
+        adapter.release(plain)
+    return out
+
+
+def _p50s(adapter: OrtQdqAdapter, paths: Mapping[str, Path], data: ScoringSet) -> dict[str, float]:
+    """Host p50 latency (ms) of each model, one after the other on the first scoring sample."""
     from edgekit.agent import latency_stats, timed_loop
 
-    assert outcome.before_fallback is not None
-    without = adapter.path(outcome.before_fallback)
     feed = data.feeds[0]
     timings: dict[str, float] = {}
-    for label, path in (("all_int8", without), ("with_fallback", adapter.path(outcome.candidate))):
+    for label, path in paths.items():
         sess = session(path, adapter.semantics, adapter.threads)
         names = [o.name for o in sess.get_outputs()]
         for _ in range(3):
             sess.run(names, feed)
         samples, _ = timed_loop(lambda s=sess, n=names: s.run(n, feed), 30, 0.5)
         timings[label] = latency_stats(samples)["p50"]
+    return timings
+
+
+def _fallback_cost(adapter: OrtQdqAdapter, outcome: Outcome, data: ScoringSet) -> dict[str, Any]:
+    """Bytes and host p50 of the artifact with and without the nodes kept in float."""
+    assert outcome.before_fallback is not None
+    without = adapter.path(outcome.before_fallback)
+    timings = _p50s(adapter, {"all_int8": without, "with_fallback": adapter.path(outcome.candidate)}, data)
     size_without = _bytes(without)
     size_with = _bytes(adapter.path(outcome.candidate))
     return {

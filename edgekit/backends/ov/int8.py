@@ -91,6 +91,43 @@ def resolve_ignored(
     return names
 
 
+def head_scopes(
+    onnx_path: Path, calib_items: list[dict[str, Any]], ov_model: Any, threads: int | None = None
+) -> dict[str, list[str]]:
+    """IR node names for each `head` recipe value (edgekit.int8.head): a mixed-scale head's Concat
+    ("split") or its whole decode ("float-tail"), followed from the ONNX nodes' output tensors to the IR
+    ops they became. Empty when the model has no such head."""
+    import onnx
+
+    from edgekit.int8 import head as head_mod
+    from edgekit.int8 import activation_stats
+
+    model = onnx.load(str(onnx_path))
+    if not any(node.op_type == "Concat" for node in model.graph.node):
+        return {}
+    ranges = activation_stats.collect(onnx_path, calib_items[:16], threads).ranges("minmax", False, 99.999)
+    heads = head_mod.find_heads(model, ranges)
+    if not heads:
+        return {}
+    producers: dict[str, Any] = {}
+    for op in ov_model.get_ordered_ops():
+        for output in op.outputs():
+            for tensor in output.get_names():
+                producers.setdefault(tensor, op)
+    outputs = {node.name: list(node.output) for node in model.graph.node}
+    scopes: dict[str, list[str]] = {}
+    for value in head_mod.HEAD_VALUES[1:]:
+        names: list[str] = []
+        for node in head_mod.head_nodes(heads, value):
+            for tensor in outputs.get(node, []):
+                if tensor in producers:
+                    for op in _decomposition(producers[tensor]):
+                        if op.get_type_name() not in ("Constant", "Parameter", "Result"):
+                            names.append(op.get_friendly_name())
+        scopes[value] = list(dict.fromkeys(names))
+    return scopes
+
+
 def choose_quantization(
     op_types: set[str], options: OpenVinoOptions | Mapping[str, Any]
 ) -> tuple[str, str | None, str]:
@@ -241,7 +278,13 @@ def quantize(
                 # control with the target's gate as its metric (labels or agreement with FP32)
                 from edgekit.int8.nncf_search import search_openvino
 
-                quantized, search = search_openvino(job, ov_model, kwargs, transformer=bool(model_type))
+                quantized, search = search_openvino(
+                    job,
+                    ov_model,
+                    kwargs,
+                    transformer=bool(model_type),
+                    head_scopes=head_scopes(job.prepared.path, calib_items, ov_model, job.options.threads),
+                )
                 record["tool"] = search.get("tool", "nncf.quantize")
                 record["subset_size"] = search.get("calibration_samples", len(calib_items))
                 if search.get("accuracy_control"):
