@@ -139,3 +139,34 @@ def test_collapsed_class_scores_fail_the_gate_on_every_backend(tmp_path: Path, t
     assert report.task is not None and report.task["kind"] == "detect"
     assert report.task["metrics"]["f1"] < 0.5
     assert any("F1" in f for f in report.failures), report.failures
+
+
+@pytest.mark.slow  # onnx2tf at 640x640 (cached after the first run) and two ai-edge-quantizer builds
+def test_android_int8_keeps_the_detections_with_the_head_decode_in_float(tmp_path: Path) -> None:
+    """android-arm64 (int8 I/O): the mixed-scale output alone in float ("split") keeps the scores but
+    decodes the boxes on int8 grids (up to 20 px off: NMS keeps duplicates, F1 0.78); the default
+    --int8 takes "float-tail" (the head's decode in float through ai-edge-quantizer's selective recipe),
+    inputs int8, without --allow-float-ops, and says so in the manifest and the warnings."""
+    pytest.importorskip("ai_edge_quantizer")
+    if not get_backend("tflite").available():
+        pytest.skip("tflite not installed")
+    outcome = _export("android-arm64", tmp_path, search=True)
+    details = outcome.manifest["details"]
+    record = details["selective_quantization"]
+    assert details["variant"] == "aeq_int8", record["summary"]
+    assert record["passed"] is True, record["summary"]
+    head = record["head"]
+    assert head["recipe"] == "float-tail"
+    tried = {t["recipe"]: t for t in head["tried"]}
+    assert tried["split"]["passed"] is False and tried["float-tail"]["passed"] is True
+    kept = {op["tflite_op"] for op in head["kept_in_float"]}
+    assert {"CONCATENATION", "LOGISTIC", "SUB"} <= kept, kept
+    assert not {"CONV_2D", "DEPTHWISE_CONV_2D"} & kept  # the weighted layers stay int8
+    assert record["reverted"] == []  # no fallback op: nothing needed --allow-float-ops
+    assert "float-tail" in details["quantization"]
+    assert any("float-tail" in w for w in outcome.manifest["warnings"])
+    assert [i["dtype"] for i in outcome.manifest["inputs"]] == ["int8"]
+    assert [o["dtype"] for o in outcome.manifest["outputs"]] == ["float32"]
+    report = _verify(outcome.path)
+    assert report.passed, report.failures
+    assert report.task["metrics"]["f1"] >= 0.95

@@ -172,12 +172,17 @@ def search_selective(
     progress: Callable[[str], None] = lambda _: None,
     reverted_to: str = "float",
     forced: Sequence[int] = (),
+    heads: Sequence[tuple[str, Sequence[int]]] = (),
     quantizer: str = "ai-edge-quantizer static_wi8_ai8 on onnx2tf's float32 file (selective: by op output names)",
 ) -> tuple[Path, dict[str, Any]]:
     """`rules_of([])` first (e.g. int8 everywhere ai-edge-quantizer can, but `forced` ops: float outputs,
     --ignore); when that fails the gate, the `revertible` ops whose revert (to `reverted_to`: float, or
     INT8 weights for --int4) recovers most, fewest first (at most --max-revert of them; on a
-    full-integer target float ops only with --allow-float-ops). Returns (the chosen .tflite, record)."""
+    full-integer target float ops only with --allow-float-ops). `heads`: head-aware recipes (label,
+    more ops kept in float, e.g. ("split", []), ("float-tail", the head's decode)), all built in the first
+    quantizer run; the first that meets the gate (else the one nearest it) is the base of the search. A
+    head recipe keeps a mixed-scale output's decode in float (float outputs): like `forced`, it needs no
+    --allow-float-ops. Returns (the chosen .tflite, record)."""
     from edgekit.backends.tflite.selective import onnx_names_of
     from edgekit.int8.search_inputs import settings_for
     from edgekit.targets import Gates
@@ -219,9 +224,37 @@ def search_selective(
             results.append((path, result, ops))
         return results
 
-    progress(f"{job.precision}: ai-edge-quantizer, every op it can")
-    best = evaluate("recipe", [("base", [])])[0]
-    default_score = best[1]
+    head_record: dict[str, Any] | None = None
+    if not settings.search:
+        heads = heads[:1]  # --no-search: the first (fewest float ops) recipe only
+    if heads:
+        progress(f"{job.precision}: ai-edge-quantizer, head-aware recipes {', '.join(h[0] for h in heads)}")
+        tried = evaluate("recipe", [(f"head {label}", list(ops)) for label, ops in heads])
+        default_score = tried[0][1]
+        pick = next((i for i, r in enumerate(tried) if r[1].passed), None)
+        if pick is None:
+            pick = min(range(len(tried)), key=lambda i: tried[i][1].budget)
+        label, head_ops = heads[pick][0], list(heads[pick][1])
+        best = (tried[pick][0], tried[pick][1], [])
+        head_record = {
+            "recipe": label,
+            "tried": [
+                {"recipe": h[0], "ops_float": len(h[1]), **r[1].to_json()}
+                for h, r in zip(heads, tried, strict=True)
+            ],
+            "kept_in_float": [describe(i) for i in [*forced, *head_ops]],
+        }
+        forced = [*forced, *[i for i in head_ops if i not in forced]]
+        rules = lambda ops: rules_of([*head_ops, *ops])  # noqa: E731
+        if label != "split":
+            notes.append(
+                f"head recipe {label}: {len(head_ops)} more TFLite ops of the detector head's decode kept "
+                "in float (float outputs; inputs and the weighted layers stay int8)"
+            )
+    else:
+        progress(f"{job.precision}: ai-edge-quantizer, every op it can")
+        best = evaluate("recipe", [("base", [])])[0]
+        default_score = best[1]
     quantizable = [i for i in revertible if i not in forced]
     max_k = max(1, int(settings.max_revert * len(quantizable)))
     ranking: list[dict[str, Any]] = []
@@ -289,6 +322,7 @@ def search_selective(
         "default_score": default_score.to_json(),
         "score": result.to_json(),
         "forced_float": [describe(i) for i in forced],
+        "head": head_record,
         "reverted_to": reverted_to,
         "reverted": [describe(i) for i in ops],
         "ranking": ranking,

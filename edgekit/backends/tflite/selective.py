@@ -334,6 +334,7 @@ def mixed_scale_outputs(
                     "ranges": [round(r, 4) for r in ranges],
                     "ratio": round(ratio, 1),
                     "nodes": nodes,
+                    "inputs": list(concat.input),
                 }
             )
     return flagged

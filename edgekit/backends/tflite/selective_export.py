@@ -47,6 +47,7 @@ class SelectiveExport:
         self._mapping: dict[str, Any] | None = None
         self._calibration: dict[str, str] | None = None
         self._runs = 0
+        self.heads: list[tuple[str, list[int]]] = []  # head-aware recipes: (label, extra float ops)
 
     # ---- pieces ----------------------------------------------------------------------------------
     @property
@@ -116,6 +117,7 @@ class SelectiveExport:
         import fnmatch
 
         forced: list[int] = []
+        tail: list[int] = []
         outputs: list[dict[str, Any]] = []
         if self.job.calib is not None:
             feeds = list(self.job.calib.feeds(1))[:16]
@@ -141,6 +143,15 @@ class SelectiveExport:
                 self.warnings.append(message)
                 outputs.append(flagged)
                 forced += [i for i in ops if i not in forced]
+                tail += [i for i in self._tail_ops(flagged) if i not in tail]
+        # the head-aware recipes the search tries on top of the float outputs, fewest float ops first:
+        # "split" (only the mixed-scale Concat and what follows it in float: each branch quantized
+        # apart) and "float-tail" (the head's whole decode after its last weighted layers in float, as
+        # on the other backends: boxes decoded and scores squashed in float from the int8 convolutions)
+        self.heads = []
+        if outputs:
+            extra = [i for i in tail if i not in forced]
+            self.heads = [("split", [])] + ([("float-tail", extra)] if extra else [])
         ignored: list[str] = []
         for pattern in self.job.options.ignore:
             mapping = self.mapping
@@ -153,6 +164,24 @@ class SelectiveExport:
             ignored += names
             forced += [i for i in selective.ops_for(mapping, names) if i not in forced]
         return forced, outputs, ignored
+
+    def _tail_ops(self, flagged: dict[str, Any]) -> list[int]:
+        """The TFLite ops of the head's decode tail (edgekit.int8.head: the Concat and the elementwise/
+        data ops feeding it back to the last weighted layers) and every op they feed."""
+        import onnx
+
+        from edgekit.int8.head import find_heads, head_nodes
+
+        model = onnx.load(str(self.job.prepared.path))
+        ranges = {
+            name: (-float(r), float(r))
+            for name, r in zip(flagged.get("inputs", []), flagged["ranges"], strict=False)
+        }
+        heads = [h for h in find_heads(model, ranges) if h.output == flagged["output"]]
+        if not heads:
+            return []
+        mapping = self.mapping
+        return selective.downstream(mapping, selective.ops_for(mapping, head_nodes(heads, "float-tail")))
 
     # ---- exports ---------------------------------------------------------------------------------
     def export_plan(self) -> tuple[Path, dict[str, Any]]:
@@ -178,6 +207,7 @@ class SelectiveExport:
                 self.run,
                 self.scoring_set(),
                 forced=forced,
+                heads=self.heads,
             )
             record["float_outputs"] = float_outputs
             record["ignored"] = ignored
@@ -261,6 +291,7 @@ class SelectiveExport:
             self.run,
             self.scoring_set(),
             forced=forced,
+            heads=self.heads,
         )
         record["float_outputs"] = float_outputs
         record["ignored"] = ignored
@@ -277,5 +308,24 @@ class SelectiveExport:
             return chosen, record  # recorded, not taken
         shutil.copyfile(path, entry_path)
         log.info("%s: ai-edge-quantizer selective INT8 replaces onnx2tf's file (%s)", self.model_name, why)
-        label = "int8 (ai-edge-quantizer selective" + (", float outputs" if float_outputs else "") + ")"
+        head = (record.get("head") or {}).get("recipe")
+        if head:
+            message = (
+                f"head-aware recipe '{head}': "
+                + (
+                    "the detector head's decode (boxes, scores) kept in float after its int8 weighted layers"
+                    if head == "float-tail"
+                    else "only the mixed-scale Concat kept in float (each branch quantized apart)"
+                )
+                + f", {len((record.get('head') or {}).get('kept_in_float', []))} TFLite op(s) in float; "
+                "inputs stay int8, the output is float32"
+            )
+            log.warning("%s: %s", self.model_name, message)
+            self.warnings.append(message)
+        label = (
+            "int8 (ai-edge-quantizer selective"
+            + (", float outputs" if float_outputs else "")
+            + (f", head {head}" if head else "")
+            + ")"
+        )
         return Plan(AEQ_INT8, label, self.plan.io, "aeq"), record
