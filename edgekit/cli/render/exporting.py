@@ -50,8 +50,15 @@ def export(record: Mapping[str, Any]) -> None:
     from edgekit.int8 import search_record
 
     search = search_record(manifest)
+    selective = (manifest.get("details") or {}).get("selective_quantization")
     if search:
-        int8_search(search)
+        variant = str((manifest.get("details") or {}).get("variant", ""))
+        replaced = isinstance(selective, Mapping) and variant.startswith("aeq")
+        int8_search(
+            search, "onnx2tf int8 search (replaced by ai-edge-quantizer below)" if replaced else "int8 search"
+        )
+    if isinstance(selective, Mapping) and selective.get("summary"):
+        selective_search(selective)
     if manifest.get("fidelity"):
         fidelity(manifest["fidelity"])
     elif (manifest.get("verification") or {}).get("status"):
@@ -82,11 +89,11 @@ def provenance(manifest: Mapping[str, Any]) -> None:
         )
 
 
-def int8_search(search: Mapping[str, Any]) -> None:
+def int8_search(search: Mapping[str, Any], label: str = "int8 search") -> None:
     """The INT8 search's outcome: recipe kept, its score against the default's, nodes kept in float."""
     console = stdout()
     verdict = "[green]" if search.get("passed") else "[red]"
-    console.print(f"int8 search: {verdict}{search['summary']}[/] (on {search.get('scored_on', '?')})")
+    console.print(f"{label}: {verdict}{search['summary']}[/] (on {search.get('scored_on', '?')})")
     recipe = search.get("recipe") or {}
     if recipe:
         console.print("  recipe: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
@@ -106,6 +113,25 @@ def int8_search(search: Mapping[str, Any]) -> None:
         )
     if search.get("sensitivity_file"):
         console.print(f"  per-node sensitivity: {search['sensitivity_file']}")
+
+
+def selective_search(record: Mapping[str, Any]) -> None:
+    """TFLite's ai-edge-quantizer pass (after onnx2tf's, or instead of it): what it took and why."""
+    console = stdout()
+    verdict = "[green]" if record.get("passed") else "[red]"
+    why = f" ({record['why']})" if record.get("why") else ""
+    console.print(
+        f"ai-edge-quantizer selective{why}: {verdict}{record['summary']}[/] (on {record.get('scored_on', '?')})"
+    )
+    head = record.get("head") or {}
+    if head.get("recipe"):
+        tried = ", ".join(
+            f"{t['recipe']} {'passes' if t.get('passed') else 'fails'}" for t in head.get("tried", [])
+        )
+        console.print(
+            f"  head recipe: {head['recipe']} ({len(head.get('kept_in_float', []))} TFLite ops in float; "
+            f"tried: {tried})"
+        )
 
 
 def precision_choice(choice: Mapping[str, Any]) -> None:
