@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -85,6 +86,42 @@ def p50_ms(runner: Any, seq: int = SEQ_TIMED, iterations: int = 30) -> float:
     return statistics.median(times)
 
 
+def tflite_weights(artifact: Path, manifest: dict[str, Any]) -> int:
+    """Bytes of the constant weight operands (input 1) of FULLY_CONNECTED / BATCH_MATMUL in the .tflite
+    file as stored (packed INT4, INT8 or float), the TFLite counterpart of edgekit.int4's MatMul bytes."""
+    from ai_edge_litert import schema_py_generated as schema  # type: ignore[import-untyped]
+    from ai_edge_litert.tools import flatbuffer_utils  # type: ignore[import-untyped]
+
+    path = artifact / manifest["entry"] if artifact.is_dir() else artifact
+    tfl = flatbuffer_utils.convert_bytearray_to_object(bytearray(path.read_bytes()))
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    total, seen = 0, set()
+    for graph in tfl.subgraphs:
+        dequantized = {}
+        for op in graph.operators:
+            code = tfl.operatorCodes[op.opcodeIndex]
+            if codes.get(max(code.builtinCode, code.deprecatedBuiltinCode)) == "DEQUANTIZE":
+                dequantized[op.outputs[0]] = op.inputs[0]
+        for op in graph.operators:
+            code = tfl.operatorCodes[op.opcodeIndex]
+            kind = codes.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if kind not in ("FULLY_CONNECTED", "BATCH_MATMUL") or len(op.inputs) < 2:
+                continue
+            index = op.inputs[1]
+            while index in dequantized:  # FP16 / block-INT4 weights reach the op through a DEQUANTIZE
+                index = dequantized[index]
+            tensor = graph.tensors[index]
+            buffer = tfl.buffers[tensor.buffer] if tensor.buffer < len(tfl.buffers) else None
+            if buffer is None or tensor.buffer in seen:
+                continue
+            # inline data, or (ai-edge-quantizer's files) an offset/size past the flatbuffer
+            stored = len(buffer.data) if buffer.data is not None else int(getattr(buffer, "size", 0) or 0)
+            if stored:
+                seen.add(tensor.buffer)
+                total += stored
+    return total
+
+
 def one(model: Path, calib: Path, val: Path, backend: str, precision: str, out: Path) -> dict[str, Any]:
     target = TARGETS[backend]
     weights_only = precision == "int8w"
@@ -118,14 +155,26 @@ def one(model: Path, calib: Path, val: Path, backend: str, precision: str, out: 
     details = manifest.get("details") or {}
     weights = details.get("weight_only") or {}
     kept = weights.get("kept_above_int4") or []
+    matmul_bytes = (weights.get("weight_bytes") or {}).get("stored")
+    matmul_ratio = (weights.get("weight_bytes") or {}).get("ratio")
+    if backend == "tflite":
+        record_q = details.get("selective_quantization") or {}
+        if record_q.get("reverted_to") == "int8":
+            kept = [
+                {"node": ", ".join(r["source_nodes"]) or r["tflite_tensor"], "precision": "int8"}
+                for r in record_q.get("reverted") or []
+            ]
+        matmul_bytes = tflite_weights(artifact, manifest)
+        fp32_matmul = sum(layer.fp32_bytes for layer in weight_layers(onnx.load(str(model))))
+        matmul_ratio = matmul_bytes / fp32_matmul if fp32_matmul else None
     return {
         "backend": backend,
         "target": target,
         "precision": precision,
         "entry": manifest["entry"],
         "model_bytes": manifest["size"]["artifact_bytes"],
-        "matmul_bytes": (weights.get("weight_bytes") or {}).get("stored"),
-        "matmul_ratio": (weights.get("weight_bytes") or {}).get("ratio"),
+        "matmul_bytes": matmul_bytes,
+        "matmul_ratio": matmul_ratio,
         "worst_cosine": worst_cosine(reference, actual),
         "gate": "pass" if (record.fidelity is None or record.fidelity.passed) else "FAIL",
         "p50_ms": p50,

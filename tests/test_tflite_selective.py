@@ -278,3 +278,45 @@ def test_int4_keeps_the_outlier_layer_at_int8_by_name(tmp_path: Path) -> None:
     assert named & {"fc1_matmul", "fc1"}, record["reverted"]
     assert not any("fc2" in n for n in named)
     assert "INT4" in record["weights"]["tensors_by_dtype"]
+
+
+@pytest.mark.slow
+def test_minilm_encoder_int8_on_android_keeps_int64_inputs_and_passes_its_gate(tmp_path: Path) -> None:
+    """Issue 17's acceptance: android-arm64 --int8 on the BERT/MiniLM-shaped encoder (small config)
+    exports through edgekit's export, keeps its int64 token inputs and passes the target's own gate.
+    The sequence (16) differs from the hidden size (64): onnx2tf mis-converts this encoder when they
+    are equal (the bench exports at 64 next to hidden 128 for that reason)."""
+    pytest.importorskip("ai_edge_quantizer")
+    from edgekit import api
+    from tests import transformer_models as tm
+
+    model = tm.save(tm.encoder(hidden=64, layers=2, heads=2, ffn=128), tmp_path, "minilm")
+    calib = tm.save_samples(tm.token_samples(16, 16, seed=1), tmp_path, "calib")
+    val = tm.save_samples(tm.token_samples(12, 16, seed=2), tmp_path, "val")
+    record = api.export(
+        api.ExportRequest(
+            model=model,
+            target="android-arm64",
+            precision="int8",
+            calib=calib,
+            val=val,
+            out_dir=tmp_path / "out",
+            input_shapes={name: [1, 16] for name in np.load(val).files},
+        )
+    )
+    manifest = record.manifest
+    assert manifest["details"]["variant"] == "aeq_int8"
+    assert [(s["name"], s["dtype"]) for s in manifest["inputs"]] == [
+        ("input_ids", "int64"),
+        ("attention_mask", "int64"),
+        ("token_type_ids", "int64"),
+    ]
+    assert record.fidelity is not None and record.fidelity.passed, record.fidelity.failures
+    assert manifest["details"]["ops"].get("FULLY_CONNECTED", 0) > 0
+    # the held-out sentences through the artifact, each against FP32: the embedding survives INT8
+    samples = dict(np.load(val))
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    with get_backend("tflite").open_runner(Path(record.path), manifest) as runner:
+        for i in range(len(samples["input_ids"])):
+            feed = {k: v[i] for k, v in samples.items()}
+            assert _cos(session.run(["embedding"], feed)[0], runner.infer(feed)["embedding"]) > 0.98
