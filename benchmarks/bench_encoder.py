@@ -1,17 +1,22 @@
 """The BERT/MiniLM-shaped test encoder (tests/transformer_models.py: 3 layers, hidden 128, 4 heads, FFN
 512, int64 input_ids / attention_mask / token_type_ids, dynamic batch and sequence) at fp32 / fp16 / int8
-/ int4 on onnxruntime (x86-cpu), OpenVINO (intel-cpu) and the TensorRT bundle's ONNX through onnxruntime
-(x86-gpu: the Q/DQ model for int8, the block-DequantizeLinear model for int4), in one table.
+/ int4 on onnxruntime (x86-cpu), OpenVINO (intel-cpu), the TensorRT bundle's ONNX through onnxruntime
+(x86-gpu: the Q/DQ model for int8, the block-DequantizeLinear model for int4) and TFLite (android-arm64,
+the LiteRT host runner: int8 through ai-edge-quantizer with the int64 token inputs kept, int4 block-wise
+weight-only on FULLY_CONNECTED), in one table.
 
-    python benchmarks/bench_encoder.py [--outlier] [--backends onnxruntime,openvino,tensorrt]
-                                       [--precisions fp32,fp16,int8,int8w,int4] [--json out.json]
+    python benchmarks/bench_encoder.py [--outlier] [--backends onnxruntime,openvino,tensorrt,tflite]
+                                       [--targets android-arm64,...] [--precisions fp32,fp16,int8,int8w,int4]
+                                       [--json out.json]
 
 Columns: the deployable model bytes; the MatMul/Gemm weight bytes as stored and their share of FP32
 (weight-only rows: what edgekit.int4 recorded); the worst per-sample cosine of the embedding against
 FP32 on 24 held-out tokenised "sentences" (sequence 32, real lengths varying, padding masked); p50 of
 the host runner (onnxruntime or OpenVINO on this CPU) at batch 1, sequence 128; the layers kept above
-INT4 by the search (by name). Every export goes through edgekit's own export with the target's default
-gate (cosine >= 0.99), a 48-sample calibration set and the validation set.
+INT4 by the search (by name). TFLite: MatMul KB are the FULLY_CONNECTED / BATCH_MATMUL weight buffers
+as stored in the .tflite (packed INT4, block scales not counted); the model is static, exported and
+timed at sequence 64 (see SEQ_STATIC), the same sentences padded. Every export goes through edgekit's
+own export with the target's default gate, a 48-sample calibration set and the validation set.
 """
 
 from __future__ import annotations
@@ -39,7 +44,12 @@ from edgekit.backends import get_backend  # noqa: E402
 from edgekit.backends.base import ExportOptions  # noqa: E402
 from edgekit.int4.graph import weight_layers  # noqa: E402
 
-TARGETS = {"onnxruntime": "x86-cpu", "openvino": "intel-cpu", "tensorrt": "x86-gpu", "tflite": "android-arm64"}
+TARGETS = {
+    "onnxruntime": "x86-cpu",
+    "openvino": "intel-cpu",
+    "tensorrt": "x86-gpu",
+    "tflite": "android-arm64",
+}
 SEQ_TIMED = 128
 # backends whose artifacts have static shapes (TFLite): exported at [1, SEQ_STATIC] and fed the same
 # sentences padded (masked) to SEQ_STATIC, so the cosine compares the same sentences; p50 is timed at
