@@ -391,5 +391,10 @@ def test_sigkill_of_edgekit_kills_the_converter(tmp_path: Path) -> None:
     proc.kill()
     proc.communicate(timeout=60)
     assert wait_for(lambda: not alive(converter), 10), "the onnx2tf converter outlived a SIGKILLed edgekit"
-    left = list(tmp.glob("edgekit-sandbox-*"))
-    assert left and sweep_stale(tmp) == left and not any(p.exists() for p in left)
+    # the sandbox lives in the killed run's own temp directory (edgekit.tempdirs); the next run sweeps both
+    from edgekit.tempdirs import sweep
+
+    (run,) = tmp.glob("edgekit-run-*")
+    left = list(run.glob("edgekit-sandbox-*"))
+    assert left and sweep_stale(run) == left and not any(p.exists() for p in left)
+    assert sweep(tmp) == [run] and not run.exists()

@@ -265,6 +265,7 @@ def test_int4_keeps_the_outlier_layer_at_int8_by_name(tmp_path: Path) -> None:
         "int4",
         gates=Gates(min_cosine=0.98),
         int4_group_size=32,
+        int4_symmetric=True,  # block-wise INT4 (the merged default, asymmetric, is per-channel on TFLite)
         max_revert=0.5,
     )
     result = get_backend("tflite").export(job)
