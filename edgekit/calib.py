@@ -1,7 +1,8 @@
 """The one calibration / validation set reader every backend adapts (DESIGN.md, "Calibration set").
 
 A set is an `.npz` (one array per model input keyed by input name, first axis = samples, optional
-integer `labels`) or a directory of images plus a `calibration.toml` recipe that turns them into the
+integer `labels`, and for a detection set optional ground-truth `boxes`, float (N, M, 5) rows
+class, x1, y1, x2, y2 in model-input pixels, class < 0 = padding) or a directory of images plus a `calibration.toml` recipe that turns them into the
 same arrays. The reader is deterministic and re-iterable; `samples=N` takes a seeded subset. The
 content hash covers exactly the arrays used, so two manifests with the same hash saw the same data.
 """
@@ -21,6 +22,7 @@ from edgekit.errors import BadInput, InternalError, MissingDependency, suggest
 from edgekit.tomlio import load_toml
 
 LABELS_KEY = "labels"
+BOXES_KEY = "boxes"  # a detection set's ground truth: float (N, M, 5) rows class, x1, y1, x2, y2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 RECIPE_NAME = "calibration.toml"
 
@@ -36,7 +38,8 @@ class InputInfo:
 
 @dataclass
 class CalibrationSet:
-    """Arrays keyed by model input name, samples on axis 0, plus optional labels."""
+    """Arrays keyed by model input name, samples on axis 0, plus optional labels and (detection)
+    ground-truth boxes."""
 
     arrays: dict[str, np.ndarray]
     labels: np.ndarray | None = None
@@ -44,6 +47,7 @@ class CalibrationSet:
     kind: str = "npz"  # npz | images
     seed: int = 0
     total_samples: int = 0  # before subsetting
+    boxes: np.ndarray | None = None  # float (N, M, 5): class, x1, y1, x2, y2; class < 0 = padding
 
     # ---- loading -------------------------------------------------------------------------------
     @classmethod
@@ -53,13 +57,16 @@ class CalibrationSet:
             raise BadInput(f"calibration/validation set not found: {path}")
         if path.is_dir():
             arrays, labels = _load_image_dir(path)
+            boxes = None
             kind = "images"
         else:
-            arrays, labels = _load_npz(path)
+            arrays, labels, boxes = _load_npz(path)
             kind = "npz"
         counts = {name: arr.shape[0] for name, arr in arrays.items()}
         if labels is not None:
             counts[LABELS_KEY] = labels.shape[0]
+        if boxes is not None:
+            counts[BOXES_KEY] = boxes.shape[0]
         if len(set(counts.values())) != 1:
             detail = ", ".join(f"{k}={v}" for k, v in counts.items())
             raise BadInput(f"{path}: arrays disagree on the number of samples (axis 0): {detail}")
@@ -74,7 +81,8 @@ class CalibrationSet:
                 index = np.sort(rng.choice(total, size=samples, replace=False))
                 arrays = {k: v[index] for k, v in arrays.items()}
                 labels = labels[index] if labels is not None else None
-        return cls(arrays, labels, str(path), kind, seed, total)
+                boxes = boxes[index] if boxes is not None else None
+        return cls(arrays, labels, str(path), kind, seed, total, boxes)
 
     # ---- properties ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -85,11 +93,13 @@ class CalibrationSet:
         return list(self.arrays)
 
     def sha256(self) -> str:
-        """Hash of exactly the arrays (and labels) in use: names, dtypes, shapes and bytes."""
+        """Hash of exactly the arrays (and labels, boxes) in use: names, dtypes, shapes and bytes."""
         digest = hashlib.sha256()
         items = sorted(self.arrays.items())
         if self.labels is not None:
             items.append((LABELS_KEY, self.labels))
+        if self.boxes is not None:
+            items.append((BOXES_KEY, self.boxes))
         for name, arr in items:
             arr = np.ascontiguousarray(arr)
             digest.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
@@ -106,6 +116,7 @@ class CalibrationSet:
             "total_samples": self.total_samples,
             "seed": self.seed,
             "labels": self.labels is not None,
+            "boxes": self.boxes is not None,
         }
         if method:
             out["method"] = method
@@ -130,7 +141,7 @@ class CalibrationSet:
         if extra:
             raise BadInput(
                 f"{where} has array '{extra[0]}' that is not a model input (model inputs: "
-                f"{', '.join(wanted)}); only input arrays and '{LABELS_KEY}' are allowed"
+                f"{', '.join(wanted)}); only input arrays, '{LABELS_KEY}' and '{BOXES_KEY}' are allowed"
             )
         for spec in inputs:
             arr = self.arrays[spec.name]
@@ -174,6 +185,7 @@ class CalibrationSet:
             self.kind,
             self.seed,
             self.total_samples,
+            self.boxes,
             inputs=tuple(inputs),
             batched=batched_by_name,
         )
@@ -188,7 +200,9 @@ class CalibrationSet:
     def renamed(self, mapping: Mapping[str, str]) -> CalibrationSet:
         """The same set keyed by other input names (old -> new); used when a backend renamed inputs."""
         arrays = {mapping.get(k, k): v for k, v in self.arrays.items()}
-        return CalibrationSet(arrays, self.labels, self.source, self.kind, self.seed, self.total_samples)
+        return CalibrationSet(
+            arrays, self.labels, self.source, self.kind, self.seed, self.total_samples, self.boxes
+        )
 
 
 @dataclass
@@ -246,6 +260,7 @@ class CalibrationReader(CalibrationSet):
             self.kind,
             self.seed,
             self.total_samples,
+            self.boxes,
             inputs=inputs,
             batched=batched,
         )
@@ -262,7 +277,7 @@ def _fmt_shape(shape: Sequence[int | str | None]) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
-def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
@@ -271,8 +286,9 @@ def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     if not isinstance(arrays, dict) or not arrays:
         raise BadInput(f"{path}: the .npz holds no arrays")
     labels = arrays.pop(LABELS_KEY, None)
+    boxes = arrays.pop(BOXES_KEY, None)
     if not arrays:
-        raise BadInput(f"{path}: the .npz holds only '{LABELS_KEY}', no input arrays")
+        raise BadInput(f"{path}: the .npz holds only '{LABELS_KEY}'/'{BOXES_KEY}', no input arrays")
     for name, arr in arrays.items():
         if arr.ndim < 1:
             raise BadInput(f"{path}: array '{name}' is a scalar; axis 0 must count samples")
@@ -280,7 +296,14 @@ def _load_npz(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         labels = np.asarray(labels)
         if labels.ndim != 2 or labels.shape[1] == 1:  # [N, T]: a token set's next token per position
             labels = labels.reshape(-1)
-    return arrays, labels
+    if boxes is not None:
+        boxes = np.asarray(boxes)
+        if boxes.ndim != 3 or boxes.shape[2] != 5 or not np.issubdtype(boxes.dtype, np.floating):
+            raise BadInput(
+                f"{path}: '{BOXES_KEY}' must be float (samples, boxes, 5) rows class, x1, y1, x2, y2 "
+                f"(class < 0 = padding), got {boxes.dtype} {boxes.shape}"
+            )
+    return arrays, labels, boxes
 
 
 # ---- image directory + recipe ------------------------------------------------------------------

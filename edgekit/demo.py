@@ -18,7 +18,7 @@ from typing import Any
 
 from edgekit import runner
 from edgekit.backends import get_backend, implemented
-from edgekit.errors import BadInput, EdgekitError
+from edgekit.errors import BadInput, EdgekitError, NotApplicable
 from edgekit.fsio import write_json_atomic, write_text_atomic
 from edgekit.records import ExportRequest
 from edgekit.resources import DETECTOR_INPUT_SHAPE, demo_paths, detector_paths
@@ -86,6 +86,10 @@ def run_demo(
             )
             try:
                 outcome = exporting.export(request)
+            except NotApplicable as exc:  # e.g. --int4 of the detector, which has no MatMul/Gemm weights
+                row.update(status="skipped", error=str(exc))
+                progress(f"{model['name']} {target.name} {precision}: skipped: {exc}")
+                continue
             except EdgekitError as exc:
                 row.update(status="export failed", error=str(exc), exit_code=exc.exit_code)
                 progress(f"{model['name']} {target.name} {precision}: export failed: {exc}")
@@ -160,14 +164,14 @@ def demo_report(out_dir: Path, rows: list[dict[str, Any]]) -> Any:
                 built.note = row.get("bench_error") or row.get("timed_as")
                 built.note_stage = "bench" if row.get("bench_error") else None
             inputs.builds.append(built)
-        elif row["status"] == "export failed":
+        elif row["status"] in ("export failed", "skipped"):
             inputs.builds.append(
                 Build(
                     row.get("model_file") or demo_paths()["model"].name,
                     row["target"],
                     row["precision"],
                     row["backend"],
-                    "failed",
+                    "failed" if row["status"] == "export failed" else "skipped",
                     "export",
                     row.get("error"),
                 )

@@ -27,6 +27,11 @@ class BadInput(EdgekitError):
     exit_code = 2
 
 
+class NotApplicable(BadInput):
+    """The request cannot change this model (weight-only quantization of a model without MatMul/Gemm
+    weights): still exit 2 on the command line; the demo and releases record the row as skipped."""
+
+
 class Unavailable(EdgekitError):
     """Something this run needs is not here (exit 3): an optional package, a device, hardware.
 

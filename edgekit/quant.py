@@ -93,19 +93,30 @@ def preprocess(model_path: Path, out_path: Path) -> str:
             {"skip_symbolic_shape": True, "skip_optimization": True},
         ),
     ]
+    # onnxruntime logs each failed attempt at ERROR with a traceback; edgekit tries the next one and
+    # says what worked, so its helper's own log is kept to the debug log
+    ort_log = logging.getLogger("onnxruntime.quantization")
     for label, kwargs in attempts:
+        level = ort_log.level
+        ort_log.setLevel(logging.CRITICAL)
         try:
-            model: str | onnx.ModelProto = str(model_path)
-            if kwargs.pop("symbolic", False):
-                from edgekit import symbolic_shapes
+            with tempfile.TemporaryDirectory(prefix="edgekit-prep-") as tmp:
+                model = str(model_path)
+                if kwargs.pop("symbolic", False):
+                    from edgekit import symbolic_shapes
 
-                model = symbolic_shapes.infer(onnx.load(str(model_path)))
-                kwargs["skip_symbolic_shape"] = True
-            quant_pre_process(model, str(out_path), **kwargs)
+                    # a path, not the ModelProto: handed a proto, the helper re-saves it with external
+                    # data, and its graph optimization then cannot read constant shapes (Reshape fails)
+                    model = str(Path(tmp) / "symbolic.onnx")
+                    onnx.save(symbolic_shapes.infer(onnx.load(str(model_path))), model)
+                    kwargs["skip_symbolic_shape"] = True
+                quant_pre_process(model, str(out_path), **kwargs)
             onnx.checker.check_model(str(out_path))
             return f"quant pre-processing: {label}"
         except Exception as exc:  # noqa: BLE001 - known crashes in ORT's helpers; try the next
             log.debug("quant_pre_process %s failed: %s", label, exc)
+        finally:
+            ort_log.setLevel(level)
     shutil.copyfile(model_path, out_path)
     return "quant pre-processing skipped (onnxruntime's helper failed on this model)"
 

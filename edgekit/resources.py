@@ -22,14 +22,13 @@ def demo_paths() -> dict[str, Path]:
 
 
 def detector_paths() -> dict[str, Path]:
-    """The embedded detector: Ultralytics-style head and metadata, its calibration / validation sets
-    and the validation set's ground-truth boxes (calibration/shapes/README.md)."""
+    """The embedded detector: Ultralytics-style head and metadata, its calibration set and its validation
+    set, which carries its ground-truth `boxes` (calibration/shapes/README.md)."""
     root = data_dir("calibration") / "shapes"
     return {
         "model": root / "shapes_det.onnx",
         "calib": root / "calib.npz",
         "val": root / "val.npz",
-        "boxes": root / "val_boxes.npz",
     }
 
 

@@ -9,10 +9,9 @@ Writes into ``calibration/shapes/``:
   axis 1 with the sigmoid class scores -- the YOLOv8 layout. Ultralytics' metadata (task, names, imgsz,
   stride, batch) is in the ONNX metadata_props, as Ultralytics writes it.
 - ``calib.npz``: ``images`` (64, 3, S, S) float32, scenes drawn like the training scenes.
-- ``val.npz``: ``images`` (N, 3, S, S) float32, other scenes (never used for training or calibration).
-- ``val_boxes.npz``: the ground truth of ``val.npz``: ``boxes`` (K, 6) float32 rows
-  ``[sample, class, x1, y1, x2, y2]`` in pixels (kept apart: a calibration/validation set holds model
-  inputs and optional ``labels`` only).
+- ``val.npz``: ``images`` (N, 3, S, S) float32, other scenes (never used for training or calibration),
+  and their ground truth ``boxes`` (N, M, 5) float32 rows ``[class, x1, y1, x2, y2]`` in pixels, padded
+  with class -1: the set's optional ``boxes`` array, from which verify reports real mAP@0.5.
 - ``README.md``: the data, the model, the training, FP32 mAP@0.5 against the ground truth.
 
 Nothing is downloaded. Training is a dev-only step (torch is not an edgekit dependency); from the
@@ -429,8 +428,7 @@ Preprocessing (already applied): RGB, `pixel / 255` (0..1), NCHW float32 -- Ultr
 |---|---|---|
 | `shapes_det.onnx` | FP32, opset {opset}, `images` (batch, 3, height, width) -> `output0` (batch, {channels}, anchors); {anchors} anchors at {imgsz}x{imgsz} | {onnx_bytes} |
 | `calib.npz` | `images` float32 ({n_calib}, 3, {imgsz}, {imgsz}) | {calib_bytes} |
-| `val.npz` | `images` float32 ({n_val}, 3, {imgsz}, {imgsz}) | {val_bytes} |
-| `val_boxes.npz` | `boxes` float32 ({n_val}, {max_boxes}, 5): per sample rows `(class, x1, y1, x2, y2)` in pixels, class -1 = padding; the ground truth of `val.npz` | {boxes_bytes} |
+| `val.npz` | `images` float32 ({n_val}, 3, {imgsz}, {imgsz}); `boxes` float32 ({n_val}, {max_boxes}, 5), its ground truth: per sample rows `(class, x1, y1, x2, y2)` in pixels, class -1 = padding (`edgekit verify` reports real mAP@0.5 from it) | {val_bytes} |
 
 Export with a fixed size, as for any Ultralytics `dynamic=True` export:
 `--input-shape images:1,3,{imgsz},{imgsz}`.
@@ -519,8 +517,7 @@ def main() -> None:
     for i, b in enumerate(b_val):
         truth[i, : len(b)] = b
     save_npz(out / "calib.npz", images=x_calib)
-    save_npz(out / "val.npz", images=x_val)
-    save_npz(out / "val_boxes.npz", boxes=truth)
+    save_npz(out / "val.npz", images=x_val, boxes=truth)  # the set carries its ground truth
     proto = onnx.load(str(onnx_path))
     info = {
         "imgsz": EXPORT_SIZE, "train_size": IMGSZ, "names": ", ".join(NAMES), "nc": len(NAMES), "min_size": MIN_SIZE,
@@ -528,7 +525,7 @@ def main() -> None:
         "n_val_boxes": n_boxes, "max_boxes": truth.shape[1], "objects": f"{BIG_SCENE_OBJECTS[0]}-{BIG_SCENE_OBJECTS[1] - 1}", "seed": args.seed, "opset": OPSET, "channels": 4 + len(NAMES),
         "anchors": ort_out.shape[2], "onnx_bytes": onnx_path.stat().st_size,
         "calib_bytes": (out / "calib.npz").stat().st_size, "val_bytes": (out / "val.npz").stat().st_size,
-        "boxes_bytes": (out / "val_boxes.npz").stat().st_size, "params": f"{params:,}",
+        "params": f"{params:,}",
         "metadata": ", ".join(f"{p.key}={p.value}" for p in proto.metadata_props if p.key in
                               ("task", "names", "imgsz", "stride", "batch")),
         "epochs": EPOCHS, "lr": LEARNING_RATE, "batch": BATCH_SIZE, "train_seconds": train_seconds,
@@ -539,7 +536,7 @@ def main() -> None:
     tmp = out / "README.md.tmp"
     tmp.write_text(README_TEMPLATE.format(**info), encoding="utf-8")
     os.replace(tmp, out / "README.md")
-    for name in ("shapes_det.onnx", "calib.npz", "val.npz", "val_boxes.npz"):
+    for name in ("shapes_det.onnx", "calib.npz", "val.npz"):
         log.info("%-16s %8d bytes", name, (out / name).stat().st_size)
 
 

@@ -69,6 +69,29 @@ def test_validate_returns_a_bound_reader_and_leaves_the_set_alone(tmp_path: Path
     assert rebound.batched == {"input_0": True}
 
 
+def test_boxes_ride_along_like_labels(tmp_path: Path) -> None:
+    """A detection set's ground-truth `boxes`: not a model input; subset, bound, renamed and held out
+    with the samples; in the hash and the record; float (N, M, 5) or one BadInput line."""
+    from edgekit.int8 import holdout
+
+    boxes = np.arange(10 * 2 * 5, dtype=np.float32).reshape(10, 2, 5)
+    path = _npz(tmp_path / "c.npz", labels=np.arange(10), boxes=boxes)
+    full = CalibrationSet.load(path)
+    assert full.names == ["input"] and np.array_equal(full.boxes, boxes) and full.record()["boxes"] is True
+    assert full.sha256() != CalibrationSet.load(_npz(tmp_path / "n.npz", labels=np.arange(10))).sha256()
+    part = CalibrationSet.load(path, samples=4, seed=3)
+    assert np.array_equal(part.boxes[:, 0, 0] // 10, part.labels)  # the same samples kept
+    bound = part.validate(INPUT)
+    assert bound.sha256() == part.sha256() and bound.record() == part.record()
+    reader = bound.renamed({"input": "x"})
+    assert np.array_equal(reader.boxes, part.boxes) and np.array_equal(part.renamed({}).boxes, part.boxes)
+    held = holdout.subset(reader, [1, 3])
+    assert np.array_equal(held.boxes, part.boxes[[1, 3]])
+    np.savez(tmp_path / "bad.npz", input=np.zeros((2, 3, 8, 8), np.float32), boxes=np.zeros((2, 4)))
+    with pytest.raises(BadInput, match=r"'boxes' must be float \(samples, boxes, 5\)"):
+        CalibrationSet.load(tmp_path / "bad.npz")
+
+
 def test_validation_errors_name_the_problem(tmp_path: Path) -> None:
     data = CalibrationSet.load(_npz(tmp_path / "c.npz"))
     with pytest.raises(BadInput, match="has no array for model input 'image'"):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import fidelity_models as fm
 import numpy as np
+import onnx
 import pytest
 
 from edgekit.errors import BadInput
@@ -337,6 +339,55 @@ def test_ground_truth_boxes_give_real_map(yolo) -> None:
     assert report.task["metrics"]["map50_artifact"] == 0.0
     with pytest.raises(BadInput, match="need a detection task"):
         compare(reference, reference, boxes=boxes)
+
+
+def _detector_project(tmp_path, yolo, count: int = SAMPLES) -> tuple[Path, Path]:
+    """The small YOLOv8-style detector and a validation set whose `boxes` are its confident FP32
+    detections (so the FP32 model's real mAP@0.5 is 1.0); `count` boxes rows (a wrong count: BadInput)."""
+    spec, reference = yolo
+    model = tmp_path / "det.onnx"
+    onnx.save(fm.yolov8(), str(model))
+    found = det.detect(reference, spec.outputs, spec.params)
+    rows = max(len(d.above(0.25)) for d in found)
+    boxes = np.full((SAMPLES, rows, 5), -1.0, np.float32)
+    for i, d in enumerate(found):
+        confident = d.above(0.25)
+        boxes[i, : len(confident), 0] = confident.classes
+        boxes[i, : len(confident), 1:] = confident.boxes
+    images = np.concatenate([f["images"] for f in fm.images(SAMPLES, (3, 16, 16), "images")])
+    val = tmp_path / "val.npz"
+    np.savez(val, images=images, boxes=boxes[:count])
+    return model, val
+
+
+def test_a_set_with_boxes_verifies_a_detector_and_records_real_map(run_cli, tmp_path: Path, yolo) -> None:
+    model, val = _detector_project(tmp_path, yolo)
+    code, out, err = run_cli("export", model, "-t", "x86-cpu", "--val", val, "-o", tmp_path / "o", "--json")
+    assert code == 0, err
+    exported = json.loads(out)
+    manifest = exported["manifest"]
+    metrics = manifest["fidelity"]["task"]["metrics"]
+    assert metrics["map50_reference"] == pytest.approx(1.0) and metrics["map50_artifact"] == pytest.approx(1.0)
+    assert manifest["validation"]["boxes"] is True and manifest["validation"]["samples"] == SAMPLES
+    code, out, err = run_cli("verify", exported["artifact"], "--val", val, "--val-samples", "10", "--json")
+    assert code == 0, err
+    written = json.loads((Path(exported["artifact"]) / "manifest.json").read_text())
+    assert written["validation"]["boxes"] is True and written["validation"]["samples"] == 10
+    assert written["fidelity"]["task"]["metrics"]["map50_artifact"] == pytest.approx(1.0)
+    # the hash covers the boxes: the same images with other ground truth are another set
+    from edgekit.calib import CalibrationSet
+
+    with np.load(val) as data:
+        np.savez(tmp_path / "other.npz", images=data["images"], boxes=data["boxes"] + 1.0)
+    assert CalibrationSet.load(val).sha256() != CalibrationSet.load(tmp_path / "other.npz").sha256()
+
+
+def test_boxes_with_the_wrong_sample_count_are_one_bad_input_line(run_cli, tmp_path: Path, yolo) -> None:
+    from helpers import assert_one_line
+
+    model, val = _detector_project(tmp_path, yolo, count=SAMPLES - 1)
+    code, _, err = run_cli("export", model, "-t", "x86-cpu", "--val", val, "-o", tmp_path / "o")
+    assert_one_line(code, err, 2, "disagree on the number of samples", f"images={SAMPLES}", f"boxes={SAMPLES - 1}")
 
 
 # ---- maps, embeddings, classes, tokens ---------------------------------------------------------------------

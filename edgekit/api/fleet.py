@@ -49,6 +49,7 @@ class _OnDeviceFidelity:
         by_model: dict[str, dict[str, np.ndarray]] = {}
         val = CalibrationSet.load(req.val)
         self.labels = val.labels
+        self.boxes = val.boxes
         self.expected: dict[str, _Expected] = {}
         for art in artifacts:
             bound = val.validate(source_inputs(art.manifest), f"validation set (for {art.name})")
@@ -75,6 +76,7 @@ class _OnDeviceFidelity:
                 where=where,
                 task=expected.task,
                 metric=expected.metric,
+                boxes=self.boxes,
             )
         except (BadInput, ValueError, KeyError, OSError) as exc:
             report = FidelityReport(
@@ -191,7 +193,9 @@ def verify_on_device(req: VerifyRequest, progress: Progress = noop) -> FidelityR
         if record["status"] != "ok":
             raise Unreachable(f"{req.device}: {record.get('error') or 'the run failed'}")
         actual = _device_outputs(record)
-    report = compare(reference, actual, val.labels, gates, where=req.device, task=task, metric=metric)
+    report = compare(
+        reference, actual, val.labels, gates, where=req.device, task=task, metric=metric, boxes=val.boxes
+    )
     return device_stamped(report, manifest, record)
 
 

@@ -410,9 +410,9 @@ def weight_only(
         progress=progress,
     )
     if not search.layers:
-        from edgekit.errors import BadInput
+        from edgekit.errors import NotApplicable
 
-        raise BadInput(
+        raise NotApplicable(
             f"--{spec.primary}{' --weights-only' if spec.primary == 'int8' else ''}: the model has no "
             "MatMul/Gemm with a constant weight to quantize; weight-only quantization cannot change it"
         )

@@ -111,6 +111,7 @@ def subset(reader: CalibrationReader, index: Sequence[int]) -> CalibrationReader
         reader.kind,
         reader.seed,
         reader.total_samples,
+        None if reader.boxes is None else reader.boxes[index],
         inputs=reader.inputs,
         batched=dict(reader.batched),
     )

@@ -32,7 +32,7 @@ class Build:
     target: str
     precision: str
     backend: str = ""
-    status: str = "ok"  # ok | failed
+    status: str = "ok"  # ok | failed | skipped (does not apply to this model)
     stage: str = ""  # export | verify (where a failure happened)
     error: str | None = None
     dir: Path | None = None

@@ -265,7 +265,9 @@ class RowBuilder:
     def from_build(self, build: Build) -> Row:
         row = Row(model=build.model, target=build.target, precision=build.precision, backend=build.backend)
         row.sha256 = build.sha256
-        if build.status != "ok":
+        if build.status == "skipped":  # not applicable to this model (e.g. --int4 without MatMul/Gemm)
+            row.state, row.stage, row.reason = "skipped", build.stage or "export", build.error
+        elif build.status != "ok":
             row.state = "failed" if build.stage != "verify" else "verify_failed"
             row.stage = build.stage or "export"
             row.reason = build.error

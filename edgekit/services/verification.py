@@ -65,7 +65,7 @@ def verify_dir(
     missing = [n for n in reference if n not in actual]
     if missing:
         raise BadInput(f"the artifact does not produce output(s) {', '.join(missing)} of the reference model")
-    report = compare(reference, actual, val.labels, gates, task=task, metric=metric)
+    report = compare(reference, actual, val.labels, gates, task=task, metric=metric, boxes=val.boxes)
     # a runner that names what it ran (TensorRT's: the engine, or onnxruntime on the bundle's ONNX) wins
     report = stamped(report, manifest, runner.runtime or host_runtime(manifest), f"this host ({platform.machine()})")
     if runner.precision:

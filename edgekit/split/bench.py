@@ -83,7 +83,7 @@ def bench_pipeline(
     data = pipeline_file.read(directory)
     stages = load_stages(directory, data, devices, names)
     gates = _gates(stages[-1], settings)  # an unknown profile fails before any device is touched
-    feeds, labels = _inputs(data, settings)
+    feeds, labels, boxes = _inputs(data, settings)
     say = progress or (lambda _: None)
 
     async def run() -> dict[str, Any]:
@@ -107,7 +107,7 @@ def bench_pipeline(
 
     measured = asyncio.run(run())
     record = pipeline_records(directory, data, stages, measured, settings, results)
-    record["fidelity"] = _fidelity(data, feeds, labels, measured["outputs"], gates, settings)
+    record["fidelity"] = _fidelity(data, feeds, labels, measured["outputs"], gates, settings, boxes)
     from edgekit.runner import ResultWriter
 
     ResultWriter(results).write(record)
@@ -116,16 +116,16 @@ def bench_pipeline(
 
 def _inputs(
     data: Mapping[str, Any], settings: PipelineBenchSettings
-) -> tuple[list[dict[str, np.ndarray]], Any]:
+) -> tuple[list[dict[str, np.ndarray]], Any, Any]:
     specs = [(i["name"], i["shape"] or [], i["dtype"] or "float32") for i in data["source"]["inputs"]]
     if settings.val is None:
-        return run_shards.random_feeds(specs, settings.samples, settings.seed), None
+        return run_shards.random_feeds(specs, settings.samples, settings.seed), None, None
     from edgekit.calib import CalibrationSet, InputInfo
 
     val = CalibrationSet.load(settings.val, settings.val_samples)
     reader = val.validate([InputInfo(n, tuple(s), np.dtype(d)) for n, s, d in specs], "validation set")
     feeds = [dict(f) for f in reader.feeds(1)]
-    return feeds, val.labels
+    return feeds, val.labels, val.boxes
 
 
 def _gates(last: Stage, settings: PipelineBenchSettings) -> Any:
@@ -142,6 +142,7 @@ def _fidelity(
     actual: list[dict[str, np.ndarray]],
     gates: Any,
     settings: PipelineBenchSettings | None = None,
+    boxes: Any = None,
 ) -> dict[str, Any]:
     """The pipeline's outputs vs the unsplit FP32 model run here (the same metrics as verify), judged by
     the unsplit model's task (--task overrides what infer_task reads from it); without that model, a
@@ -164,7 +165,7 @@ def _fidelity(
     settings = settings or PipelineBenchSettings()
     task = task_options.task_of(None, settings.task, source)
     metric = task_options.load_metric(settings.metric)
-    report = compare(ref, act, labels, gates, where="pipeline", task=task, metric=metric)
+    report = compare(ref, act, labels, gates, where="pipeline", task=task, metric=metric, boxes=boxes)
     report.runtime = "the pipeline's stages on their devices, relayed through this host"
     precisions = sorted({str(s["precision"]) for s in data.get("shards", []) if s.get("precision")})
     report.precision = ",".join(precisions) or None

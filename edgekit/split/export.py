@@ -51,7 +51,7 @@ def shard_sets(
     what: str,
 ) -> list[Path]:
     """One .npz per shard: its inputs (model inputs from the set, the rest from the earlier shards' FP32
-    outputs), one sample per row; labels stay with the last shard."""
+    outputs), one sample per row; labels and ground-truth boxes stay with the last shard."""
     from edgekit.calib import CalibrationSet, InputInfo
 
     data_set = CalibrationSet.load(path, samples)
@@ -79,6 +79,8 @@ def shard_sets(
         stacked = {name: np.stack(parts, axis=0) for name, parts in arrays.items()}
         if index == len(stages) - 1 and data_set.labels is not None:
             stacked["labels"] = data_set.labels
+        if index == len(stages) - 1 and data_set.boxes is not None:
+            stacked["boxes"] = data_set.boxes
         np.savez(out, **stacked)  # type: ignore[arg-type]
         paths.append(out)
     return paths

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit.errors import BadInput
+from edgekit.errors import NotApplicable
 
 if TYPE_CHECKING:
     from edgekit.backends.base import ExportJob
@@ -95,7 +95,7 @@ def compress(
     model = job.prepared.load()
     layers = weight_layers(model)
     if not layers:
-        raise BadInput(f"--{level}: the model has no MatMul/Gemm with a constant weight to quantize")
+        raise NotApplicable(f"--{level}: the model has no MatMul/Gemm with a constant weight to quantize")
     by_output = {n.output[0]: n.name for n in model.graph.node if n.name in {layer.node for layer in layers}}
     data = None
     feeds: list[dict[str, np.ndarray]] = []
