@@ -114,6 +114,20 @@ def test_histogram_range_doubling_keeps_counts_exact() -> None:
     assert tensor.percentile(100.0, symmetric=False) == pytest.approx((tensor.low, tensor.high))
 
 
+def test_histogram_grows_from_an_all_zero_first_batch() -> None:
+    """A tensor that is all zeros in the first batch (an attention-mask bias on unpadded sentences)
+    then -10000 where padded: the radius grows from 1e-12 by 2**54 without overflowing the index."""
+    tensor = activation_stats.TensorStats()
+    tensor.add(np.zeros(64, np.float32))
+    values = np.zeros(64, np.float32)
+    values[-8:] = -10000.0
+    tensor.add(values)
+    assert tensor.hist.sum() == 128
+    assert tensor.radius >= 10000.0
+    assert (tensor.low, tensor.high) == (-10000.0, 0.0)
+    assert tensor.percentile(100.0, symmetric=False) == pytest.approx((-10000.0, 0.0))
+
+
 def test_entropy_clips_a_heavy_tail_and_keeps_relu_outputs_nonnegative() -> None:
     rng = np.random.default_rng(1)
     relu = np.maximum(rng.standard_t(2, 200_000), 0).astype(np.float32)  # ReLU of a heavy tail

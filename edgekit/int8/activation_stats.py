@@ -75,7 +75,11 @@ class TensorStats:
         ((k - 1) * BINS_PER_SIDE + i) // k for a growth factor k = 2**n."""
         factor = 2 ** math.ceil(math.log2(amax / self.radius))
         old = np.arange(2 * BINS_PER_SIDE)
-        new_index = ((factor - 1) * BINS_PER_SIDE + old) // factor
+        # any factor >= 2 * BINS_PER_SIDE maps the old bins exactly as 2 * BINS_PER_SIDE does (into the
+        # two central bins); capping it keeps the int64 index math from overflowing when the first
+        # batch was all zeros (radius 1e-12, e.g. an attention-mask bias on unpadded sentences)
+        step = min(factor, 2 * BINS_PER_SIDE)
+        new_index = ((step - 1) * BINS_PER_SIDE + old) // step
         self.hist = np.bincount(new_index, weights=self.hist, minlength=2 * BINS_PER_SIDE).astype(np.int64)
         self.radius *= factor
 
