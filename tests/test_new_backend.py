@@ -95,8 +95,10 @@ def test_a_new_backend_is_one_file_one_row_one_toml(new_backend: Path, tmp_path:
     assert (spec["backend"], spec["device"]) == ("onnxruntime", "CPU")
 
     rows = demo.run_demo(tmp_path / "demo", only=["copy-cpu"], iterations=5, progress=lambda _: None)
-    (timed,) = rows
-    assert timed["status"] == "ok" and timed["p50_ms"] > 0, timed
-    assert timed["timed_as"].startswith("onnxruntime")
-    (record,) = runner.read_results(tmp_path / "demo" / "results.jsonl")
-    assert record["artifact"]["backend"] == "copyonnx" and record["latency_ms"]["p50"] == timed["p50_ms"]
+    assert [r["model"] for r in rows] == ["digits", "detector"]  # one row per bundled model
+    for timed in rows:
+        assert timed["status"] == "ok" and timed["p50_ms"] > 0, timed
+        assert timed["timed_as"].startswith("onnxruntime")
+    records = runner.read_results(tmp_path / "demo" / "results.jsonl")
+    assert [r["artifact"]["backend"] for r in records] == ["copyonnx"] * 2
+    assert [r["latency_ms"]["p50"] for r in records] == [r["p50_ms"] for r in rows]

@@ -62,7 +62,7 @@ CASES = [
     ('path = "model.onnx"', 'path = "missing.onnx"', 6, "[[model]] path 'missing.onnx' not found"),
     ('calib = "calib.npz"', 'calib = "nope.npz"', 7, "[[model]] calib 'nope.npz' not found"),
     ('name = "x86-cpu"', 'name = "x86-cpv"', 12, "unknown target 'x86-cpv'. Did you mean 'x86-cpu'?"),
-    ('precisions = ["fp32", "int8"]', 'precisions = ["fp32", "int4"]', 13, "does not offer 'int4'"),
+    ('precisions = ["fp32", "int8"]', 'precisions = ["fp32", "int3"]', 13, "does not offer 'int3'"),
     ('devices = ["local"]', 'devices = ["locl"]', 19, "unknown device 'locl'. Did you mean 'local'?"),
     ("iterations = 50", 'iterations = "50"', 20, "iterations must be an integer"),
     (

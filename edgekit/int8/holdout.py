@@ -4,6 +4,8 @@ selected recipes and fallback nodes on.
 With a validation set, the search selects on the calibration hold-out when the calibration set is
 large enough to spare one (`scoring.split`: the same samples it holds out without --val), else on a
 seeded part of the validation set; the verdict is reported on the rest of the validation set. A
+validation set with labels the calibration set lacks is split too (when each part keeps 8 samples or
+more), so that accuracy enters the search's metric as it enters the verdict's. A
 validation sample identical to a selection sample (the same file passed as --calib and --val, or
 overlapping sets) is left out of the verdict too. The manifest records both sets (`SamplePlan.record`).
 """
@@ -23,6 +25,7 @@ from edgekit.int8.scoring import MAX_HOLDOUT, MIN_CALIBRATION, split
 
 SEED = 0
 MIN_VERDICT = 1  # a validation set of one sample cannot be split: selection stays on calibration
+MIN_VERDICT_LABELLED = 8  # a labelled validation set is split for selection when each part gets this many
 MAX_LISTED = 2048  # index lists longer than this are recorded by their hash only
 
 
@@ -77,7 +80,11 @@ def plan(
     """Selection on the calibration hold-out when there is one (and labels are not needed for the
     selection, as accuracy-controlled quantization needs them), else on a seeded part of `val`."""
     count = len(calib)
-    if count >= MIN_CALIBRATION and not (need_labels and calib.labels is None):
+    # labels the calibration set lacks enter the selection's metric (accuracy drop) only from `val`: a
+    # labelled validation set large enough to keep MIN_VERDICT_LABELLED samples for the verdict is split
+    labelled_val = val.labels is not None and len(val) >= 2 * MIN_VERDICT_LABELLED
+    wants_val = (need_labels or labelled_val) and calib.labels is None
+    if count >= MIN_CALIBRATION and not wants_val:
         calibrate, held = split(count, has_validation=False, seed=seed)
         selection_set, selection = "calibration", held
         verdict = list(range(len(val)))

@@ -42,7 +42,7 @@ from edgekit.backends.trt import formats as fmt
 from edgekit.backends.trt.cuda import gpu_present
 from edgekit.backends.trt.options import TensorRTOptions
 from edgekit.backends.trt.profiles import Shapes, optimization_profile
-from edgekit.errors import BadInput, EdgekitError, MissingDependency, NotVerifiedHere
+from edgekit.errors import BadInput, EdgekitError, MissingDependency, NotApplicable, NotVerifiedHere
 from edgekit.fsio import write_text_atomic
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class TensorRTBackend(Backend):
         weight_only = precision == "int4" or (precision == "int8" and job.options.weights_only)
         if weight_only and major < int(WEIGHT_ONLY_TRT.split(".")[0]):
             what = "INT4" if precision == "int4" else "weight-only INT8"
-            raise BadInput(
+            raise NotApplicable(
                 f"{what} on TensorRT needs TensorRT >= {WEIGHT_ONLY_TRT} (block-quantized DequantizeLinear); "
                 f"target '{target.name}' runs TensorRT {trt_version}: choose --int8 or --fp16"
             )
