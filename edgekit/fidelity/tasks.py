@@ -656,8 +656,11 @@ def _from_shapes(graph: _Graph, names: dict[int, str] | None, meta: Mapping[str,
             continue
         chain = _producer_chain(graph, name)
         head = chain[: next((i for i, op in enumerate(chain) if op in _LINEAR), len(chain))]
-        pooled = any(op in _POOLING for op in head[:4]) or (
-            chain[:1] == ["Div"] and any(op in ("ReduceL2", "Sqrt") for op in _norm_ops(graph, name))
+        pooled = (
+            any(op in _POOLING for op in head[:4])
+            or (chain[:1] == ["Div"] and any(op in ("ReduceL2", "Sqrt") for op in _norm_ops(graph, name)))
+            # masked mean pooling (sentence encoders): ReduceSum(hidden * mask) / ReduceSum(mask)
+            or (chain[:2] == ["Div", "ReduceSum"] and "ReduceSum" in _norm_ops(graph, name))
         )
         if pooled and dim >= EMBED_MIN_DIM:
             return TaskSpec("embed", source, (name,), {})
