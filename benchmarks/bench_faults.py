@@ -62,7 +62,9 @@ def _left_over(marker: str) -> list[str]:
     return out
 
 
-def _bench(arts: list[Path], devices: Path, results: Path, iterations: int, resume: bool, env: dict) -> subprocess.Popen:
+def _bench(
+    arts: list[Path], devices: Path, results: Path, iterations: int, resume: bool, env: dict
+) -> subprocess.Popen:
     argv = [sys.executable, "-m", "edgekit", "bench", *map(str, arts), "--devices", str(devices)]
     for name in ("board-0", "board-1", "board-2"):
         argv += ["--device", name]
@@ -97,11 +99,16 @@ def main() -> int:
         known = root / "known_hosts"
         known.write_text("".join(known_hosts_line(s) for s in servers))
         blocks = [
-            ssh_device(f"board-{i}", s.port, client, known, "x86-cpu", root / f"work-{i}", python=sys.executable)
+            ssh_device(
+                f"board-{i}", s.port, client, known, "x86-cpu", root / f"work-{i}", python=sys.executable
+            )
             for i, s in enumerate(servers)
         ]
         devices = write_devices(root / "devices.toml", *blocks)
-        arts = [artifact(root / "arts" / f"m{i}.x86-cpu.fp32", width=96 + 16 * i, depth=3) for i in range(args.artifacts)]
+        arts = [
+            artifact(root / "arts" / f"m{i}.x86-cpu.fp32", width=96 + 16 * i, depth=3)
+            for i in range(args.artifacts)
+        ]
         results = root / "results.jsonl"
         pairs = len(arts) * 3
 
@@ -132,7 +139,11 @@ def main() -> int:
         out2, err2 = second.communicate(timeout=120)
         time.sleep(2.0)  # agents on the "devices" notice their closed stdin
         recs2, bad2 = _records(results)
-        summary["pass2"] = {"exit": second.returncode, "records": len(recs2) - len(recs1), "stderr_tail": err2[-300:]}
+        summary["pass2"] = {
+            "exit": second.returncode,
+            "records": len(recs2) - len(recs1),
+            "stderr_tail": err2[-300:],
+        }
         left = _left_over(marker)
         summary["checks"]["no edgekit process left after SIGTERM"] = not left
         summary["left_over"] = left
@@ -148,7 +159,11 @@ def main() -> int:
         out3, err3 = third.communicate(timeout=900)
         recs3, bad3 = _records(results)
         oks = Counter((r["artifact"]["name"], r["device"]["name"]) for r in recs3 if r["status"] == "ok")
-        summary["resume"] = {"exit": third.returncode, "records": len(recs3) - len(recs2), "stderr_tail": err3[-300:]}
+        summary["resume"] = {
+            "exit": third.returncode,
+            "records": len(recs3) - len(recs2),
+            "stderr_tail": err3[-300:],
+        }
         redone = [p for p in ok_before if oks[p] != 1]
         summary["checks"]["--resume completes every pair, one ok record each"] = (
             len(oks) == pairs and all(v == 1 for v in oks.values()) and not redone and not bad3

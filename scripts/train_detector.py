@@ -159,7 +159,9 @@ class Detect(nn.Module):
     def __init__(self, channels: tuple[int, ...], num_classes: int, hidden: int = 16) -> None:
         super().__init__()
         self.nc = num_classes
-        self.box = nn.ModuleList(nn.Sequential(ConvBnAct(c, hidden), nn.Conv2d(hidden, 4, 1)) for c in channels)
+        self.box = nn.ModuleList(
+            nn.Sequential(ConvBnAct(c, hidden), nn.Conv2d(hidden, 4, 1)) for c in channels
+        )
         self.cls = nn.ModuleList(
             nn.Sequential(ConvBnAct(c, hidden), nn.Conv2d(hidden, num_classes, 1)) for c in channels
         )
@@ -365,7 +367,10 @@ def export_onnx(model: ShapesDetector, path: Path) -> None:
             input_names=["images"],
             output_names=["output0"],
             # Ultralytics' export(dynamic=True) axes
-            dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}},
+            dynamic_axes={
+                "images": {0: "batch", 2: "height", 3: "width"},
+                "output0": {0: "batch", 2: "anchors"},
+            },
         )
         proto = onnx.load(str(tmp_path))
         proto.producer_name = "edgekit/scripts/train_detector.py"
@@ -509,8 +514,15 @@ def main() -> None:
     score = map50(ort_out, b_val, len(NAMES))
     n_dets, tp = count_found(ort_out, b_val)
     n_boxes = sum(len(b) for b in b_val)
-    log.info("trained in %.0f s; FP32 mAP@0.5 %.3f; found %d of %d (%d detections); max diff %.1e",
-             train_seconds, score, tp, n_boxes, n_dets, max_diff)
+    log.info(
+        "trained in %.0f s; FP32 mAP@0.5 %.3f; found %d of %d (%d detections); max diff %.1e",
+        train_seconds,
+        score,
+        tp,
+        n_boxes,
+        n_dets,
+        max_diff,
+    )
 
     # [S, M, 5] rows (class, x1, y1, x2, y2), padded with class -1: edgekit.fidelity's `boxes`
     truth = np.full((len(b_val), max(len(b) for b in b_val), 5), -1.0, dtype=np.float32)
@@ -520,17 +532,45 @@ def main() -> None:
     save_npz(out / "val.npz", images=x_val, boxes=truth)  # the set carries its ground truth
     proto = onnx.load(str(onnx_path))
     info = {
-        "imgsz": EXPORT_SIZE, "train_size": IMGSZ, "names": ", ".join(NAMES), "nc": len(NAMES), "min_size": MIN_SIZE,
-        "max_size": MAX_SIZE, "n_train": TRAIN_IMAGES, "n_calib": CALIB_IMAGES, "n_val": VAL_IMAGES,
-        "n_val_boxes": n_boxes, "max_boxes": truth.shape[1], "objects": f"{BIG_SCENE_OBJECTS[0]}-{BIG_SCENE_OBJECTS[1] - 1}", "seed": args.seed, "opset": OPSET, "channels": 4 + len(NAMES),
-        "anchors": ort_out.shape[2], "onnx_bytes": onnx_path.stat().st_size,
-        "calib_bytes": (out / "calib.npz").stat().st_size, "val_bytes": (out / "val.npz").stat().st_size,
+        "imgsz": EXPORT_SIZE,
+        "train_size": IMGSZ,
+        "names": ", ".join(NAMES),
+        "nc": len(NAMES),
+        "min_size": MIN_SIZE,
+        "max_size": MAX_SIZE,
+        "n_train": TRAIN_IMAGES,
+        "n_calib": CALIB_IMAGES,
+        "n_val": VAL_IMAGES,
+        "n_val_boxes": n_boxes,
+        "max_boxes": truth.shape[1],
+        "objects": f"{BIG_SCENE_OBJECTS[0]}-{BIG_SCENE_OBJECTS[1] - 1}",
+        "seed": args.seed,
+        "opset": OPSET,
+        "channels": 4 + len(NAMES),
+        "anchors": ort_out.shape[2],
+        "onnx_bytes": onnx_path.stat().st_size,
+        "calib_bytes": (out / "calib.npz").stat().st_size,
+        "val_bytes": (out / "val.npz").stat().st_size,
         "params": f"{params:,}",
-        "metadata": ", ".join(f"{p.key}={p.value}" for p in proto.metadata_props if p.key in
-                              ("task", "names", "imgsz", "stride", "batch")),
-        "epochs": EPOCHS, "lr": LEARNING_RATE, "batch": BATCH_SIZE, "train_seconds": train_seconds,
-        "ort_version": ort.__version__, "map50": score, "conf": CONF, "nms_iou": NMS_IOU, "n_dets": n_dets,
-        "tp": tp, "step": EXPORT_SIZE / 255, "max_diff": max_diff, "torch_version": torch.__version__, "onnx_version": onnx.__version__,
+        "metadata": ", ".join(
+            f"{p.key}={p.value}"
+            for p in proto.metadata_props
+            if p.key in ("task", "names", "imgsz", "stride", "batch")
+        ),
+        "epochs": EPOCHS,
+        "lr": LEARNING_RATE,
+        "batch": BATCH_SIZE,
+        "train_seconds": train_seconds,
+        "ort_version": ort.__version__,
+        "map50": score,
+        "conf": CONF,
+        "nms_iou": NMS_IOU,
+        "n_dets": n_dets,
+        "tp": tp,
+        "step": EXPORT_SIZE / 255,
+        "max_diff": max_diff,
+        "torch_version": torch.__version__,
+        "onnx_version": onnx.__version__,
         "numpy_version": np.__version__,
     }
     tmp = out / "README.md.tmp"

@@ -17,7 +17,10 @@ def setup(tmp_path: Path, run_cli) -> dict[str, Path]:
     artifact can pass (cosine > 1), and an inventory with one local device per target."""
     model, _, val, _ = write_model_and_sets(tmp_path, "conv")
     targets = write_target(
-        tmp_path / "targets", "strict-cpu", precisions=["fp32"], fidelity={"min_cosine": 1.01, "min_slice_cosine": 1.01}
+        tmp_path / "targets",
+        "strict-cpu",
+        precisions=["fp32"],
+        fidelity={"min_cosine": 1.01, "min_slice_cosine": 1.01},
     )
     plain = export_ok(run_cli, model, "x86-cpu", "fp32", out=tmp_path / "out")
     strict = export_ok(run_cli, model, "strict-cpu", out=tmp_path / "out", more=["--targets-dir", targets])

@@ -60,7 +60,9 @@ def test_detector_rows_carry_the_task_verdict() -> None:
         "status": "ok",
     }
     text = demo.markdown([row])
-    assert "| detector | x86-cpu | int8 | 0.12 MB | 3.60x | - | - | F1 0.99 [0.97, 1.00] on 24 samples |" in text
+    assert (
+        "| detector | x86-cpu | int8 | 0.12 MB | 3.60x | - | - | F1 0.99 [0.97, 1.00] on 24 samples |" in text
+    )
     models = {m["name"]: m for m in demo.demo_models()}
     assert models["detector"]["input_shapes"] == {"images": [1, 3, 640, 640]}
     assert all(p.exists() for m in models.values() for p in m["paths"].values())

@@ -367,7 +367,9 @@ def test_a_set_with_boxes_verifies_a_detector_and_records_real_map(run_cli, tmp_
     exported = json.loads(out)
     manifest = exported["manifest"]
     metrics = manifest["fidelity"]["task"]["metrics"]
-    assert metrics["map50_reference"] == pytest.approx(1.0) and metrics["map50_artifact"] == pytest.approx(1.0)
+    assert metrics["map50_reference"] == pytest.approx(1.0) and metrics["map50_artifact"] == pytest.approx(
+        1.0
+    )
     assert manifest["validation"]["boxes"] is True and manifest["validation"]["samples"] == SAMPLES
     code, out, err = run_cli("verify", exported["artifact"], "--val", val, "--val-samples", "10", "--json")
     assert code == 0, err
@@ -387,7 +389,9 @@ def test_boxes_with_the_wrong_sample_count_are_one_bad_input_line(run_cli, tmp_p
 
     model, val = _detector_project(tmp_path, yolo, count=SAMPLES - 1)
     code, _, err = run_cli("export", model, "-t", "x86-cpu", "--val", val, "-o", tmp_path / "o")
-    assert_one_line(code, err, 2, "disagree on the number of samples", f"images={SAMPLES}", f"boxes={SAMPLES - 1}")
+    assert_one_line(
+        code, err, 2, "disagree on the number of samples", f"images={SAMPLES}", f"boxes={SAMPLES - 1}"
+    )
 
 
 # ---- maps, embeddings, classes, tokens ---------------------------------------------------------------------

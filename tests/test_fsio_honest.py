@@ -47,7 +47,9 @@ def test_replace_dir_never_leaves_the_target_missing(tmp_path: Path, monkeypatch
 
 
 def test_replace_dir_sweeps_old_leftovers_of_dead_runs(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(dead.stdout)
     final = _dir(tmp_path / "art", "old")
     _dir(tmp_path / f".old-art-{dead_pid}", "crashed mid-replace")
@@ -74,4 +76,6 @@ def test_write_bytes_atomic_fsyncs_the_directory(tmp_path: Path, monkeypatch) ->
 def test_cache_docstring_says_what_a_concurrent_store_does() -> None:
     from edgekit import cache
 
-    assert "keeps the first" not in cache.__doc__ and "keeps the first" not in cache.ContentCache.store.__doc__
+    assert (
+        "keeps the first" not in cache.__doc__ and "keeps the first" not in cache.ContentCache.store.__doc__
+    )

@@ -58,5 +58,11 @@ def test_auto_choice_on_a_proxy_says_so() -> None:
 def test_demo_table_marks_a_proxy_timing() -> None:
     from edgekit.demo import COLUMNS, _cells
 
-    row = {"target": "arm64-cpu", "precision": "fp32", "status": "ok", "p50_ms": 1.5, "host_proxy": "host proxy: x"}
+    row = {
+        "target": "arm64-cpu",
+        "precision": "fp32",
+        "status": "ok",
+        "p50_ms": 1.5,
+        "host_proxy": "host proxy: x",
+    }
     assert "host proxy" in _cells(row)[COLUMNS.index("p50 ms")]

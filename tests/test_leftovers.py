@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from onnx import TensorProto, helper, numpy_helper
 
 from tests import models
@@ -54,12 +53,16 @@ def test_int8_export_of_a_dynamic_model_leaves_the_working_directory_empty(
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    code, _, err = run_cli("export", path, "--target", target, "--int8", "--calib", calib, "-o", tmp_path / "out")
+    code, _, err = run_cli(
+        "export", path, "--target", target, "--int8", "--calib", calib, "-o", tmp_path / "out"
+    )
     assert code in (0, 1), err
     assert sorted(p.name for p in cwd.iterdir()) == []
 
 
-def test_quant_preprocess_and_inspect_leave_the_working_directory_empty(tmp_path: Path, monkeypatch, run_cli) -> None:
+def test_quant_preprocess_and_inspect_leave_the_working_directory_empty(
+    tmp_path: Path, monkeypatch, run_cli
+) -> None:
     """The raw dynamic model (before ingest could merge its dims): the symbolic inference stops, and
     onnxruntime would save sym_shape_infer_temp.onnx and <uuid>.data where the process runs."""
     from edgekit import quant
@@ -92,7 +95,12 @@ def test_temp_dirs_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path) -
     temp = tmp_path / "tmp"
     temp.mkdir()
     art = artifact(tmp_path / "tiny.x86-cpu.fp32", width=64, depth=2)
-    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(root), "EDGEKIT_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "TMPDIR": str(temp),
+        "PYTHONPATH": str(root),
+        "EDGEKIT_CACHE_DIR": str(tmp_path / "cache"),
+    }
     devices = tmp_path / "devices.toml"
     devices.write_text(f'[devices.here]\ntransport = "local"\nworkdir = "{tmp_path / "work"}"\n')
     bench = subprocess.Popen(
@@ -109,7 +117,9 @@ def test_temp_dirs_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path) -
     assert any(temp.iterdir()), "the killed run left nothing (nothing to test)"
     live = temp / f"edgekit-run-{os.getppid()}-keep"  # a live process's run directory stays
     live.mkdir()
-    code = subprocess.run([sys.executable, "-m", "edgekit", "targets", "--json"], env=env, capture_output=True, cwd=tmp_path)
+    code = subprocess.run(
+        [sys.executable, "-m", "edgekit", "targets", "--json"], env=env, capture_output=True, cwd=tmp_path
+    )
     assert code.returncode == 0, code.stderr
     json.loads(code.stdout)
     assert sorted(p.name for p in temp.iterdir()) == [live.name]

@@ -60,11 +60,15 @@ def _python310() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("script,expected", [(LOCAL, "OK timeout"), (RELAY, "OK True")], ids=["local", "relay"])
+@pytest.mark.parametrize(
+    "script,expected", [(LOCAL, "OK timeout"), (RELAY, "OK True")], ids=["local", "relay"]
+)
 def test_device_timeouts_are_caught_on_python_310(script: str, expected: str) -> None:
     python = _python310()
     if python is None:
         pytest.skip("no Python 3.10 on this machine")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYENV_VERSION": "3.10.13"}
-    proc = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [python, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT
+    )
     assert proc.stdout.strip() == expected, proc.stdout + proc.stderr

@@ -99,9 +99,19 @@ CASES = [
         14,
         "options.dynamic_int8 must be true or false",
     ),
-    ('val = "val.npz"', 'val = "val.npz"\ntask = "detetc"', 9, "task 'detetc' is not a task. Did you mean 'detect'?"),
+    (
+        'val = "val.npz"',
+        'val = "val.npz"\ntask = "detetc"',
+        9,
+        "task 'detetc' is not a task. Did you mean 'detect'?",
+    ),
     ('val = "val.npz"', 'val = "val.npz"\ntask = 3', 9, "task must be a string"),
-    ('val = "val.npz"', 'val = "val.npz"\nmetric = "nocolon"', 9, "metric 'nocolon' must be 'module:function'"),
+    (
+        'val = "val.npz"',
+        'val = "val.npz"\nmetric = "nocolon"',
+        9,
+        "metric 'nocolon' must be 'module:function'",
+    ),
     ('val = "val.npz"', 'val = "val.npz"\nmetric = "no_such_mod:f"', 9, "cannot import module 'no_such_mod'"),
     ("max_accuracy_drop = 1.0", "min_fl = 0.9", 16, "unknown key 'min_fl'. Did you mean 'min_f1'?"),
     ("max_accuracy_drop = 1.0", 'min_mask_iou = "high"', 16, "min_mask_iou must be an integer or a number"),
@@ -124,8 +134,12 @@ def test_mistakes_are_one_line_with_file_and_line(project, run_cli, old, new, li
 def test_model_task_metric_and_task_gates_are_read(project):
     """[[model]] task and metric (a module beside the config) and the task gates in [gates]."""
     (project / "release_metric.py").write_text("def agree(reference, actual, labels):\n    return 1.0\n")
-    text = GOOD.replace('val = "val.npz"', 'val = "val.npz"\ntask = "classify"\nmetric = "release_metric:agree"')
-    text = text.replace("max_accuracy_drop = 1.0", "max_accuracy_drop = 3.0\nmin_f1 = 0.9\nmin_slice_cosine = 0.4")
+    text = GOOD.replace(
+        'val = "val.npz"', 'val = "val.npz"\ntask = "classify"\nmetric = "release_metric:agree"'
+    )
+    text = text.replace(
+        "max_accuracy_drop = 1.0", "max_accuracy_drop = 3.0\nmin_f1 = 0.9\nmin_slice_cosine = 0.4"
+    )
     (project / "edgekit.toml").write_text(text)
     cfg = load_config(project / "edgekit.toml")
     assert cfg.models[0].task == "classify" and cfg.models[0].metric == "release_metric:agree"

@@ -111,7 +111,10 @@ def test_requests_take_task_metric_and_every_gate() -> None:
 
     req = api.ExportRequest("m.onnx", "x86-cpu", task="detect", metric=metric, gate_overrides={"min_f1": 0.8})
     assert req.to_json()["task"] == "detect" and req.to_json()["metric"].endswith("metric")
-    assert api.VerifyRequest("a", "v.npz", task="embed", gate_overrides={"min_embedding_cosine": 0.9}).task == "embed"
+    assert (
+        api.VerifyRequest("a", "v.npz", task="embed", gate_overrides={"min_embedding_cosine": 0.9}).task
+        == "embed"
+    )
     assert api.BenchRequest(["a"], metric="m:f", gate_overrides={"max_kl": 0.1}).metric == "m:f"
     with pytest.raises(BadInput, match="task 'dog' is not a task"):
         api.VerifyRequest("a", "v.npz", task="dog")
@@ -152,7 +155,9 @@ def test_with_val_the_manifest_shows_disjoint_selection_and_verdict(run_cli, tmp
     samples = manifest["samples"]
     assert samples["disjoint"] is True
     selection, verdict = samples["selection"], samples["verdict"]
-    assert selection["set"] == "calibration" and selection["source"] == "calib.npz" and selection["count"] == 8
+    assert (
+        selection["set"] == "calibration" and selection["source"] == "calib.npz" and selection["count"] == 8
+    )
     assert verdict["set"] == "validation" and verdict["source"] == "val.npz" and verdict["count"] == 12
     assert selection["score"]["passed"] is not None and verdict["score"]["passed"] is True
     assert len(selection["indices_sha256"]) == 64 and len(selection["indices"]) == 8
@@ -172,7 +177,9 @@ def test_a_small_calibration_set_selects_on_part_of_val(run_cli, tmp_path: Path)
     assert selection["set"] == verdict["set"] == "validation"
     assert not set(selection["indices"]) & set(verdict["indices"])
     assert selection["count"] + verdict["count"] == 12 and manifest["fidelity"]["samples"] == verdict["count"]
-    assert manifest["details"]["int8_search"]["scored_on"].startswith(f"{selection['count']} validation samples")
+    assert manifest["details"]["int8_search"]["scored_on"].startswith(
+        f"{selection['count']} validation samples"
+    )
 
 
 def test_the_same_file_as_calib_and_val_keeps_selected_samples_out_of_the_verdict(
@@ -324,7 +331,9 @@ def test_metric_module_function_drives_the_search_and_the_gate(run_cli, tmp_path
     assert code == 1 and "metric" in err, err
     # verify imports the recorded metric again
     artifact = tmp_path / "a" / manifest["name"]
-    report = api.verify(api.VerifyRequest(artifact, paths["val"], write=False, gate_overrides={"min_metric": 1.5}))
+    report = api.verify(
+        api.VerifyRequest(artifact, paths["val"], write=False, gate_overrides={"min_metric": 1.5})
+    )
     assert not report.passed and report.metric is not None
 
 
@@ -374,7 +383,9 @@ def test_bench_val_and_verify_device_judge_by_the_task_and_name_the_device(run_c
     assert fidelity["task"]["kind"] == "classify" and fidelity["precision"] == "fp32"
     assert fidelity["device"].startswith("here") and fidelity["runtime"].startswith("onnxruntime")
     report = api.verify(
-        api.VerifyRequest(artifact, paths["val"], device="here", devices_file=devices, task="raw", write=False)
+        api.VerifyRequest(
+            artifact, paths["val"], device="here", devices_file=devices, task="raw", write=False
+        )
     )
     assert report.task["kind"] == "raw" and report.device.startswith("here")
 

@@ -37,7 +37,9 @@ def test_trtexec_throughput_counts_the_batch(tmp_path: Path, monkeypatch) -> Non
     json.dumps(result)
 
 
-def test_device_engine_is_rebuilt_when_the_devices_tensorrt_changes(tmp_path: Path, run_cli, monkeypatch) -> None:
+def test_device_engine_is_rebuilt_when_the_devices_tensorrt_changes(
+    tmp_path: Path, run_cli, monkeypatch
+) -> None:
     """An engine that came home from a device is reused only while the device's TensorRT and GPU are the
     ones that built it: after a TensorRT upgrade (here: a different trtexec) it is built again."""
     from edgekit.resources import demo_paths
@@ -56,13 +58,22 @@ def test_device_engine_is_rebuilt_when_the_devices_tensorrt_changes(tmp_path: Pa
         f'[devices.orin]\ntransport = "local"\ntarget = "jetson-orin-nano"\nworkdir = "{tmp_path / "device"}"\n'
     )
     code, out, err = run_cli(
-        "export", demo_paths()["model"], "--target", "jetson-orin-nano", "--fp32", "-o", tmp_path / "arts", "--json"
+        "export",
+        demo_paths()["model"],
+        "--target",
+        "jetson-orin-nano",
+        "--fp32",
+        "-o",
+        tmp_path / "arts",
+        "--json",
     )
     assert code == 0, err
     artifact = Path(json.loads(out)["artifact"])
 
     def bench() -> int:
-        code, _, err = run_cli("bench", artifact, "--devices", devices, "--iterations", "20", "-o", tmp_path / "r.jsonl")
+        code, _, err = run_cli(
+            "bench", artifact, "--devices", devices, "--iterations", "20", "-o", tmp_path / "r.jsonl"
+        )
         assert code == 0, err
         return len((fake_dir / "calls").read_text().split())
 

@@ -27,7 +27,16 @@ def _model_and_val(tmp_path: Path) -> tuple[Path, Path]:
 def test_fp16_bundle_is_not_verified_here(tmp_path: Path, run_cli) -> None:
     path, val = _model_and_val(tmp_path)
     code, out, err = run_cli(
-        "export", path, "--target", "jetson-orin-nano", "--fp16", "--val", val, "-o", tmp_path / "out", "--json"
+        "export",
+        path,
+        "--target",
+        "jetson-orin-nano",
+        "--fp16",
+        "--val",
+        val,
+        "-o",
+        tmp_path / "out",
+        "--json",
     )
     assert code == 0, err
     manifest = json.loads(out)["manifest"]
@@ -41,7 +50,16 @@ def test_fp16_bundle_is_not_verified_here(tmp_path: Path, run_cli) -> None:
 def test_fp32_bundle_verdict_names_its_runtime_and_precision(tmp_path: Path, run_cli) -> None:
     path, val = _model_and_val(tmp_path)
     code, out, err = run_cli(
-        "export", path, "--target", "jetson-orin-nano", "--fp32", "--val", val, "-o", tmp_path / "out", "--json"
+        "export",
+        path,
+        "--target",
+        "jetson-orin-nano",
+        "--fp32",
+        "--val",
+        val,
+        "-o",
+        tmp_path / "out",
+        "--json",
     )
     assert code == 0, err
     fidelity = json.loads(out)["manifest"]["fidelity"]

@@ -37,7 +37,9 @@ def test_pipeline_bench_without_the_unsplit_model_says_fidelity_not_measured(tmp
     val = tmp_path / "val.npz"
     np.savez(val, input=np.random.default_rng(0).standard_normal((4, 1, 3, 16, 16)).astype(np.float32))
     split(SplitRequest(path, parts=2, out_dir=tmp_path / "res.split", profile=False))
-    code, _, err = run_cli("export", tmp_path / "res.split", "--target", "x86-cpu", "--fp32", "-o", tmp_path / "out")
+    code, _, err = run_cli(
+        "export", tmp_path / "res.split", "--target", "x86-cpu", "--fp32", "-o", tmp_path / "out"
+    )
     assert code == 0, err
     path.unlink()  # the unsplit model is gone: end-to-end fidelity cannot be measured
     results = tmp_path / "results.jsonl"

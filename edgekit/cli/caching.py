@@ -36,7 +36,9 @@ def _show(app: CliContext, record, entries: bool) -> None:
     bound = "no bound" if record.bound_bytes is None else f"bound {render.mb(record.bound_bytes)}"
     out.print(f"total {render.mb(record.total_bytes)} in {record.root} ({bound}, EDGEKIT_CACHE_MAX_MB)")
     for entry in record.removed:
-        out.print(f"removed {entry['kind']} {str(entry['path']).rsplit('/', 1)[-1]} ({render.mb(entry['bytes'])})")
+        out.print(
+            f"removed {entry['kind']} {str(entry['path']).rsplit('/', 1)[-1]} ({render.mb(entry['bytes'])})"
+        )
 
 
 @cache.command("list")
@@ -58,7 +60,9 @@ def size(app: CliContext) -> None:
 
 
 @cache.command()
-@click.option("--kind", "kinds", multiple=True, help="Only this kind (prepared, onnx2tf, release, artifacts).")
+@click.option(
+    "--kind", "kinds", multiple=True, help="Only this kind (prepared, onnx2tf, release, artifacts)."
+)
 @common
 def clean(app: CliContext, kinds: tuple[str, ...]) -> None:
     """Remove every entry (of --kind)."""
@@ -68,8 +72,12 @@ def clean(app: CliContext, kinds: tuple[str, ...]) -> None:
 
 
 @cache.command()
-@click.option("--max-mb", type=float, default=None, help="Evict least recently used entries down to this size.")
-@click.option("--max-age", "max_age", type=float, default=None, help="Evict entries unused for this many days.")
+@click.option(
+    "--max-mb", type=float, default=None, help="Evict least recently used entries down to this size."
+)
+@click.option(
+    "--max-age", "max_age", type=float, default=None, help="Evict entries unused for this many days."
+)
 @common
 def prune(app: CliContext, max_mb: float | None, max_age: float | None) -> None:
     """Evict old, then least recently used entries (default: down to EDGEKIT_CACHE_MAX_MB)."""

@@ -89,9 +89,7 @@ gate_options = _options(
     click.option("--min-snr-db", type=float, help="Gate: minimum SNR per output (dB)."),
     click.option("--min-f1", type=float, help="Gate (detect): minimum detection F1 against FP32."),
     click.option("--min-mask-iou", type=float, help="Gate (map/segment): minimum thresholded-mask IoU."),
-    click.option(
-        "--min-embedding-cosine", type=float, help="Gate (embed): minimum worst per-sample cosine."
-    ),
+    click.option("--min-embedding-cosine", type=float, help="Gate (embed): minimum worst per-sample cosine."),
     click.option("--min-metric", type=float, help="Gate: minimum value of --metric (higher is better)."),
     click.option(
         "--min-slice-cosine",

@@ -160,4 +160,3 @@ def head_nodes(heads: Sequence[Head], value: Any) -> list[str]:
     if value == "float-tail":
         return list(dict.fromkeys(n for h in heads for n in h.tail))
     return []
-

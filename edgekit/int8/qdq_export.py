@@ -219,7 +219,9 @@ def _head_record(adapter: OrtQdqAdapter, outcome: Outcome, data: ScoringSet) -> 
         out["cost"] = {"error": str(exc)}
         return out
     try:
-        timed = _p50s(adapter, {"head_int8": adapter.path(plain), "chosen": adapter.path(outcome.candidate)}, data)
+        timed = _p50s(
+            adapter, {"head_int8": adapter.path(plain), "chosen": adapter.path(outcome.candidate)}, data
+        )
         out["cost"] = {
             "nodes_in_float": len(nodes),
             "bytes_added": _bytes(adapter.path(outcome.candidate)) - _bytes(adapter.path(plain)),

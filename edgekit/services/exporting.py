@@ -130,7 +130,9 @@ def export(req: ExportRequest, progress: Progress = noop) -> ExportRecord:
 
             progress(f"verifying on {len(verdict_reader)} samples")
             try:
-                report = verify_dir(tmp, manifest, verdict_reader, model_path, gates, task=task, metric=metric)
+                report = verify_dir(
+                    tmp, manifest, verdict_reader, model_path, gates, task=task, metric=metric
+                )
                 manifest["fidelity"] = report.to_json()
             except NotVerifiedHere as exc:  # never a pass: no fidelity, and the manifest says why
                 progress(str(exc))

@@ -67,7 +67,9 @@ def verify_dir(
         raise BadInput(f"the artifact does not produce output(s) {', '.join(missing)} of the reference model")
     report = compare(reference, actual, val.labels, gates, task=task, metric=metric, boxes=val.boxes)
     # a runner that names what it ran (TensorRT's: the engine, or onnxruntime on the bundle's ONNX) wins
-    report = stamped(report, manifest, runner.runtime or host_runtime(manifest), f"this host ({platform.machine()})")
+    report = stamped(
+        report, manifest, runner.runtime or host_runtime(manifest), f"this host ({platform.machine()})"
+    )
     if runner.precision:
         report.precision = runner.precision
     return report

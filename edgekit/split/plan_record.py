@@ -167,8 +167,11 @@ def _basis(shares_source: str, devices: Sequence[planner.DeviceModel], shards: l
     measured = [s["index"] for s in shards if s["predicted_from"].startswith("this shard measured")]
     text = (
         f"node time shares from {shares_source}"
-        + (" (onnxruntime with graph optimisations off, on this host)" if "onnxruntime" in shares_source else
-           " (not profiled; this host's onnxruntime was not run)")
+        + (
+            " (onnxruntime with graph optimisations off, on this host)"
+            if "onnxruntime" in shares_source
+            else " (not profiled; this host's onnxruntime was not run)"
+        )
         + f", scaled to each device's whole-model time ({'; '.join(speeds)})"
     )
     if measured:

@@ -99,8 +99,8 @@ def head_scopes(
     ops they became. Empty when the model has no such head."""
     import onnx
 
-    from edgekit.int8 import head as head_mod
     from edgekit.int8 import activation_stats
+    from edgekit.int8 import head as head_mod
 
     model = onnx.load(str(onnx_path))
     if not any(node.op_type == "Concat" for node in model.graph.node):

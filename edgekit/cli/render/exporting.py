@@ -62,7 +62,9 @@ def export(record: Mapping[str, Any]) -> None:
     if manifest.get("fidelity"):
         fidelity(manifest["fidelity"])
     elif (manifest.get("verification") or {}).get("status"):
-        stdout().print(f"[yellow]{manifest['verification']['status']}:[/yellow] {manifest['verification']['reason']}")
+        stdout().print(
+            f"[yellow]{manifest['verification']['status']}:[/yellow] {manifest['verification']['reason']}"
+        )
     provenance(manifest)
     if manifest.get("precision_choice"):
         precision_choice(manifest["precision_choice"])
