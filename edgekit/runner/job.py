@@ -87,6 +87,7 @@ def _base_record(job: Job, settings: BenchSettings) -> dict[str, Any]:
             "seed": settings.seed,
             "repeats": settings.repeats,
             "input_source": "validation" if settings.validation else f"random(seed={settings.seed})",
+            "shapes": job.shapes,  # the shapes stated for this run (None: the artifact's own): --resume's key
         },
         "shapes": job.shapes,  # what was timed, by source input name
         "runtime": None,

@@ -29,13 +29,17 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
 def done_pairs(path: str | Path) -> set[tuple[str, str]]:
     """(artifact sha256, device name) of finished runs; a run of stated shapes adds them to the name
-    (edgekit.runner.shapes.label), so each shape set resumes on its own."""
+    (edgekit.runner.shapes.label), so each shape set resumes on its own. The stated shapes are the
+    settings' (`record["shapes"]` is what the agent fed, a static model's own shapes included)."""
     from edgekit.runner.shapes import label
+
+    def stated(r: dict[str, Any]) -> Any:
+        return (r.get("settings") or {}).get("shapes")
 
     return {
         (
             r["artifact"]["sha256"],
-            r["device"]["name"] + (f" [{label(r['shapes'])}]" if r.get("shapes") else ""),
+            r["device"]["name"] + (f" [{label(stated(r))}]" if stated(r) else ""),
         )
         for r in read_results(path)
         if r.get("status") == "ok" and "artifact" in r and "device" in r
