@@ -35,7 +35,9 @@ def _int8_gate_held_or_said(code: int, manifest: dict, err: str) -> None:
 
     search = search_record(manifest)
     assert search is not None, err
-    assert search["passed"] == manifest["fidelity"]["passed"] == (code == 0), err
+    # the verdict on samples the search never selected on decides the exit code (issue 15: honest
+    # verdicts); the search's own score can pass where that verdict fails
+    assert manifest["fidelity"]["passed"] == (code == 0), err
     recipes = [c for c in search["candidates"] if c["stage"] == "recipe"]
     if any(c["passed"] for c in recipes):
         assert search["passed"], err  # a recipe that meets the gate is never given up
